@@ -1,0 +1,4 @@
+//! `deliver`: procmail's command line, postroom's delivery.
+fn main() {
+    std::process::exit(75);
+}

@@ -1,0 +1,4 @@
+//! `postroom`: the SMTP server and its tools.
+fn main() {
+    std::process::exit(64);
+}

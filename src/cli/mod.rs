@@ -1,0 +1,1 @@
+//! Command-line parsing and exit-code mapping for the binaries; nothing else.

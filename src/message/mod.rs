@@ -1,0 +1,259 @@
+//! One message as bytes.
+//!
+//! A [`Message`] owns the raw bytes of a mail and knows where its header
+//! ends. It edits the postmark (the mbox `From ` line) and the
+//! `Content-Length:` field the way procmail does, and gives the views that
+//! recipe conditions search. It never decodes: mail is not always UTF-8.
+//! It knows nothing of files, rules or SMTP.
+
+use std::borrow::Cow;
+
+/// A mail message: header (up to and including the first empty line) and body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    bytes: Vec<u8>,
+    header_len: usize,
+}
+
+/// Length of the header of `bytes`: up to and including the first empty
+/// line, or everything when there is none (procmail-semantics §3).
+fn header_len(bytes: &[u8]) -> usize {
+    if bytes.first() == Some(&b'\n') {
+        return 1;
+    }
+    match memfind(bytes, b"\n\n") {
+        Some(p) => p + 2,
+        None => bytes.len(),
+    }
+}
+
+/// Position of the first occurrence of `needle` in `hay`.
+pub(crate) fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Message {
+    /// Takes the bytes as they arrived; nothing is changed.
+    pub fn from_bytes(bytes: Vec<u8>) -> Message {
+        let header_len = header_len(&bytes);
+        Message { bytes, header_len }
+    }
+
+    /// Builds a message from a separate header and body.
+    pub fn from_parts(header: &[u8], body: &[u8]) -> Message {
+        let mut bytes = Vec::with_capacity(header.len() + body.len());
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(body);
+        Message::from_bytes(bytes)
+    }
+
+    /// The whole message.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Consumes the message, giving its bytes back.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Total size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the message has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The header, including its postmark and the separating empty line.
+    pub fn header(&self) -> &[u8] {
+        &self.bytes[..self.header_len]
+    }
+
+    /// Everything after the separating empty line.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.header_len..]
+    }
+
+    /// Replaces the header, keeping the body (an `h` filter).
+    pub fn set_header(&mut self, header: &[u8]) {
+        let body = self.bytes.split_off(self.header_len);
+        *self = Message::from_parts(header, &body);
+    }
+
+    /// Replaces the body, keeping the header (a `b` filter).
+    pub fn set_body(&mut self, body: &[u8]) {
+        self.bytes.truncate(self.header_len);
+        self.bytes.extend_from_slice(body);
+    }
+
+    /// The header as conditions search it: every newline followed by a
+    /// blank (a continued field) becomes a space (procmail-semantics §3).
+    pub fn joined_header(&self) -> Cow<'_, [u8]> {
+        join_continuations(self.header())
+    }
+
+    /// Length of the leading `From ` line with its newline, 0 when there is none.
+    pub fn postmark_len(&self) -> usize {
+        if !self.bytes.starts_with(b"From ") {
+            return 0;
+        }
+        match self.bytes.iter().position(|&b| b == b'\n') {
+            Some(p) if p < self.header_len => p + 1,
+            _ => self.header_len,
+        }
+    }
+
+    /// The postmark line without its newline, if any.
+    pub fn postmark(&self) -> Option<&[u8]> {
+        let n = self.postmark_len();
+        (n > 0).then(|| self.bytes[..n].strip_suffix(b"\n").unwrap_or(&self.bytes[..n]))
+    }
+
+    /// Length of the postmark plus the `>From ` lines right below it: the
+    /// part that Maildir folders and forwards leave out (§10.4, §10.6).
+    pub fn envelope_len(&self) -> usize {
+        let mut n = self.postmark_len();
+        if n == 0 {
+            return 0;
+        }
+        while n < self.header_len && self.bytes[n..].starts_with(b">From ") {
+            n = match self.bytes[n..self.header_len].iter().position(|&b| b == b'\n') {
+                Some(p) => n + p + 1,
+                None => self.header_len,
+            };
+        }
+        n
+    }
+
+    /// Sets the postmark to `line` (without newline), replacing an existing one.
+    pub fn set_postmark(&mut self, line: &[u8]) {
+        let old = self.postmark_len();
+        let mut bytes = Vec::with_capacity(self.bytes.len() + line.len() + 1 - old.min(line.len()));
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.bytes[old..]);
+        *self = Message::from_bytes(bytes);
+    }
+
+    /// Drops leading empty lines, as procmail does in `-d` mode.
+    pub fn skip_leading_newlines(&mut self) {
+        let n = self.bytes.iter().take_while(|&&b| b == b'\n').count();
+        if n > 0 {
+            self.bytes.drain(..n);
+            self.header_len = header_len(&self.bytes);
+        }
+    }
+
+    /// The value of the first header field named `name` (case-insensitive,
+    /// without the colon), continuation lines joined, leading blanks trimmed.
+    pub fn header_field(&self, name: &[u8]) -> Option<Vec<u8>> {
+        let joined = self.joined_header();
+        for line in joined.split(|&b| b == b'\n') {
+            if line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name)
+                && line[name.len()] == b':'
+            {
+                let v = &line[name.len() + 1..];
+                let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
+                return Some(v[start..].to_vec());
+            }
+        }
+        None
+    }
+
+    /// Rewrites a `Content-Length:` field in place to the real body length,
+    /// keeping the field's width, and returns the number of body bytes it
+    /// now protects from `>From` escaping (procmail-semantics §3). Returns 0
+    /// when there is no such field.
+    pub fn fix_content_length(&mut self) -> usize {
+        let hl = self.header_len;
+        let mut pos = 0;
+        let mut field = None;
+        while pos < hl {
+            let end = self.bytes[pos..hl].iter().position(|&b| b == b'\n').map_or(hl, |p| pos + p);
+            let line = &self.bytes[pos..end];
+            if line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"Content-Length:") {
+                field = Some((pos + 15, end));
+                break;
+            }
+            pos = end + 1;
+        }
+        let Some((vstart, vend)) = field else { return 0 };
+        let mut body_len = self.bytes.len() - hl;
+        if self.bytes.len() >= 2 && self.bytes[self.bytes.len() - 2] == b'\n' && body_len > 0 {
+            body_len -= 1;
+        }
+        let width = vend - vstart;
+        let digits = body_len.to_string();
+        let text = if digits.len() <= width {
+            format!("{digits:>width$}")
+        } else {
+            "9".repeat(width)
+        };
+        self.bytes[vstart..vend].copy_from_slice(text.as_bytes());
+        text.trim_start().parse().unwrap_or(0)
+    }
+}
+
+/// `data` with every newline that is followed by a blank turned into a space.
+pub fn join_continuations(data: &[u8]) -> Cow<'_, [u8]> {
+    let continued = |i: usize| data[i] == b'\n' && matches!(data.get(i + 1), Some(b' ' | b'\t'));
+    if !(0..data.len()).any(continued) {
+        return Cow::Borrowed(data);
+    }
+    Cow::Owned(
+        (0..data.len())
+            .map(|i| if continued(i) { b' ' } else { data[i] })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_ends_after_first_empty_line() {
+        let m = Message::from_bytes(b"A: b\n\nbody\n\nmore".to_vec());
+        assert_eq!(m.header(), b"A: b\n\n");
+        assert_eq!(m.body(), b"body\n\nmore");
+        let m = Message::from_bytes(b"A: b\n".to_vec());
+        assert_eq!(m.header(), b"A: b\n");
+        assert_eq!(m.body(), b"");
+    }
+
+    #[test]
+    fn continuation_joined_for_search_only() {
+        let m = Message::from_bytes(b"Subject: a,\n b\n\nx".to_vec());
+        assert_eq!(&*m.joined_header(), b"Subject: a,  b\n\n");
+        assert_eq!(m.header(), b"Subject: a,\n b\n\n");
+    }
+
+    #[test]
+    fn content_length_keeps_width() {
+        let cases: [(&[u8], &[u8], usize); 3] = [
+            (b"Content-Length: 3\n\n0123456789abc\n", b"Content-Length:14\n\n", 14),
+            (b"Content-Length: 99999\n\n0123456789abc\n", b"Content-Length:    14\n\n", 14),
+            (b"Content-Length:0\n\n0123456789abc\n", b"Content-Length:9\n\n", 9),
+        ];
+        for (input, want, protect) in cases {
+            let mut m = Message::from_bytes(input.to_vec());
+            let got = m.fix_content_length();
+            assert_eq!(m.header(), want, "input {:?}", String::from_utf8_lossy(input));
+            assert_eq!(got, protect);
+        }
+    }
+
+    #[test]
+    fn envelope_includes_gt_from_lines() {
+        let m = Message::from_bytes(b"From a  Mon\n>From b\nX: y\n\nz".to_vec());
+        assert_eq!(m.postmark(), Some(&b"From a  Mon"[..]));
+        assert_eq!(m.envelope_len(), 19);
+    }
+}

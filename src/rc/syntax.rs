@@ -1,0 +1,1 @@
+//! Placeholder: see rc/mod.rs.

@@ -1,0 +1,3 @@
+//! The single integration test target: every file under tests/ is a module here.
+
+mod util;

@@ -1,0 +1,80 @@
+//! Shared helpers for the integration tests: a temp dir per test and a
+//! command builder for the project's binaries with a cleaned environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh temporary directory, removed when dropped.
+pub struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    /// A new empty directory named after the test.
+    pub fn new(name: &str) -> Dir {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("postroom-{name}-"))
+            .tempdir()
+            .expect("create temp dir");
+        Dir { tmp }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// `path()/rel`.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    /// Writes a file (creating parent directories).
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, data).expect("write file");
+        p
+    }
+
+    /// Reads a file.
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+}
+
+/// The path of one of the project's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "deliver" => PathBuf::from(env!("CARGO_BIN_EXE_deliver")),
+        "postroom" => PathBuf::from(env!("CARGO_BIN_EXE_postroom")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A command for a project binary with an empty environment but PATH.
+pub fn cmd(name: &str) -> Command {
+    let mut c = Command::new(bin(name));
+    c.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    c
+}
+
+/// Whether a required external tool is present. In CI (CI=true) a missing
+/// tool is a failure; elsewhere the test says so and is skipped.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("required tool `{tool}` is missing in CI");
+        }
+        eprintln!("skipping: `{tool}` is not installed");
+    }
+    found
+}
