@@ -27,7 +27,10 @@ impl Span {
         let start = self.start.min(src.len());
         let before = &src[..start];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
         (line, start - line_start + 1)
     }
 }
@@ -93,7 +96,10 @@ impl Diagnostic {
     pub fn render(&self, src: &[u8]) -> String {
         let (line, col) = self.span.line_col(src);
         let start = self.span.start.min(src.len());
-        let line_start = src[..start].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let line_start = src[..start]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
         let line_end = src[start..]
             .iter()
             .position(|&b| b == b'\n')

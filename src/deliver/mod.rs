@@ -1,2 +1,626 @@
 //! One recipient's delivery: find and trust the rcfile, drop privileges,
 //! run the recipes with real effects, apply procmail's fallbacks.
+//!
+//! [`run`] is the whole of `deliver`: it takes a parsed command line, reads
+//! the message, sets up procmail's start-up environment and hands the
+//! rcfiles to `rc::eval` with [`Host`], the real [`Effects`]. The process
+//! around it (`src/bin/deliver.rs`) only maps the returned status to the
+//! exit code. Nothing here interprets recipes.
+
+pub mod proc;
+pub mod user;
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{HELP, Invocation, Mode, USAGE};
+use crate::mailbox;
+use crate::message::Message;
+use crate::rc::eval::{
+    self, Delivered, Effects, Eval, FolderOpts, Fork, LockParams, Ran, RunRequest,
+};
+use crate::status::sysexits::*;
+
+/// The version string printed by `-v` and stored in `PROCMAIL_VERSION`
+/// (rcfiles test it, so it says which procmail we are compatible with).
+pub const PROCMAIL_VERSION: &str = "3.23pre";
+
+/// Where procmail's system-wide rcfile lives.
+const ETC_PROCMAILRC: &str = "/etc/procmailrc";
+
+/// The real effects: files, programs, locks, the log.
+pub struct Host {
+    log: Option<File>,
+    locks: Vec<(u64, mailbox::lock::DotLock)>,
+    next_lock: u64,
+    host: Vec<u8>,
+    /// The command-line name shown in diagnostics (`procmail:` for
+    /// compatibility with log watchers).
+    children: Vec<nix::unistd::Pid>,
+}
+
+impl Host {
+    /// A host that logs to stderr until `LOGFILE` is set.
+    pub fn new() -> Host {
+        Host {
+            log: None,
+            locks: Vec::new(),
+            next_lock: 1,
+            host: user::hostname(),
+            children: Vec::new(),
+        }
+    }
+
+    fn stderr_for_child(&self) -> Option<OwnedFd> {
+        match &self.log {
+            Some(f) => f.as_fd().try_clone_to_owned().ok(),
+            None => io::stderr().as_fd().try_clone_to_owned().ok(),
+        }
+    }
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host::new()
+    }
+}
+
+impl Effects for Host {
+    fn run(&mut self, req: &RunRequest, input: &[u8]) -> Ran {
+        let spawn = proc::Spawn {
+            program: proc::Program::Argv(req.argv.clone()),
+            env: req.env.clone(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            stderr: self.stderr_for_child(),
+            stdout: match req.stdout {
+                eval::Output::Null => proc::Output::Null,
+                eval::Output::Capture => proc::Output::Capture,
+                eval::Output::Inherit => proc::Output::Inherit,
+            },
+            timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout)),
+            wait: req.wait,
+        };
+        match proc::run(&spawn, input) {
+            Ok(r) => Ran {
+                status: r.status,
+                output: r.output,
+                write_error: r.write_error,
+                timed_out: r.timed_out,
+            },
+            Err(e) => {
+                let shown = req.argv.first().map(|a| a.as_slice()).unwrap_or(b"");
+                self.log(
+                    format!(
+                        "procmail: Failed to execute \"{}\": {e}\n",
+                        String::from_utf8_lossy(shown)
+                    )
+                    .as_bytes(),
+                );
+                Ran {
+                    status: EX_UNAVAILABLE,
+                    ..Ran::default()
+                }
+            }
+        }
+    }
+
+    fn deliver_folders(
+        &mut self,
+        names: &[Vec<u8>],
+        data: &[u8],
+        opts: &FolderOpts,
+    ) -> Result<Delivered, String> {
+        let w = mailbox::WriteOpts {
+            raw: opts.raw,
+            body_start: opts.body_start,
+            protect: opts.protect,
+            envelope_len: opts.envelope_len,
+            msgprefix: opts.msgprefix.clone(),
+            host: self.host.clone(),
+            fsync: true,
+        };
+        match mailbox::deliver(names, data, &w) {
+            Ok(d) => {
+                for s in &d.skipped {
+                    self.log(
+                        format!("procmail: Skipped \"{}\"\n", String::from_utf8_lossy(s))
+                            .as_bytes(),
+                    );
+                }
+                Ok(Delivered {
+                    lastfolder: d.lastfolder,
+                    written: d.written,
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn to_stdout(&mut self, data: &[u8]) -> bool {
+        let mut out = io::stdout().lock();
+        out.write_all(data).and_then(|_| out.flush()).is_ok()
+    }
+
+    fn lock(&mut self, path: &[u8], params: &LockParams) -> Option<u64> {
+        let p = mailbox::lock::LockParams {
+            sleep: Duration::from_secs(params.sleep),
+            timeout: Duration::from_secs(params.timeout),
+            suspend: Duration::from_secs(params.suspend),
+            retries: 7,
+        };
+        let mut lines = Vec::new();
+        let got =
+            mailbox::lock::DotLock::acquire(Path::new(OsStr::from_bytes(path)), &p, &mut |s| {
+                lines.push(format!("procmail: {s}\n"))
+            });
+        for l in lines {
+            self.log(l.as_bytes());
+        }
+        let lock = got.ok()?;
+        let id = self.next_lock;
+        self.next_lock += 1;
+        self.locks.push((id, lock));
+        Some(id)
+    }
+
+    fn unlock(&mut self, id: u64) {
+        self.locks.retain(|(i, _)| *i != id);
+    }
+
+    fn read_rcfile(&mut self, path: &[u8]) -> io::Result<Vec<u8>> {
+        let p = Path::new(OsStr::from_bytes(path));
+        let meta = std::fs::metadata(p)?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        std::fs::read(p)
+    }
+
+    fn log(&mut self, bytes: &[u8]) {
+        match &mut self.log {
+            Some(f) => {
+                let _ = f.write_all(bytes);
+            }
+            None => {
+                let _ = io::stderr().write_all(bytes);
+            }
+        }
+    }
+
+    fn chdir(&mut self, path: &[u8]) -> bool {
+        std::env::set_current_dir(OsStr::from_bytes(path)).is_ok()
+    }
+
+    fn open_log(&mut self, path: &[u8]) -> bool {
+        let opened = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o666)
+            .open(OsStr::from_bytes(path));
+        match opened {
+            Ok(f) => {
+                self.log = Some(f);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn log_is_open(&self) -> bool {
+        self.log.is_some()
+    }
+
+    fn set_umask(&mut self, mask: u32) {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as _));
+    }
+
+    fn hostname(&self) -> Vec<u8> {
+        self.host.clone()
+    }
+
+    fn fork(&mut self, wait: bool) -> Fork {
+        let _ = io::stdout().flush();
+        // SAFETY: deliver is single-threaded whenever recipes run (program
+        // runners join their threads before returning), so the child may
+        // go on running Rust code after fork.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                if wait {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                } else {
+                    self.children.push(child);
+                }
+                Fork::Parent
+            }
+            Ok(nix::unistd::ForkResult::Child) => {
+                // The clone takes no lockfiles with it (§5 `c`).
+                for (_, l) in self.locks.drain(..) {
+                    std::mem::forget(l);
+                }
+                self.children.clear();
+                Fork::Child
+            }
+            Err(_) => Fork::Failed,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    fn drop_privs(&mut self) {
+        let _ = nix::unistd::setgid(nix::unistd::getgid());
+        let _ = nix::unistd::setuid(nix::unistd::getuid());
+    }
+}
+
+/// `From <sender>  <ctime>`: the postmark procmail writes.
+pub fn postmark_line(sender: &[u8]) -> Vec<u8> {
+    let now = chrono::Local::now();
+    let mut line = b"From ".to_vec();
+    line.extend_from_slice(sender);
+    line.extend_from_slice(b"  ");
+    line.extend_from_slice(now.format("%a %b %e %H:%M:%S %Y").to_string().as_bytes());
+    line
+}
+
+/// The start-up environment (§1.4): what procmail sets before any rcfile.
+fn startup_env(
+    inv: &Invocation,
+    u: &user::User,
+    filter: bool,
+    maildir: &[u8],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let unsafe_name = |n: &[u8]| {
+        n.starts_with(b"LD_")
+            || n.starts_with(b"_RLD")
+            || n.starts_with(b"ELF_LD_")
+            || n.starts_with(b"AOUT_LD_")
+            || n == b"LIBPATH"
+    };
+    for (k, v) in std::env::vars_os() {
+        let (k, v) = (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        if unsafe_name(&k) || k == b"IFS" || k == b"ENV" || k == b"PWD" {
+            continue;
+        }
+        if (inv.preserve_env || k == b"TZ") && !env.iter().any(|(n, _)| *n == k) {
+            env.push((k, v));
+        }
+    }
+    let mut set = |k: &[u8], v: Vec<u8>, only_if_unset: bool| {
+        if let Some(slot) = env.iter_mut().find(|(n, _)| n == k) {
+            if !only_if_unset {
+                slot.1 = v;
+            }
+        } else {
+            env.push((k.to_vec(), v));
+        }
+    };
+    let keep = inv.preserve_env && filter;
+    let home = u.home.as_os_str().as_bytes().to_vec();
+    set(b"SHELLMETAS", b"&|<>~;?*[".to_vec(), keep);
+    set(b"SHELL", u.shell.clone(), false);
+    if !filter {
+        let mut org = b"/var/mail/".to_vec();
+        org.extend_from_slice(&u.name);
+        set(b"ORGMAIL", org, false);
+    }
+    set(b"LOCKEXT", b".lock".to_vec(), keep);
+    set(b"LOGNAME", u.name.clone(), false);
+    set(b"SENDMAILFLAGS", b"-oi".to_vec(), keep);
+    set(b"HOME", home.clone(), false);
+    set(
+        b"PROCMAIL_VERSION",
+        PROCMAIL_VERSION.as_bytes().to_vec(),
+        false,
+    );
+    set(b"SHELLFLAGS", b"-c".to_vec(), keep);
+    set(b"MAILDIR", maildir.to_vec(), false);
+    set(b"HOST", user::hostname(), false);
+    set(b"SENDMAIL", b"/usr/sbin/sendmail".to_vec(), keep);
+    if matches!(inv.mode, Mode::Rcfiles(_) | Mode::Filter { .. }) {
+        set(b"COMSAT", b"no".to_vec(), false);
+    }
+    set(b"MSGPREFIX", b"msg.".to_vec(), keep);
+    if !filter {
+        let mut org = b"/var/mail/".to_vec();
+        org.extend_from_slice(&u.name);
+        set(b"DEFAULT", org, false);
+    }
+    let mut path = home;
+    path.extend_from_slice(b"/bin:/usr/local/bin:/usr/bin:/bin");
+    set(b"PATH", path, keep);
+    set(b"LINEBUF", b"2048".to_vec(), keep);
+    env
+}
+
+/// Reads all of stdin.
+fn read_stdin() -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io::stdin().lock().read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Prepares the message: postmark (`-f`, `-d`), Content-Length (§3).
+fn prepare_message(
+    inv: &Invocation,
+    bytes: Vec<u8>,
+    deliver_mode: bool,
+    invoker: &[u8],
+) -> (Message, usize) {
+    let mut msg = Message::from_bytes(bytes);
+    if deliver_mode {
+        msg.skip_leading_newlines();
+    }
+    match &inv.from {
+        Some(f) if f == b"-" => {
+            let sender = msg
+                .postmark()
+                .map(|p| {
+                    p[5..]
+                        .split(|&b| b == b' ')
+                        .next()
+                        .unwrap_or(invoker)
+                        .to_vec()
+                })
+                .unwrap_or_else(|| invoker.to_vec());
+            msg.set_postmark(&postmark_line(&sender));
+        }
+        Some(f) => msg.set_postmark(&postmark_line(f)),
+        None if deliver_mode && msg.postmark_len() == 0 => {
+            msg.set_postmark(&postmark_line(invoker))
+        }
+        None => {}
+    }
+    let protect = if inv.berkeley {
+        0
+    } else {
+        msg.fix_content_length()
+    };
+    (msg, protect)
+}
+
+/// Runs `deliver` for a parsed command line; returns the exit status.
+pub fn run(inv: Invocation) -> i32 {
+    for w in &inv.warnings {
+        eprintln!("procmail: {w}");
+    }
+    if !inv.warnings.is_empty() {
+        eprint!("{USAGE}");
+        eprintln!("procmail: Processing continued");
+    }
+    match &inv.mode {
+        Mode::Help => {
+            eprint!("{USAGE}{HELP}");
+            return EX_USAGE;
+        }
+        Mode::Version => {
+            eprintln!(
+                "deliver (postroom {}), compatible with procmail v{PROCMAIL_VERSION}\n\nLocking strategies:\tdotlocking, fcntl()\nDefault rcfile:\t\t$HOME/.procmailrc",
+                env!("CARGO_PKG_VERSION")
+            );
+            return EX_OK;
+        }
+        Mode::Lmtp => {
+            eprintln!("procmail: LMTP support not enabled in this binary");
+            return EX_USAGE;
+        }
+        _ => {}
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // A write to a pipe whose reader is gone must be an error, not our death.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+    let bytes = match read_stdin() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("procmail: error reading the message: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
+    match inv.mode.clone() {
+        Mode::Deliver(recipients) => deliver_users(&inv, bytes, &recipients),
+        Mode::Filter { rcfile, positional } => {
+            let me = user::current();
+            let Some(rcfile) = rcfile else {
+                eprintln!("procmail: Missing rcfile");
+                return EX_NOINPUT;
+            };
+            // §1.4: MAILDIR is `.` for a relative rcfile in -m mode.
+            let maildir = if rcfile.starts_with(b"/") {
+                me.home.as_os_str().as_bytes().to_vec()
+            } else {
+                b".".to_vec()
+            };
+            let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
+            let mut host = Host::new();
+            let env = startup_env(&inv, &me, true, &maildir);
+            let mut ev = Eval::new(&mut host, msg, env);
+            ev.protect = protect;
+            ev.soft_fail = inv.soft_fail;
+            ev.default_enabled = false;
+            ev.set_args(inv.arg0.clone(), positional);
+            run_rcfiles(&mut ev, &inv, &[rcfile], &me, false)
+        }
+        Mode::Rcfiles(files) => {
+            let me = user::current();
+            let maildir = if files.first().is_some_and(|f| f.starts_with(b"./")) {
+                b".".to_vec()
+            } else {
+                me.home.as_os_str().as_bytes().to_vec()
+            };
+            let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
+            let mut host = Host::new();
+            let env = startup_env(&inv, &me, false, &maildir);
+            let mut ev = Eval::new(&mut host, msg, env);
+            ev.protect = protect;
+            ev.soft_fail = inv.soft_fail;
+            ev.set_args(inv.arg0.clone(), inv.args.clone());
+            let files: Vec<Vec<u8>> = files.iter().map(|f| home_relative(f, &me.home)).collect();
+            run_rcfiles(&mut ev, &inv, &files, &me, false)
+        }
+        _ => {
+            let me = user::current();
+            let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
+            let mut host = Host::new();
+            let home = me.home.as_os_str().as_bytes().to_vec();
+            let env = startup_env(&inv, &me, false, &home);
+            let mut ev = Eval::new(&mut host, msg, env);
+            ev.protect = protect;
+            ev.soft_fail = inv.soft_fail;
+            ev.set_args(inv.arg0.clone(), inv.args.clone());
+            let rc = home_relative(b".procmailrc", &me.home);
+            run_rcfiles(&mut ev, &inv, &[rc], &me, !inv.preserve_env)
+        }
+    }
+}
+
+/// A rcfile name as procmail resolves it (§1.3): absolute, `./`-relative,
+/// or relative to `$HOME`.
+fn home_relative(name: &[u8], home: &Path) -> Vec<u8> {
+    if name.starts_with(b"/") || name.starts_with(b"./") {
+        return name.to_vec();
+    }
+    home.join(OsStr::from_bytes(name))
+        .as_os_str()
+        .as_bytes()
+        .to_vec()
+}
+
+/// Performs the command-line assignments, runs the rcfiles in order and
+/// returns the exit status after procmail's fallbacks.
+fn run_rcfiles(
+    ev: &mut Eval<'_>,
+    inv: &Invocation,
+    files: &[Vec<u8>],
+    u: &user::User,
+    etc: bool,
+) -> i32 {
+    let maildir = ev.var(b"MAILDIR").map(|m| m.to_vec()).unwrap_or_default();
+    ev.assign(b"MAILDIR", Some(maildir));
+    for (name, raw) in &inv.assignments {
+        let value = crate::rc::vars::expand_value(raw, ev);
+        if name == b"INCLUDERC" || name == b"SWITCHRC" {
+            continue;
+        }
+        if !ev.assign(name, Some(value)) {
+            return ev.finish();
+        }
+    }
+    if etc
+        && Path::new(ETC_PROCMAILRC).is_file()
+        && let Ok(src) = std::fs::read(ETC_PROCMAILRC)
+        && !ev.run_rcfile(ETC_PROCMAILRC.as_bytes(), &src)
+    {
+        return ev.finish();
+    }
+    for (i, file) in files.iter().enumerate() {
+        let path = Path::new(OsStr::from_bytes(file));
+        let is_home_rc = path == u.home.join(".procmailrc");
+        if is_home_rc && !path.exists() {
+            // No ~/.procmailrc: straight to DEFAULT, silently (§14).
+            continue;
+        }
+        if let user::Trust::Suspicious(why) = user::rcfile_trust(path, u, is_home_rc) {
+            let shown = String::from_utf8_lossy(file);
+            ev_log(ev, &format!("Suspicious rcfile \"{shown}\" ({why})"));
+            ev_log(ev, &format!("Couldn't read \"{shown}\""));
+            continue;
+        }
+        match std::fs::read(path) {
+            Ok(src) => {
+                let go_on = ev.run_rcfile(file, &src);
+                // A HOST mismatch tries the next rcfile on the command line.
+                if !go_on && ev.host_abort && !ev.delivered && i + 1 < files.len() {
+                    ev.host_abort = false;
+                    continue;
+                }
+                break;
+            }
+            Err(_) => {
+                let shown = String::from_utf8_lossy(file);
+                ev_log(ev, &format!("Couldn't read \"{shown}\""));
+                // §1.4: an rcfile that cannot be read makes DEFAULT usable.
+                ev.default_enabled = true;
+            }
+        }
+    }
+    ev.finish()
+}
+
+fn ev_log(ev: &mut Eval<'_>, text: &str) {
+    crate::rc::vars::Env::log(ev, text);
+}
+
+/// `-d user...`: deliver to each user in turn (a child process per user
+/// when there are several), as that user.
+fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i32 {
+    if recipients.is_empty() {
+        eprint!("{USAGE}");
+        return EX_USAGE;
+    }
+    let invoker = user::current();
+    let mut status = EX_OK;
+    for r in recipients {
+        let s = deliver_one(inv, bytes.clone(), r, &invoker.name);
+        if status == EX_OK {
+            status = s;
+        }
+    }
+    status
+}
+
+fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) -> i32 {
+    let Some(u) = user::lookup(name) else {
+        eprintln!(
+            "procmail: Unknown user \"{}\"",
+            String::from_utf8_lossy(name)
+        );
+        return EX_NOUSER;
+    };
+    // SAFETY: fork in a single-threaded process; the child only runs Rust code.
+    let child = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Ok(nix::unistd::ForkResult::Child) => {
+            let code = deliver_as(inv, bytes, &u, invoker);
+            std::process::exit(code);
+        }
+        Err(_) => return EX_OSERR,
+    };
+    match nix::sys::wait::waitpid(child, None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
+        _ => EX_TEMPFAIL,
+    }
+}
+
+fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
+    if let Err(e) = user::become_user(u) {
+        eprintln!("procmail: Insufficient privileges ({e})");
+        return EX_NOPERM;
+    }
+    let (msg, protect) = prepare_message(inv, bytes, true, invoker);
+    let mut host = Host::new();
+    let home = u.home.as_os_str().as_bytes().to_vec();
+    let env = startup_env(inv, u, false, &home);
+    let mut ev = Eval::new(&mut host, msg, env);
+    ev.protect = protect;
+    ev.soft_fail = inv.soft_fail;
+    ev.set_args(inv.arg0.clone(), inv.args.clone());
+    let rc = home_relative(b".procmailrc", &u.home);
+    run_rcfiles(&mut ev, inv, &[rc], u, true)
+}

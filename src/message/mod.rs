@@ -112,7 +112,11 @@ impl Message {
     /// The postmark line without its newline, if any.
     pub fn postmark(&self) -> Option<&[u8]> {
         let n = self.postmark_len();
-        (n > 0).then(|| self.bytes[..n].strip_suffix(b"\n").unwrap_or(&self.bytes[..n]))
+        (n > 0).then(|| {
+            self.bytes[..n]
+                .strip_suffix(b"\n")
+                .unwrap_or(&self.bytes[..n])
+        })
     }
 
     /// Length of the postmark plus the `>From ` lines right below it: the
@@ -123,7 +127,10 @@ impl Message {
             return 0;
         }
         while n < self.header_len && self.bytes[n..].starts_with(b">From ") {
-            n = match self.bytes[n..self.header_len].iter().position(|&b| b == b'\n') {
+            n = match self.bytes[n..self.header_len]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
                 Some(p) => n + p + 1,
                 None => self.header_len,
             };
@@ -160,7 +167,10 @@ impl Message {
                 && line[name.len()] == b':'
             {
                 let v = &line[name.len() + 1..];
-                let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
+                let start = v
+                    .iter()
+                    .position(|&b| b != b' ' && b != b'\t')
+                    .unwrap_or(v.len());
                 return Some(v[start..].to_vec());
             }
         }
@@ -176,7 +186,10 @@ impl Message {
         let mut pos = 0;
         let mut field = None;
         while pos < hl {
-            let end = self.bytes[pos..hl].iter().position(|&b| b == b'\n').map_or(hl, |p| pos + p);
+            let end = self.bytes[pos..hl]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(hl, |p| pos + p);
             let line = &self.bytes[pos..end];
             if line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"Content-Length:") {
                 field = Some((pos + 15, end));
@@ -184,7 +197,9 @@ impl Message {
             }
             pos = end + 1;
         }
-        let Some((vstart, vend)) = field else { return 0 };
+        let Some((vstart, vend)) = field else {
+            return 0;
+        };
         let mut body_len = self.bytes.len() - hl;
         if self.bytes.len() >= 2 && self.bytes[self.bytes.len() - 2] == b'\n' && body_len > 0 {
             body_len -= 1;
@@ -238,14 +253,31 @@ mod tests {
     #[test]
     fn content_length_keeps_width() {
         let cases: [(&[u8], &[u8], usize); 3] = [
-            (b"Content-Length: 3\n\n0123456789abc\n", b"Content-Length:14\n\n", 14),
-            (b"Content-Length: 99999\n\n0123456789abc\n", b"Content-Length:    14\n\n", 14),
-            (b"Content-Length:0\n\n0123456789abc\n", b"Content-Length:9\n\n", 9),
+            (
+                b"Content-Length: 3\n\n0123456789abc\n",
+                b"Content-Length:14\n\n",
+                14,
+            ),
+            (
+                b"Content-Length: 99999\n\n0123456789abc\n",
+                b"Content-Length:    14\n\n",
+                14,
+            ),
+            (
+                b"Content-Length:0\n\n0123456789abc\n",
+                b"Content-Length:9\n\n",
+                9,
+            ),
         ];
         for (input, want, protect) in cases {
             let mut m = Message::from_bytes(input.to_vec());
             let got = m.fix_content_length();
-            assert_eq!(m.header(), want, "input {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                m.header(),
+                want,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
             assert_eq!(got, protect);
         }
     }

@@ -54,21 +54,21 @@ pub enum Item {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct Flags {
-    pub head_search: bool, // H
-    pub body_search: bool, // B
-    pub case_sensitive: bool, // D
-    pub and_last: bool,   // A
-    pub and_last_ok: bool, // a
-    pub else_: bool,      // E
-    pub else_failed: bool, // e
-    pub pass_head: bool,  // h
-    pub pass_body: bool,  // b
-    pub filter: bool,     // f
-    pub copy: bool,       // c
-    pub wait: bool,       // w
-    pub wait_quiet: bool, // W
+    pub head_search: bool,        // H
+    pub body_search: bool,        // B
+    pub case_sensitive: bool,     // D
+    pub and_last: bool,           // A
+    pub and_last_ok: bool,        // a
+    pub else_: bool,              // E
+    pub else_failed: bool,        // e
+    pub pass_head: bool,          // h
+    pub pass_body: bool,          // b
+    pub filter: bool,             // f
+    pub copy: bool,               // c
+    pub wait: bool,               // w
+    pub wait_quiet: bool,         // W
     pub ignore_write_error: bool, // i
-    pub raw: bool,        // r
+    pub raw: bool,                // r
 }
 
 /// `:` after the flags: which local lockfile to hold during the action.

@@ -1,1 +1,1385 @@
-//! Placeholder: see rc/mod.rs.
+//! Walking recipes against a message.
+//!
+//! [`Eval`] holds what procmail keeps while it reads an rcfile: the
+//! variables (which are also the environment of every program started), the
+//! message, the chaining state of `A a E e`, the last score and exit status.
+//! It reaches files, programs, locks and the log only through [`Effects`],
+//! so this module does no I/O of its own and can be tested with an
+//! in-memory host. Section numbers (§) refer to the procmail semantics
+//! reference the project was built from; procmailrc(5) and procmailsc(5)
+//! are the user-facing documents of the same behaviour.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::ast::{Action, CondKind, Flags, Item, Lock, Recipe};
+use super::regex::{Regex, Step};
+use super::{cond, syntax, vars};
+use crate::message::Message;
+
+/// procmailsc(5): scores saturate at ±(2^31 − 1).
+pub const SCORE_MAX: f64 = 2147483647.0;
+
+/// How a program's standard output is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `/dev/null`: pipes and `?` conditions.
+    Null,
+    /// Captured and returned: filters, backquotes, `VAR=|cmd`.
+    Capture,
+    /// The MTA's stdout: a bare `|` (never a program, see [`Effects::to_stdout`]).
+    Inherit,
+}
+
+/// A program to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRequest {
+    /// argv; for shell commands `[$SHELL, $SHELLFLAGS..., text]`.
+    pub argv: Vec<Vec<u8>>,
+    /// The complete environment of the program.
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where its stdout goes.
+    pub stdout: Output,
+    /// Wait for it to finish (otherwise return once the input is written).
+    pub wait: bool,
+    /// Seconds before it is terminated (`TIMEOUT`); 0 = never.
+    pub timeout: u64,
+}
+
+/// What happened when a program ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Exit status, or the negated signal number.
+    pub status: i32,
+    /// Captured stdout (empty unless [`Output::Capture`]).
+    pub output: Vec<u8>,
+    /// The program did not read all of its input.
+    pub write_error: bool,
+    /// `TIMEOUT` expired and the program was terminated.
+    pub timed_out: bool,
+}
+
+/// Options for writing into folders; see [`Effects::deliver_folders`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderOpts {
+    /// `r`: no final newline, no escaping.
+    pub raw: bool,
+    /// Offset of the body in the data (for `>From` escaping exemptions).
+    pub body_start: usize,
+    /// Body bytes protected from `>From` escaping by `Content-Length:`.
+    pub protect: usize,
+    /// Length of the postmark and the `>From` lines below it.
+    pub envelope_len: usize,
+    /// `$MSGPREFIX` for directory folders.
+    pub msgprefix: Vec<u8>,
+}
+
+/// A successful folder delivery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// The new `$LASTFOLDER`.
+    pub lastfolder: Vec<u8>,
+    /// Bytes written, for the log abstract.
+    pub written: usize,
+}
+
+/// Whether this process is the original or a clone after [`Effects::fork`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fork {
+    /// The original process.
+    Parent,
+    /// The clone.
+    Child,
+    /// Cloning failed; the caller goes on alone.
+    Failed,
+}
+
+/// Everything recipe evaluation may ask of the outside world.
+pub trait Effects {
+    /// Runs a program with `input` on its stdin.
+    fn run(&mut self, req: &RunRequest, input: &[u8]) -> Ran;
+    /// Writes `data` into the folders `names` (already expanded). The error is
+    /// procmail's log text (`Error while writing to "x"`).
+    fn deliver_folders(
+        &mut self,
+        names: &[Vec<u8>],
+        data: &[u8],
+        opts: &FolderOpts,
+    ) -> Result<Delivered, String>;
+    /// Writes the message to our stdout (a bare `|`).
+    fn to_stdout(&mut self, data: &[u8]) -> bool;
+    /// Takes the dot-lock `path`; the error is already logged when it fails.
+    fn lock(&mut self, path: &[u8], params: &LockParams) -> Option<u64>;
+    /// Releases a lock from [`Effects::lock`].
+    fn unlock(&mut self, id: u64);
+    /// Reads an rcfile for `INCLUDERC`/`SWITCHRC`.
+    fn read_rcfile(&mut self, path: &[u8]) -> std::io::Result<Vec<u8>>;
+    /// Appends raw bytes to the log (the log file, else stderr).
+    fn log(&mut self, bytes: &[u8]);
+    /// Changes directory for `MAILDIR`.
+    fn chdir(&mut self, path: &[u8]) -> bool;
+    /// Opens the log file for `LOGFILE`.
+    fn open_log(&mut self, path: &[u8]) -> bool;
+    /// Whether a `LOGFILE` is open.
+    fn log_is_open(&self) -> bool;
+    /// Sets the process umask for `UMASK`.
+    fn set_umask(&mut self, mask: u32);
+    /// The real host name, for `HOST`.
+    fn hostname(&self) -> Vec<u8>;
+    /// Clones the process (`c` on a block, `DELIVERED`). When `wait`, the
+    /// parent returns only after the child ended.
+    fn fork(&mut self, wait: bool) -> Fork;
+    /// The process id, for `$$`.
+    fn pid(&self) -> u32;
+    /// Gives up setuid/setgid privileges (`DROPPRIVS`).
+    fn drop_privs(&mut self) {}
+}
+
+/// The dot-locking parameters from `LOCKSLEEP`, `LOCKTIMEOUT` and `SUSPEND`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockParams {
+    /// Seconds between attempts.
+    pub sleep: u64,
+    /// Age in seconds after which a lock is stale; 0 = never.
+    pub timeout: u64,
+    /// Seconds to wait after removing a stale lock.
+    pub suspend: u64,
+}
+
+/// How control leaves a list of items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Go on with the next item.
+    Next,
+    /// End the current rcfile (SWITCHRC, a fatal syntax error).
+    EndFile,
+    /// Stop reading rcfiles: the mail was delivered, or `HOST` did not match.
+    Stop,
+}
+
+/// The `A a E e` state (§5 "Chaining").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chain {
+    lastcond: bool,
+    prevcond: bool,
+    lastsucc: bool,
+}
+
+/// When to write the log abstract (`LOGABSTRACT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abstract {
+    /// Never.
+    No,
+    /// At exit, when a log file is open (the default).
+    Default,
+    /// At exit, to stderr too.
+    Yes,
+    /// At exit and after every successful `c` delivery.
+    All,
+}
+
+/// The evaluation state of one delivery.
+pub struct Eval<'fx> {
+    fx: &'fx mut dyn Effects,
+    /// The variables, in the order they were first set; also the environment.
+    vars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The message as it is now (filters change it).
+    pub msg: Message,
+    chain: Chain,
+    /// Whether a delivering recipe succeeded.
+    pub delivered: bool,
+    /// Whether a `HOST` assignment ended the rcfiles.
+    pub host_abort: bool,
+    score: i64,
+    last_status: i32,
+    positional: Vec<Vec<u8>>,
+    arg0: Vec<u8>,
+    rcfile_stack: Vec<Vec<u8>>,
+    global_lock: Option<(Vec<u8>, u64)>,
+    regex_cache: HashMap<(Vec<u8>, bool), Option<Regex>>,
+    exitcode_assigned: bool,
+    /// Whether `DEFAULT` may be used when the rcfile ends (false in `-m`
+    /// mode until the rcfile or command line assigns it, §1.4).
+    pub default_enabled: bool,
+    /// `-t`: requeue instead of bouncing.
+    pub soft_fail: bool,
+    /// Bytes protected from `>From` escaping by `Content-Length:`.
+    pub protect: usize,
+    /// What the last delivery wrote, for the abstract.
+    last_written: usize,
+    is_clone: bool,
+}
+
+impl<'fx> Eval<'fx> {
+    /// A new evaluation over `msg` with the start-up variables `env`.
+    pub fn new(fx: &'fx mut dyn Effects, msg: Message, env: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        Eval {
+            fx,
+            vars: env,
+            msg,
+            chain: Chain {
+                lastcond: true,
+                prevcond: true,
+                lastsucc: true,
+            },
+            delivered: false,
+            host_abort: false,
+            score: 0,
+            last_status: 0,
+            positional: Vec::new(),
+            arg0: b"procmail".to_vec(),
+            rcfile_stack: Vec::new(),
+            global_lock: None,
+            regex_cache: HashMap::new(),
+            exitcode_assigned: false,
+            default_enabled: true,
+            soft_fail: false,
+            protect: 0,
+            last_written: 0,
+            is_clone: false,
+        }
+    }
+
+    /// Sets `$0` and the positional parameters `$1...`.
+    pub fn set_args(&mut self, arg0: Vec<u8>, positional: Vec<Vec<u8>>) {
+        self.arg0 = arg0;
+        self.positional = positional;
+    }
+
+    /// The value of a variable.
+    pub fn var(&self, name: &[u8]) -> Option<&[u8]> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn var_or<'a>(&'a self, name: &[u8], default: &'a [u8]) -> &'a [u8] {
+        self.var(name).unwrap_or(default)
+    }
+
+    fn set_raw(&mut self, name: &[u8], value: Vec<u8>) {
+        match self.vars.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => self.vars.push((name.to_vec(), value)),
+        }
+    }
+
+    fn unset_raw(&mut self, name: &[u8]) {
+        self.vars.retain(|(n, _)| n != name);
+    }
+
+    /// A numeric variable, with procmail's default when unset or not a number.
+    fn num(&self, name: &[u8], default: i64) -> i64 {
+        self.var(name)
+            .and_then(parse_leading_int)
+            .unwrap_or(default)
+    }
+
+    fn log_str(&mut self, text: &str) {
+        let line = format!("procmail: {text}\n");
+        self.fx.log(line.as_bytes());
+    }
+
+    /// Assigns a variable from the command line or an rcfile, with the
+    /// side effects of procmail's special variables (§9). Returns the flow
+    /// for the assignments that end an rcfile (`HOST`).
+    pub fn assign(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
+        let Some(value) = value else {
+            self.unset_raw(name);
+            if name == b"LOCKFILE" {
+                self.release_global_lock();
+            }
+            return true;
+        };
+        match name {
+            b"MAILDIR" if !self.fx.chdir(&value) => {
+                self.log_str(&format!("Couldn't chdir to \"{}\"", show(&value)));
+                self.set_raw(name, b".".to_vec());
+                return true;
+            }
+            b"LOGFILE" if !self.fx.open_log(&value) => {
+                self.log_str(&format!("Error while writing to \"{}\"", show(&value)));
+            }
+            b"LOG" => self.fx.log(&value),
+            b"LOCKFILE" => {
+                self.release_global_lock();
+                if !value.is_empty() {
+                    let params = self.lock_params();
+                    if let Some(id) = self.fx.lock(&value, &params) {
+                        self.global_lock = Some((value.clone(), id));
+                    }
+                }
+            }
+            b"UMASK" => {
+                let digits: Vec<u8> = value
+                    .iter()
+                    .copied()
+                    .take_while(|b| (b'0'..=b'7').contains(b))
+                    .collect();
+                let mask = u32::from_str_radix(std::str::from_utf8(&digits).unwrap_or("0"), 8)
+                    .unwrap_or(0);
+                self.fx.set_umask(mask & 0o777);
+            }
+            b"HOST" => {
+                let real = self.fx.hostname();
+                if value != real {
+                    self.set_raw(name, real);
+                    self.host_abort = true;
+                    return false;
+                }
+            }
+            b"SHIFT" => {
+                let n = parse_leading_int(&value).unwrap_or(0).max(0) as usize;
+                let n = n.min(self.positional.len());
+                self.positional.drain(..n);
+            }
+            b"EXITCODE" => self.exitcode_assigned = true,
+            b"DROPPRIVS" if vars::parse_bool(&value, false) => {
+                self.fx.drop_privs();
+            }
+            b"DEFAULT" => self.default_enabled = true,
+            _ => {}
+        }
+        self.set_raw(name, value);
+        if name == b"DELIVERED" && vars::parse_bool(self.var_or(b"DELIVERED", b""), false) {
+            // §9 DELIVERED: the parent tells the MTA "delivered" at once and
+            // the clone carries on; later failures lose the mail, as documented.
+            if self.fx.fork(false) == Fork::Parent {
+                self.delivered = true;
+                self.host_abort = true;
+                return false;
+            }
+        }
+        true
+    }
+
+    fn lock_params(&self) -> LockParams {
+        LockParams {
+            sleep: self.num(b"LOCKSLEEP", 8).max(0) as u64,
+            timeout: self.num(b"LOCKTIMEOUT", 1024).max(0) as u64,
+            suspend: self.num(b"SUSPEND", 16).max(0) as u64,
+        }
+    }
+
+    fn release_global_lock(&mut self) {
+        if let Some((_, id)) = self.global_lock.take() {
+            self.fx.unlock(id);
+        }
+    }
+
+    /// Runs the rcfile `src` (shown as `name`). Returns false when the
+    /// rcfiles must stop (delivered or `HOST` mismatch).
+    pub fn run_rcfile(&mut self, name: &[u8], src: &[u8]) -> bool {
+        let (rc, _diags) = syntax::parse(&String::from_utf8_lossy(name), src);
+        self.rcfile_stack.push(name.to_vec());
+        let flow = self.run_items(&rc.items);
+        self.rcfile_stack.pop();
+        flow != Flow::Stop
+    }
+
+    fn run_items(&mut self, items: &[Item]) -> Flow {
+        for item in items {
+            let flow = match item {
+                Item::Assign { name, value, .. } => self.run_assign(name, value.as_deref()),
+                Item::Recipe(r) => self.run_recipe(r),
+                Item::Invalid { log, .. } => {
+                    self.log_str(log);
+                    Flow::Next
+                }
+                Item::Abort { log, .. } => {
+                    self.log_str(log);
+                    Flow::EndFile
+                }
+            };
+            if flow != Flow::Next {
+                return flow;
+            }
+        }
+        Flow::Next
+    }
+
+    fn run_assign(&mut self, name: &str, raw: Option<&[u8]>) -> Flow {
+        let value = raw.map(|r| vars::expand_value(r, self));
+        match name {
+            "INCLUDERC" => {
+                let value = value.unwrap_or_default();
+                self.set_raw(b"INCLUDERC", value.clone());
+                return self.include(&value, false);
+            }
+            "SWITCHRC" => {
+                let Some(value) = value else {
+                    return Flow::EndFile;
+                };
+                self.set_raw(b"SWITCHRC", value.clone());
+                return self.include(&value, true);
+            }
+            _ => {}
+        }
+        if self.assign(name.as_bytes(), value) {
+            Flow::Next
+        } else {
+            Flow::Stop
+        }
+    }
+
+    /// `INCLUDERC` (go on here afterwards) and `SWITCHRC` (the current file ends).
+    fn include(&mut self, path: &[u8], switch: bool) -> Flow {
+        if path.is_empty() || path == b"/dev/null" {
+            return if switch { Flow::EndFile } else { Flow::Next };
+        }
+        let src = match self.fx.read_rcfile(path) {
+            Ok(src) => src,
+            Err(_) => {
+                self.log_str(&format!("Couldn't read \"{}\"", show(path)));
+                return Flow::Next;
+            }
+        };
+        let saved = self.chain;
+        let go_on = self.run_rcfile(path, &src);
+        self.chain = saved;
+        match (go_on, switch) {
+            (false, _) => Flow::Stop,
+            (true, true) => Flow::EndFile,
+            (true, false) => Flow::Next,
+        }
+    }
+
+    fn run_recipe(&mut self, r: &Recipe) -> Flow {
+        let mut f = r.flags;
+        for bad in &r.bad_flags {
+            self.log_str(&format!("Skipped \"{bad}\""));
+        }
+        if f.else_failed && (f.else_ || f.and_last_ok) {
+            // procmailrc(5): `e` wins over `E` and `a`.
+            if f.else_ {
+                self.log_str("Conflicting else-if-flag suppressed");
+            }
+            if f.and_last_ok {
+                self.log_str("Conflicting also-if-succeeded-flag suppressed");
+            }
+            f.else_ = false;
+            f.and_last_ok = false;
+        }
+        if !f.head_search && !f.body_search {
+            f.head_search = true;
+        }
+        if !f.pass_head && !f.pass_body {
+            f.pass_head = true;
+            f.pass_body = true;
+        }
+        let c = self.chain;
+        let mut test = if f.and_last {
+            c.lastcond
+        } else if f.and_last_ok {
+            c.lastcond && c.lastsucc
+        } else {
+            true
+        };
+        if f.else_ {
+            test = test && !c.prevcond;
+        } else if f.else_failed {
+            test = test && c.prevcond && !c.lastsucc;
+        }
+        if test {
+            test = self.conditions(r, &f);
+        }
+        if !f.and_last && !f.and_last_ok {
+            self.chain.lastcond = test;
+        }
+        if !f.else_ || !c.prevcond {
+            self.chain.prevcond = test;
+        }
+        if !test {
+            return Flow::Next;
+        }
+        self.action(r, &f)
+    }
+
+    /// Evaluates the conditions; sets `$=`.
+    fn conditions(&mut self, r: &Recipe, f: &Flags) -> bool {
+        let mut score = 0.0f64;
+        let mut weighted = false;
+        let mut ok = true;
+        for c in &r.conds {
+            let mut ctx = CondCtx {
+                flags: *f,
+                negate: false,
+                weight: None,
+                area: None,
+            };
+            match self.cond(&c.kind, &mut ctx, score) {
+                CondResult::Bool(b) => {
+                    if !b {
+                        ok = false;
+                        break;
+                    }
+                }
+                CondResult::Score(add) => {
+                    weighted = true;
+                    score = clamp_score(score + add);
+                    if score <= -SCORE_MAX {
+                        ok = false;
+                        break;
+                    }
+                }
+                CondResult::SkippedWeight => weighted = true,
+            }
+        }
+        if weighted {
+            self.score = if score > 0.0 && score < 1.0 {
+                1
+            } else {
+                score.trunc() as i64
+            };
+            ok && score > 0.0
+        } else {
+            ok
+        }
+    }
+
+    fn area_bytes(&self, ctx: &CondCtx) -> Cow<'_, [u8]> {
+        if let Some(a) = &ctx.area {
+            return match a {
+                AreaSel::Var(v) => Cow::Owned(v.clone()),
+                AreaSel::Head => self.msg.joined_header(),
+                AreaSel::Body => Cow::Borrowed(self.msg.body()),
+                AreaSel::Both => self.joined_whole(),
+            };
+        }
+        match (ctx.flags.head_search, ctx.flags.body_search) {
+            (true, true) => self.joined_whole(),
+            (false, true) => Cow::Borrowed(self.msg.body()),
+            _ => self.msg.joined_header(),
+        }
+    }
+
+    fn joined_whole(&self) -> Cow<'_, [u8]> {
+        match self.msg.joined_header() {
+            Cow::Borrowed(_) => Cow::Borrowed(self.msg.as_bytes()),
+            Cow::Owned(mut h) => {
+                h.extend_from_slice(self.msg.body());
+                Cow::Owned(h)
+            }
+        }
+    }
+
+    /// The size a `<`/`>` condition compares: the whole message unless a
+    /// `NAME ??` chose another area (§6.6).
+    fn size_area(&self, ctx: &CondCtx) -> usize {
+        match &ctx.area {
+            None => self.msg.len(),
+            Some(AreaSel::Var(v)) => v.len(),
+            Some(AreaSel::Head) => self.msg.header().len(),
+            Some(AreaSel::Body) => self.msg.body().len(),
+            Some(AreaSel::Both) => self.msg.len(),
+        }
+    }
+
+    fn cond(&mut self, kind: &CondKind, ctx: &mut CondCtx, score: f64) -> CondResult {
+        match kind {
+            CondKind::Not(inner) => {
+                ctx.negate = !ctx.negate;
+                self.cond(inner, ctx, score)
+            }
+            CondKind::Expand(raw) => {
+                let text = vars::expand_dquoted(raw, self);
+                let start = text
+                    .iter()
+                    .position(|&b| b != b' ' && b != b'\t')
+                    .unwrap_or(text.len());
+                let kind = cond::parse(&text[start..]);
+                self.cond(&kind, ctx, score)
+            }
+            CondKind::Weighted {
+                weight,
+                exponent,
+                inner,
+            } => {
+                if score >= SCORE_MAX {
+                    return CondResult::SkippedWeight;
+                }
+                ctx.weight = Some((*weight, *exponent));
+                self.cond(inner, ctx, score)
+            }
+            CondKind::Var { name, inner } => {
+                ctx.area = Some(match name.as_str() {
+                    "H" => AreaSel::Head,
+                    "B" => AreaSel::Body,
+                    "HB" | "BH" => AreaSel::Both,
+                    _ => {
+                        let v = vars::Env::get(self, name.as_bytes())
+                            .map(|v| v.into_owned())
+                            .unwrap_or_default();
+                        AreaSel::Var(v)
+                    }
+                });
+                self.cond(inner, ctx, score)
+            }
+            CondKind::Program(raw) => {
+                let input = self.area_bytes(ctx).into_owned();
+                let req = self.command_request(raw, Output::Null, true);
+                let ran = self.fx.run(&req.0, &input);
+                self.last_status = ran.status;
+                let ok = ran.status == 0;
+                match ctx.weight {
+                    None => CondResult::Bool(ok != ctx.negate),
+                    Some((w, x)) if !ctx.negate => CondResult::Score(if ok { w } else { x }),
+                    Some((w, x)) => {
+                        // procmailsc(5): a negated program condition counts
+                        // its exit status as that many matches.
+                        let mut add = 0.0;
+                        let mut cur = w;
+                        for _ in 0..ran.status.max(0) {
+                            add += cur;
+                            if (add).abs() >= SCORE_MAX {
+                                break;
+                            }
+                            cur *= x;
+                        }
+                        CondResult::Score(add)
+                    }
+                }
+            }
+            CondKind::Less(raw) | CondKind::Greater(raw) => {
+                let text = vars::expand_dquoted(raw, self);
+                let limit = parse_leading_int(trim_blanks(&text)).unwrap_or(0) as f64;
+                let size = self.size_area(ctx) as f64;
+                let less = matches!(kind, CondKind::Less(_)) != ctx.negate;
+                match ctx.weight {
+                    None => CondResult::Bool(if less { size < limit } else { size > limit }),
+                    Some((w, x)) => {
+                        let ratio = if less { limit / size } else { size / limit };
+                        let add = if ratio.is_nan() {
+                            0.0
+                        } else if ratio.is_infinite() {
+                            if ratio > 0.0 { SCORE_MAX } else { -SCORE_MAX }
+                        } else {
+                            w * ratio.powf(x)
+                        };
+                        CondResult::Score(add)
+                    }
+                }
+            }
+            CondKind::Regex(pat) => self.regex_cond(pat, ctx),
+        }
+    }
+
+    fn regex_cond(&mut self, pat: &[u8], ctx: &CondCtx) -> CondResult {
+        let key = (pat.to_vec(), ctx.flags.case_sensitive);
+        if !self.regex_cache.contains_key(&key) {
+            let compiled = Regex::new(pat, ctx.flags.case_sensitive).ok();
+            if compiled.is_none() {
+                self.log_str(&format!("Invalid regexp \"{}\"", show(pat)));
+            }
+            self.regex_cache.insert(key.clone(), compiled);
+        }
+        let Some(re) = self.regex_cache.get(&key).cloned().flatten() else {
+            return match ctx.weight {
+                None => CondResult::Bool(false),
+                Some(_) => CondResult::Score(0.0),
+            };
+        };
+        let area = self.area_bytes(ctx).into_owned();
+        match ctx.weight {
+            None => {
+                let found = if re.has_match_split() {
+                    match re.find_match(&area) {
+                        Some(Some(range)) => {
+                            if !ctx.negate {
+                                self.set_raw(b"MATCH", area[range].to_vec());
+                            }
+                            true
+                        }
+                        Some(None) => true,
+                        None => false,
+                    }
+                } else {
+                    re.is_match(&area)
+                };
+                CondResult::Bool(found != ctx.negate)
+            }
+            Some((w, _)) if ctx.negate => {
+                CondResult::Score(if re.is_match(&area) { 0.0 } else { w })
+            }
+            Some((w, x)) => CondResult::Score(weighted_matches(re.matches(&area), w, x)),
+        }
+    }
+
+    /// Builds the argv for a program line: through `$SHELL $SHELLFLAGS` when
+    /// it has shell metacharacters (or starts with `test`), else expanded and
+    /// split by us (§12). Also returns the name used in `Program failure`.
+    fn command_request(&mut self, raw: &[u8], stdout: Output, wait: bool) -> (RunRequest, Vec<u8>) {
+        let metas = self.var_or(b"SHELLMETAS", b"&|<>~;?*[").to_vec();
+        let (argv, shown) = if vars::needs_shell(raw, &metas) {
+            let shell = self.var_or(b"SHELL", b"/bin/sh").to_vec();
+            let flags_raw = self.var_or(b"SHELLFLAGS", b"-c").to_vec();
+            let mut argv = vec![shell];
+            argv.extend(
+                flags_raw
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .map(|w| w.to_vec()),
+            );
+            argv.push(raw.to_vec());
+            (argv, raw.to_vec())
+        } else {
+            let words = vars::expand_words(raw, self);
+            let shown = words.first().cloned().unwrap_or_default();
+            (words, shown)
+        };
+        let req = RunRequest {
+            argv,
+            env: self.vars.clone(),
+            stdout,
+            wait,
+            timeout: self.num(b"TIMEOUT", 960).max(0) as u64,
+        };
+        (req, shown)
+    }
+
+    /// The part of the message a recipe passes on (`h`, `b`, both).
+    fn part(&self, f: &Flags) -> (Vec<u8>, usize) {
+        match (f.pass_head, f.pass_body) {
+            (true, false) => (self.msg.header().to_vec(), self.msg.header().len()),
+            (false, true) => (self.msg.body().to_vec(), 0),
+            _ => (self.msg.as_bytes().to_vec(), self.msg.header().len()),
+        }
+    }
+
+    fn action(&mut self, r: &Recipe, f: &Flags) -> Flow {
+        match &r.action {
+            Action::Block(items) => self.block(items, f),
+            Action::Capture { name, cmd } => {
+                self.capture(name, cmd, f);
+                Flow::Next
+            }
+            Action::Folder(raw) => {
+                let names = vars::expand_words(raw, self);
+                if f.filter {
+                    self.log_str("Extraneous filter-flag ignored");
+                }
+                let lock = self.take_local_lock(r, names.first().map(|n| n.as_slice()));
+                let ok = self.deliver_to_folders(&names, f);
+                self.release_local_lock(lock);
+                self.after_delivery(ok, f)
+            }
+            Action::Pipe(raw) if trim_blanks(raw).is_empty() => {
+                let (data, _) = self.part(f);
+                let data = if f.raw {
+                    data
+                } else {
+                    with_final_newline(data)
+                };
+                let ok = self.fx.to_stdout(&data);
+                if ok {
+                    self.set_raw(b"LASTFOLDER", Vec::new());
+                    self.last_written = data.len();
+                }
+                self.after_delivery(ok, f)
+            }
+            Action::Pipe(raw) => {
+                if f.filter {
+                    let lock = self.take_local_lock(r, None);
+                    self.filter(raw, f);
+                    self.release_local_lock(lock);
+                    return Flow::Next;
+                }
+                let lock = self.take_local_lock(r, None);
+                let wait = f.wait || f.wait_quiet || lock.is_some();
+                let ok = self.pipe(raw, f, wait);
+                self.release_local_lock(lock);
+                self.after_delivery(ok, f)
+            }
+            Action::Forward(raw) => {
+                let ok = self.forward(raw, f);
+                self.after_delivery(ok, f)
+            }
+        }
+    }
+
+    fn after_delivery(&mut self, ok: bool, f: &Flags) -> Flow {
+        self.chain.lastsucc = ok;
+        if !ok {
+            return Flow::Next;
+        }
+        if f.copy {
+            if self.abstract_mode() == Abstract::All {
+                self.write_abstract();
+            }
+            return Flow::Next;
+        }
+        self.delivered = true;
+        Flow::Stop
+    }
+
+    fn block(&mut self, items: &[Item], f: &Flags) -> Flow {
+        if f.copy {
+            match self.fx.fork(f.wait || f.wait_quiet) {
+                Fork::Parent => {
+                    self.chain.lastsucc = true;
+                    return Flow::Next;
+                }
+                Fork::Child => self.is_clone = true,
+                Fork::Failed => return Flow::Next,
+            }
+        }
+        self.chain.lastsucc = true;
+        let saved = self.chain;
+        let flow = self.run_items(items);
+        self.chain = saved;
+        flow
+    }
+
+    fn capture(&mut self, name: &str, raw: &[u8], f: &Flags) {
+        let (data, _) = self.part(f);
+        let (req, shown) = self.command_request(raw, Output::Capture, true);
+        let ran = self.fx.run(&req, &with_final_newline(data));
+        self.last_status = ran.status;
+        let failed = ran.status != 0;
+        if failed && (f.wait || f.wait_quiet) {
+            if f.wait {
+                self.program_failure(ran.status, &shown);
+            }
+            return;
+        }
+        let mut out = ran.output;
+        if out.last() == Some(&b'\n') {
+            out.pop();
+        }
+        self.assign(name.as_bytes(), Some(out));
+    }
+
+    fn program_failure(&mut self, status: i32, shown: &[u8]) {
+        self.log_str(&format!(
+            "Program failure ({status}) of \"{}\"",
+            show(shown)
+        ));
+    }
+
+    fn filter(&mut self, raw: &[u8], f: &Flags) {
+        let (data, _) = self.part(f);
+        let input = if f.raw {
+            data
+        } else {
+            with_final_newline(data)
+        };
+        let (req, shown) = self.command_request(raw, Output::Capture, true);
+        let ran = self.fx.run(&req, &input);
+        self.last_status = ran.status;
+        if ran.timed_out {
+            self.log_str(&format!("Timeout, terminating \"{}\"", show(&shown)));
+        }
+        if ran.write_error && !f.ignore_write_error {
+            self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
+        }
+        if ran.status != 0 && (f.wait || f.wait_quiet) {
+            if f.wait {
+                self.program_failure(ran.status, &shown);
+                self.log_str("Rescue of unfiltered data succeeded");
+            }
+            self.chain.lastsucc = false;
+            return;
+        }
+        match (f.pass_head, f.pass_body) {
+            (true, false) => self.msg.set_header(&ran.output),
+            (false, true) => self.msg.set_body(&ran.output),
+            _ => self.msg = Message::from_bytes(ran.output),
+        }
+        self.chain.lastsucc = true;
+    }
+
+    fn pipe(&mut self, raw: &[u8], f: &Flags, wait: bool) -> bool {
+        let (data, _) = self.part(f);
+        let input = if f.raw {
+            data
+        } else {
+            with_final_newline(data)
+        };
+        let (req, shown) = self.command_request(raw, Output::Null, wait);
+        let ran = self.fx.run(&req, &input);
+        self.last_status = ran.status;
+        if ran.timed_out {
+            self.log_str(&format!("Timeout, terminating \"{}\"", show(&shown)));
+        }
+        let lastfolder = if req.argv.last().map(|a| a.as_slice()) == Some(raw) {
+            raw.to_vec()
+        } else {
+            req.argv.join(&b' ')
+        };
+        if ran.write_error && !f.ignore_write_error {
+            self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
+            return false;
+        }
+        if wait && ran.status != 0 {
+            if f.wait {
+                self.program_failure(ran.status, &shown);
+            }
+            return false;
+        }
+        self.set_raw(b"LASTFOLDER", lastfolder);
+        self.last_written = input.len();
+        true
+    }
+
+    fn forward(&mut self, raw: &[u8], f: &Flags) -> bool {
+        let words = vars::expand_words(raw, self);
+        let mut argv = vec![self.var_or(b"SENDMAIL", b"/usr/sbin/sendmail").to_vec()];
+        argv.extend(
+            self.var_or(b"SENDMAILFLAGS", b"-oi")
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.to_vec()),
+        );
+        argv.extend(words);
+        let (data, _) = self.part(f);
+        // §10.6: forwards leave out the postmark and the `>From` lines below it.
+        let skip = if f.pass_head {
+            self.msg.envelope_len().min(data.len())
+        } else {
+            0
+        };
+        let data = data[skip..].to_vec();
+        let input = if f.raw {
+            data
+        } else {
+            with_final_newline(data)
+        };
+        let wait = f.wait || f.wait_quiet;
+        let req = RunRequest {
+            argv: argv.clone(),
+            env: self.vars.clone(),
+            stdout: Output::Null,
+            wait,
+            timeout: self.num(b"TIMEOUT", 960).max(0) as u64,
+        };
+        let ran = self.fx.run(&req, &input);
+        self.last_status = ran.status;
+        if ran.write_error && !f.ignore_write_error {
+            self.log_str(&format!("Error while writing to \"{}\"", show(&argv[0])));
+            return false;
+        }
+        if wait && ran.status != 0 {
+            if f.wait {
+                self.program_failure(ran.status, &argv[0]);
+            }
+            return false;
+        }
+        self.set_raw(b"LASTFOLDER", argv.join(&b' '));
+        self.last_written = input.len();
+        true
+    }
+
+    fn deliver_to_folders(&mut self, names: &[Vec<u8>], f: &Flags) -> bool {
+        if names.is_empty() {
+            return false;
+        }
+        let (data, body_start) = self.part(f);
+        let opts = FolderOpts {
+            raw: f.raw,
+            body_start,
+            protect: if f.pass_body { self.protect } else { 0 },
+            envelope_len: if f.pass_head {
+                self.msg.envelope_len()
+            } else {
+                0
+            },
+            msgprefix: self.var_or(b"MSGPREFIX", b"msg.").to_vec(),
+        };
+        match self.fx.deliver_folders(names, &data, &opts) {
+            Ok(d) => {
+                self.set_raw(b"LASTFOLDER", d.lastfolder);
+                self.last_written = d.written;
+                true
+            }
+            Err(text) => {
+                self.log_str(&text);
+                false
+            }
+        }
+    }
+
+    /// The local lockfile of a recipe (§11): `:0 :` derives it from the
+    /// folder name or the word after `>>` in a pipe.
+    fn take_local_lock(&mut self, r: &Recipe, folder: Option<&[u8]>) -> Option<u64> {
+        let lock = r.lock.as_ref()?;
+        let ext = self.var_or(b"LOCKEXT", b".lock").to_vec();
+        let path = match lock {
+            Lock::Named(raw) => {
+                let name = vars::expand_value(raw, self);
+                if name.is_empty() {
+                    return None;
+                }
+                name
+            }
+            Lock::Implicit => match (&r.action, folder) {
+                (_, Some(b"/dev/null")) => return None,
+                (_, Some(name)) => [name, &ext].concat(),
+                (Action::Pipe(raw), None) => {
+                    if trim_blanks(raw).is_empty() {
+                        return None;
+                    }
+                    let words = vars::expand_words(raw, self);
+                    match words.iter().position(|w| w == b">>") {
+                        Some(i) if i + 1 < words.len() => [&words[i + 1][..], &ext].concat(),
+                        _ => {
+                            self.log_str(&format!(
+                                "Couldn't determine implicit lockfile from \"{}\"",
+                                show(raw)
+                            ));
+                            ext.clone()
+                        }
+                    }
+                }
+                _ => return None,
+            },
+        };
+        if self.global_lock.as_ref().map(|(p, _)| p) == Some(&path) {
+            self.log_str(&format!("Deadlock attempted on \"{}\"", show(&path)));
+            return None;
+        }
+        let params = self.lock_params();
+        self.fx.lock(&path, &params)
+    }
+
+    fn release_local_lock(&mut self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.fx.unlock(id);
+        }
+    }
+
+    fn abstract_mode(&self) -> Abstract {
+        match self.var(b"LOGABSTRACT") {
+            None => Abstract::Default,
+            Some(v) => match v.first().map(|b| b.to_ascii_lowercase()) {
+                Some(b'a') => Abstract::All,
+                _ if vars::parse_bool(v, false) => Abstract::Yes,
+                _ => Abstract::No,
+            },
+        }
+    }
+
+    /// Writes the three-line log abstract for the last delivery (§13).
+    fn write_abstract(&mut self) {
+        let folder = self.var_or(b"LASTFOLDER", b"").to_vec();
+        let text = abstract_text(&self.msg, &folder, self.last_written);
+        self.fx.log(&text);
+    }
+
+    /// Falls back to `DEFAULT` then `ORGMAIL` when nothing delivered, writes
+    /// the abstract, runs `TRAP`, and returns the exit status (§2, §9, §15).
+    pub fn finish(&mut self) -> i32 {
+        let mut status = 0;
+        if !self.delivered && !self.host_abort {
+            let default = self.var(b"DEFAULT").map(|d| d.to_vec());
+            let orgmail = self.var(b"ORGMAIL").map(|d| d.to_vec());
+            let mut ok = false;
+            if let Some(default) = default.as_ref().filter(|_| self.default_enabled) {
+                ok = self.deliver_default(default, true);
+            }
+            if !ok && let Some(org) = orgmail.as_ref().filter(|o| Some(*o) != default.as_ref()) {
+                ok = self.deliver_default(org, false);
+            }
+            if ok {
+                self.delivered = true;
+            } else {
+                let folder: &[u8] = if self.soft_fail {
+                    b"**Requeued**"
+                } else {
+                    b"**Bounced**"
+                };
+                self.set_raw(b"LASTFOLDER", folder.to_vec());
+                self.last_written = 0;
+                status = if self.soft_fail { 75 } else { 73 };
+            }
+        } else if self.host_abort && !self.delivered {
+            self.set_raw(b"LASTFOLDER", Vec::new());
+            self.last_written = 0;
+        }
+        match self.abstract_mode() {
+            Abstract::No => {}
+            Abstract::Default if !self.fx.log_is_open() => {}
+            _ => self.write_abstract(),
+        }
+        self.release_global_lock();
+        if let Some(trap) = self
+            .var(b"TRAP")
+            .map(|t| t.to_vec())
+            .filter(|t| !t.is_empty())
+        {
+            if !self.exitcode_assigned {
+                self.set_raw(b"EXITCODE", status.to_string().into_bytes());
+            }
+            let input = with_final_newline(self.msg.as_bytes().to_vec());
+            let (req, _) = self.command_request(&trap, Output::Null, true);
+            let ran = self.fx.run(&req, &input);
+            if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
+                return ran.status;
+            }
+        }
+        if self.exitcode_assigned
+            && let Some(code) = self.var(b"EXITCODE").and_then(parse_leading_int)
+            && code >= 0
+        {
+            return code as i32;
+        }
+        status
+    }
+
+    fn deliver_default(&mut self, target: &[u8], locked: bool) -> bool {
+        let f = Flags {
+            pass_head: true,
+            pass_body: true,
+            ..Flags::default()
+        };
+        if target == b"|" {
+            let data = with_final_newline(self.msg.as_bytes().to_vec());
+            self.last_written = data.len();
+            return self.fx.to_stdout(&data);
+        }
+        let mut lock = None;
+        if locked {
+            let path = [target, self.var_or(b"LOCKEXT", b".lock")].concat();
+            if self.global_lock.as_ref().map(|(p, _)| p) != Some(&path) {
+                let params = self.lock_params();
+                lock = self.fx.lock(&path, &params);
+            }
+        }
+        let ok = self.deliver_to_folders(&[target.to_vec()], &f);
+        self.release_local_lock(lock);
+        ok
+    }
+
+    /// Whether this process is a clone made by a `c` block.
+    pub fn is_clone(&self) -> bool {
+        self.is_clone
+    }
+}
+
+impl vars::Env for Eval<'_> {
+    fn get(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let owned = |s: String| Some(Cow::Owned(s.into_bytes()));
+        match name {
+            b"$" => owned(self.fx.pid().to_string()),
+            b"?" => owned(self.last_status.to_string()),
+            b"=" => owned(self.score.to_string()),
+            b"#" => owned(self.positional.len().to_string()),
+            b"_" => self
+                .rcfile_stack
+                .last()
+                .map(|p| Cow::Borrowed(p.as_slice())),
+            b"-" => self.var(b"LASTFOLDER").map(Cow::Borrowed),
+            b"0" => Some(Cow::Borrowed(self.arg0.as_slice())),
+            [d @ b'1'..=b'9'] => self
+                .positional
+                .get((d - b'1') as usize)
+                .map(|v| Cow::Borrowed(v.as_slice())),
+            _ => self.var(name).map(Cow::Borrowed),
+        }
+    }
+
+    fn positional(&self) -> Vec<Vec<u8>> {
+        self.positional.clone()
+    }
+
+    fn backquote(&mut self, cmd: &[u8]) -> Vec<u8> {
+        let input = with_final_newline(self.msg.as_bytes().to_vec());
+        let (req, _) = self.command_request(cmd, Output::Capture, true);
+        let ran = self.fx.run(&req, &input);
+        self.last_status = ran.status;
+        ran.output
+    }
+
+    fn log(&mut self, text: &str) {
+        self.log_str(text);
+    }
+}
+
+/// Which area a `NAME ??` condition selected.
+#[derive(Clone, Debug)]
+enum AreaSel {
+    Head,
+    Body,
+    Both,
+    Var(Vec<u8>),
+}
+
+/// The context a condition is evaluated in.
+struct CondCtx {
+    flags: Flags,
+    negate: bool,
+    weight: Option<(f64, f64)>,
+    area: Option<AreaSel>,
+}
+
+/// A condition's value: true/false, or a contribution to the score.
+enum CondResult {
+    Bool(bool),
+    Score(f64),
+    SkippedWeight,
+}
+
+fn clamp_score(s: f64) -> f64 {
+    s.clamp(-SCORE_MAX, SCORE_MAX)
+}
+
+/// procmailsc(5) for a matching weighted regex: `w` for the first match,
+/// `w·x` for the second, ...; stops once the terms shrink below 1 in
+/// magnitude, and adds the geometric tail (or saturates) on an empty match.
+pub fn weighted_matches(steps: impl Iterator<Item = Step>, w: f64, x: f64) -> f64 {
+    let mut score = 0.0;
+    let mut cur = w;
+    for step in steps {
+        match step {
+            Step::Progress => {
+                score += cur;
+                if score >= SCORE_MAX || score <= -SCORE_MAX {
+                    break;
+                }
+                let next = cur * x;
+                let (nsq, psq) = (next * next, cur * cur);
+                if nsq < psq && psq < 1.0 {
+                    break;
+                }
+                cur = next;
+            }
+            Step::Empty => {
+                if x > 0.0 && x < 1.0 {
+                    score += cur / (1.0 - x);
+                } else if x >= 1.0 && cur != 0.0 {
+                    score = if cur > 0.0 { SCORE_MAX } else { -SCORE_MAX };
+                }
+                break;
+            }
+        }
+    }
+    score
+}
+
+/// §10.1: one newline is added unless the data already ends in two.
+pub fn with_final_newline(mut data: Vec<u8>) -> Vec<u8> {
+    if !data.ends_with(b"\n\n") {
+        data.push(b'\n');
+    }
+    data
+}
+
+/// The log abstract (§13): postmark, first Subject line, folder and size.
+pub fn abstract_text(msg: &Message, folder: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(pm) = msg.postmark() {
+        out.extend_from_slice(pm);
+        out.push(b'\n');
+    }
+    let header = msg.header();
+    let subject = header
+        .split(|&b| b == b'\n')
+        .find(|l| l.len() >= 8 && l[..8].eq_ignore_ascii_case(b"Subject:"));
+    if let Some(line) = subject {
+        out.push(b' ');
+        out.extend(
+            line.iter()
+                .take(78)
+                .map(|&b| if b < b' ' { b' ' } else { b }),
+        );
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"  Folder: ");
+    let shown: Vec<u8> = folder
+        .iter()
+        .take(61)
+        .map(|&b| if b < b' ' { b' ' } else { b })
+        .collect();
+    out.extend_from_slice(&shown);
+    let mut col = (10 + shown.len()) & !7;
+    loop {
+        out.push(b'\t');
+        col += 8;
+        if col >= 72 {
+            break;
+        }
+    }
+    out.extend_from_slice(format!("{size:>7}\n").as_bytes());
+    out
+}
+
+/// Leading blanks and tabs removed, trailing ones too.
+fn trim_blanks(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |p| p + 1);
+    &s[start..end]
+}
+
+/// An optional sign and digits at the start of `s` (after blanks), as strtol.
+fn parse_leading_int(s: &[u8]) -> Option<i64> {
+    let s = trim_blanks(s);
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    let v: i64 = std::str::from_utf8(&digits[..n]).ok()?.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Bytes shown in a log line.
+fn show(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_arithmetic_matches_procmailsc_examples() {
+        let six = || (0..6).map(|_| Step::Progress);
+        // procmail-semantics §8, checked there against procmail.
+        assert_eq!(weighted_matches(six(), 1.0, 0.5), 1.5);
+        assert_eq!(weighted_matches(six(), 10.0, 0.5), 19.375);
+        assert_eq!(weighted_matches(six(), 1.0, 1.0), 6.0);
+        assert_eq!(
+            weighted_matches(std::iter::once(Step::Empty), 1.0, 0.5),
+            2.0
+        );
+        assert_eq!(
+            weighted_matches(std::iter::once(Step::Empty), 1.0, 1.0),
+            SCORE_MAX
+        );
+    }
+
+    #[test]
+    fn final_newline_rule() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            (b"text", b"text\n"),
+            (b"text\n", b"text\n\n"),
+            (b"text\n\n", b"text\n\n"),
+            (b"", b"\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(with_final_newline(input.to_vec()), want);
+        }
+    }
+
+    #[test]
+    fn abstract_pads_folder_to_column_72() {
+        // Checked against procmail 3.23pre: eight tabs after `inbox`.
+        let msg = Message::from_bytes(
+            b"From alice@example.com  Mon Jan  6 10:00:00 2025\nSubject: Hello there\n\nhi\n"
+                .to_vec(),
+        );
+        let got = abstract_text(&msg, b"inbox", 255);
+        let want = b"From alice@example.com  Mon Jan  6 10:00:00 2025\n Subject: Hello there\n  Folder: inbox\t\t\t\t\t\t\t\t    255\n";
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+}

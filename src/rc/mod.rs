@@ -13,3 +13,13 @@ pub mod eval;
 pub mod regex;
 pub mod syntax;
 pub mod vars;
+
+use crate::diag::Diagnostic;
+
+/// Every diagnostic for one rcfile: syntax errors, then semantic checks
+/// (flags, regexes). This is what `postroom check` prints.
+pub fn check_source(file: &str, src: &[u8]) -> Vec<Diagnostic> {
+    let (rc, mut diags) = syntax::parse(file, src);
+    diags.extend(check::check(file, src, &rc));
+    diags
+}
