@@ -15,11 +15,40 @@ pub mod syntax;
 pub mod vars;
 
 use crate::diag::Diagnostic;
+use ast::{Action, CondKind, Item};
 
-/// Every diagnostic for one rcfile: syntax errors, then semantic checks
-/// (flags, regexes). This is what `postroom check` prints.
+/// Every diagnostic for one rcfile: syntax errors, semantic checks, then
+/// regular expressions that do not compile. This is what `postroom check`
+/// prints.
 pub fn check_source(file: &str, src: &[u8]) -> Vec<Diagnostic> {
     let (rc, mut diags) = syntax::parse(file, src);
     diags.extend(check::check(file, src, &rc));
+    check_regexes(file, &rc.items, &mut diags);
+    diags.sort_by_key(|d| d.span.start);
     diags
+}
+
+/// Reports the conditions whose regex procmail would refuse (`Invalid regexp`).
+fn check_regexes(file: &str, items: &[Item], out: &mut Vec<Diagnostic>) {
+    for item in items {
+        let Item::Recipe(r) = item else { continue };
+        for c in &r.conds {
+            let mut kind = &c.kind;
+            loop {
+                kind = match kind {
+                    CondKind::Not(k) => k,
+                    CondKind::Weighted { inner, .. } | CondKind::Var { inner, .. } => inner,
+                    _ => break,
+                };
+            }
+            if let CondKind::Regex(pat) = kind
+                && let Err(e) = regex::Regex::new(pat, r.flags.case_sensitive)
+            {
+                out.push(Diagnostic::error(file, c.span, format!("invalid regular expression: {e}")));
+            }
+        }
+        if let Action::Block(inner) = &r.action {
+            check_regexes(file, inner, out);
+        }
+    }
 }
