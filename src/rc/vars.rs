@@ -865,6 +865,10 @@ mod tests {
             ("$_$-", "./rc/tmp/f1 /tmp/f2"),
             ("$0$1$2$3", "procmailA1B 2"),
             ("$1x", "A1x"),
+            // Trap 4 again: a blank ends the value even inside `${...}`;
+            // procmail then reads ` b}` as further items.
+            ("${UNSET:-a b}", "a"),
+            ("$\\1$\\0x${X:-\"$@\"}", "()A1()procmailhello"),
         ];
         for &(raw, want) in table {
             let mut env = MapEnv::new();
@@ -963,6 +967,15 @@ mod tests {
             ("  ", &[""]),
             ("$E", &[""]),
             ("a ", &["a"]),
+            ("args `empty` x`empty`y $3 \"`empty`\"", &["args", "xy", ""]),
+            (
+                "args ${X:-a b}c ${UNSET:-a b}c",
+                &["args", "helloc", "a", "bc"],
+            ),
+            (
+                "args $- \"$-\"",
+                &["args", "/tmp/f1", "/tmp/f2", "/tmp/f1 /tmp/f2"],
+            ),
         ];
         for &(raw, want) in table {
             let mut env = MapEnv::new();
@@ -985,6 +998,13 @@ mod tests {
                 &["args", "", "z"],
             ),
             ("args $@", &["args", "@"], &["args", "@"]),
+            // Only the word read in full marks "$@"; a skipped one does not.
+            (
+                "args ${X:+\"$@\"} ${UNSET:+\"$@\"}",
+                &["args", "A1", "B 2"],
+                &["args", ""],
+            ),
+            ("args ${X:-\"$@\"}", &["args", "hello"], &["args", "hello"]),
         ];
         for &(raw, with_args, without) in table {
             let mut env = MapEnv::new();
@@ -1171,5 +1191,195 @@ mod tests {
         assert!(!parse_bool(b"off", true));
         assert!(parse_bool(b"maybe", true));
         assert!(!parse_bool(b"maybe", false));
+    }
+
+    /// Cases for the differential test: no backquotes, `$$` or `$_`
+    /// (those differ between runs), no shell metacharacters in `WORDS`.
+    const VALUES: &[&str] = &[
+        "hello",
+        "$X${X}x'$X'\"$X\"",
+        "'a\\b'\"c\\d\"\\e\\'f",
+        "hello world",
+        "vars-$S",
+        "$SP",
+        "abc#x",
+        " #x",
+        "a\\#b",
+        "\\#b",
+        "\"x\\#y\\n\\$\\\"\\\\\\`\"",
+        "a\\ b\"a\\ b\"",
+        "a}b\\}c\"\\}\"",
+        "\"\\\nx\"'\\\ny'",
+        "x$",
+        "$@\"$@\"$.x$\\.x\"$\\.x\"",
+        "$\\E$\\UNSET$\\X.$\\S$\\D",
+        "$?$=$#$-$0$1$2$3$1x$\\1$\\0x",
+        "${X:-w}${E:-w}${UNSET:-w}${X-w}${E-w}${UNSET-w}",
+        "${X:+w}${E:+w}${UNSET:+w}${X+w}${E+w}${UNSET+w}",
+        "${UNSET:-${E:-${X}}}${X:-$UNSET}${}${1}${0}",
+        "${UNSET:-a\\}b}${UNSET:-\"a\\}b\"}\"${UNSET:-a\\}b}\"",
+        "\"${UNSET:-\"q\"}\"${UNSET:-\"a b\"}",
+        "${#}args",
+        "${10}x${1x}y",
+        "${X:x}y",
+    ];
+
+    const WORDS: &[&str] = &[
+        "a$S \"b$S\" 'c $X' \\$X d\\ e \\\"q\\\" \"\\n\\t\\$\"",
+        "$SP x x$SP",
+        "${X:-a b} ${E:-a b} ${UNSET:-\"a b\"} \"${E:-\"q\"}\" ${X:+$S}",
+        "$E \"\" $E$E '' w$E",
+        "$E",
+        "$2 ${10} ${1x} $1x $# $= $0",
+        "\"$@\"",
+        "x\"$@\"",
+        "x\"$@\"y",
+        "\"$@\"y",
+        "\"$@\" z $@",
+        "${X:+\"$@\"} ${UNSET:+\"$@\"}",
+        "${X:-a b}c ${UNSET:-a b}c",
+        "a #comment",
+    ];
+
+    /// `$` conditions (the text after the `$`); none may expand to text
+    /// that starts with a condition prefix (`!`, `?`, `<`, a weight).
+    const DQUOTED: &[&str] = &[
+        " ${X}\" 'y'  $S\"  \\z 'q  r' \\\"",
+        " \"$@\"<$#>$\\X",
+        " ${X:-\"in\"} ${E:-\"in\"}",
+        " #foo",
+        " \" #foo",
+        " $S$SP'x'",
+        " 'a  b' \"c  d\"",
+        "x$ $1 \"$1\" $2",
+    ];
+
+    /// Runs the real procmail (when installed) over `VALUES` and `WORDS`
+    /// and compares every result with ours.
+    #[test]
+    fn differential_against_procmail() {
+        let procmail = std::path::Path::new("/usr/bin/procmail");
+        if !procmail.exists() {
+            eprintln!("skipped: no /usr/bin/procmail");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let args = d.join("args");
+        let out = d.join("out");
+        std::fs::write(
+            &args,
+            format!(
+                "#!/bin/sh\nfor a; do printf '%s\\036' \"$a\"; done >> '{}'\nprintf '\\037' >> '{}'\n",
+                out.display(),
+                out.display()
+            ),
+        )
+        .expect("write args script");
+        std::fs::set_permissions(&args, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod args script");
+        let mut rc = format!(
+            "LOGFILE={}/log\nX=hello\nE=\nS=\"a  b\tc\"\nSP=\" lead trail \"\nD=a.b\n",
+            d.display()
+        );
+        for v in VALUES {
+            rc.push_str(&format!("V=\nV={v}\nLOG=\"[[$V]]\n\"\n"));
+        }
+        rc.push_str("VERBOSE=on\n");
+        for c in DQUOTED {
+            rc.push_str(&format!(":0\n* ${c}\n{{ }}\n"));
+        }
+        rc.push_str("VERBOSE=off\n");
+        for w in WORDS {
+            rc.push_str(&format!(":0 wc\n| {} {w}\n", args.display()));
+        }
+        std::fs::write(d.join("rc"), &rc).expect("write rcfile");
+        let status = std::process::Command::new(procmail)
+            .current_dir(d)
+            .args(["-m", "./rc", "A1", "B 2"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(b"From: a@b\nSubject: hi\n\nbody\n")?;
+                child.wait()
+            })
+            .expect("run procmail");
+        assert!(status.code().is_some(), "procmail killed");
+
+        let mut env = MapEnv::new();
+        for k in ["$", "_", "-"] {
+            env.vars.remove(k.as_bytes());
+        }
+        env.vars.insert(b"?".to_vec(), b"0".to_vec());
+        env.vars.insert(b"=".to_vec(), b"0".to_vec());
+        env.vars
+            .insert(b"0".to_vec(), b"/usr/bin/procmail".to_vec());
+
+        let log = std::fs::read(d.join("log")).expect("read log");
+        let mut rest = log.as_slice();
+        let mut procmail_values = Vec::new();
+        while let Some(start) = rest.windows(2).position(|w| w == b"[[") {
+            let after = &rest[start + 2..];
+            let end = after
+                .windows(3)
+                .position(|w| w == b"]]\n")
+                .expect("log value end");
+            procmail_values.push(after[..end].to_vec());
+            rest = &after[end + 3..];
+        }
+        assert_eq!(procmail_values.len(), VALUES.len(), "log: {}", s(&log));
+        for (raw, want) in VALUES.iter().zip(&procmail_values) {
+            let got = expand_value(raw.as_bytes(), &mut env);
+            assert_eq!(s(&got), s(want), "value {raw:?}");
+        }
+
+        let want_logs: Vec<String> = s(&log)
+            .lines()
+            .filter_map(|l| l.strip_prefix("procmail: Bad substitution"))
+            .map(|l| format!("Bad substitution{l}"))
+            .collect();
+
+        let mut conds = Vec::new();
+        let mut rest = log.as_slice();
+        while let Some(start) = rest.windows(9).position(|w| w == b"atch on \"") {
+            let after = &rest[start + 9..];
+            let end = after
+                .windows(2)
+                .position(|w| w == b"\"\n")
+                .expect("log condition end");
+            conds.push(after[..end].to_vec());
+            rest = &after[end + 2..];
+        }
+        assert_eq!(conds.len(), DQUOTED.len(), "log: {}", s(&log));
+        for (raw, want) in DQUOTED.iter().zip(&conds) {
+            let got = expand_dquoted(raw.as_bytes(), &mut env);
+            let start = got
+                .iter()
+                .position(|&b| !matches!(b, b' ' | b'\t'))
+                .unwrap_or(got.len());
+            assert_eq!(s(&got[start..]), s(want), "condition {raw:?}");
+        }
+
+        let argv = std::fs::read(&out).expect("read argv record");
+        let calls: Vec<&[u8]> = argv.split(|&b| b == 0o37).collect();
+        assert_eq!(calls.len(), WORDS.len() + 1, "argv: {}", s(&argv));
+        for (raw, call) in WORDS.iter().zip(calls) {
+            let want: Vec<String> = call
+                .split(|&b| b == 0o36)
+                .map(s)
+                .collect::<Vec<_>>()
+                .split_last()
+                .map(|(_, init)| init.to_vec())
+                .unwrap_or_default();
+            let got = got_words(&format!("args {raw}"), &mut env);
+            assert_eq!(got[1..].to_vec(), want, "words {raw:?}");
+        }
+        assert_eq!(env.logs, want_logs);
+        assert!(!want_logs.is_empty());
     }
 }
