@@ -70,6 +70,39 @@ pub fn expand_value(raw: &[u8], env: &mut dyn Env) -> Vec<u8> {
     r.out.into_text()
 }
 
+/// Where procmail's reading of an assignment value ends (spec §4.2): the
+/// index of the first unquoted blank, tab or newline, or of a `#` that
+/// starts the word (the rest of that line is a comment), else `raw.len()`.
+///
+/// For the parser, which must cut the value before any variable is known.
+/// procmail decides while expanding, so this assumes every variable unset
+/// and runs no backquote. Only a `${NAME:-}`/`${NAME+}`-style empty
+/// alternative depends on the value (checked: `A=${UNSET:-} b` sets A to
+/// `b`, `A=${X:-} b` with X set sets `hello` and unsets `b`); for such text
+/// this answer is the unset case.
+pub fn value_extent(raw: &[u8]) -> usize {
+    let mut env = NullEnv;
+    let mut r = Reader::new(raw, &mut env, Mode::Value, Got::Nothing);
+    r.run();
+    if r.stopped { r.pos - 1 } else { raw.len() }
+}
+
+/// Every variable unset, no output from programs, no logs.
+struct NullEnv;
+
+impl Env for NullEnv {
+    fn get(&self, _name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        None
+    }
+    fn positional(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    fn backquote(&mut self, _cmd: &[u8]) -> Vec<u8> {
+        Vec::new()
+    }
+    fn log(&mut self, _text: &str) {}
+}
+
 /// Expands an action line or a command into words (spec §4.3).
 ///
 /// Unquoted expansion results (variables, `$_`, `$-`, positional
@@ -169,6 +202,17 @@ pub fn needs_shell(cmd: &[u8], shellmetas: &[u8]) -> bool {
         .position(|&b| matches!(b, b' ' | b'\t' | b'\n'))
         .unwrap_or(rest.len());
     &rest[..end] == b"test"
+}
+
+/// Splits a value on blanks, tabs and newlines, as procmail splits
+/// unquoted expansions and `$SENDMAILFLAGS` (spec §4.3, §10.6); `IFS` plays
+/// no part. Empty pieces are dropped.
+pub fn split_blanks(value: &[u8]) -> Vec<Vec<u8>> {
+    value
+        .split(|b| matches!(b, b' ' | b'\t' | b'\n'))
+        .filter(|w| !w.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// The value of `$\NAME`: `()` followed by `value` with each of
@@ -383,6 +427,8 @@ struct Reader<'a, 'e> {
     qbracelev: usize,
     skip: Option<Skip>,
     all_args: Option<(usize, usize)>,
+    /// Reading stopped at a blank, newline or comment (not at the end).
+    stopped: bool,
 }
 
 impl<'a, 'e> Reader<'a, 'e> {
@@ -402,6 +448,7 @@ impl<'a, 'e> Reader<'a, 'e> {
             qbracelev: 0,
             skip: None,
             all_args: None,
+            stopped: false,
         }
     }
 
@@ -452,10 +499,16 @@ impl<'a, 'e> Reader<'a, 'e> {
             b'}' if self.closes_brace() => self.close_brace(),
             // `#` starting a word is a comment to the end of the line
             // (spec §4.1); the text ends there.
-            b'#' if self.got <= Got::Skipping => return Break(()),
+            b'#' if self.got <= Got::Skipping => {
+                self.stopped = true;
+                return Break(());
+            }
             b'$' if self.got != Got::Single => return self.dollar(),
             b' ' | b'\t' => match self.got {
-                Got::Normal if self.mode == Mode::Value => return Break(()),
+                Got::Normal if self.mode == Mode::Value => {
+                    self.stopped = true;
+                    return Break(());
+                }
                 Got::Normal => {
                     self.got = Got::Skipping;
                     self.separate();
@@ -463,7 +516,10 @@ impl<'a, 'e> Reader<'a, 'e> {
                 Got::Nothing | Got::Skipping => {}
                 Got::Double | Got::Single => self.literal(c),
             },
-            b'\n' if self.got <= Got::Normal => return Break(()),
+            b'\n' if self.got <= Got::Normal => {
+                self.stopped = true;
+                return Break(());
+            }
             _ => self.literal(c),
         }
         Continue(())
@@ -868,6 +924,10 @@ mod tests {
             // Trap 4 again: a blank ends the value even inside `${...}`;
             // procmail then reads ` b}` as further items.
             ("${UNSET:-a b}", "a"),
+            // Where the value ends can depend on a variable (checked).
+            ("${UNSET:-} b", "b"),
+            ("${X:-} c", "hello"),
+            ("\"\" d", ""),
             ("$\\1$\\0x${X:-\"$@\"}", "()A1()procmailhello"),
         ];
         for &(raw, want) in table {
@@ -875,6 +935,28 @@ mod tests {
             let got = expand_value(raw.as_bytes(), &mut env);
             assert_eq!(s(&got), want, "raw {raw:?}");
             assert!(env.logs.is_empty(), "raw {raw:?} logged {:?}", env.logs);
+        }
+    }
+
+    #[test]
+    fn value_extents() {
+        let table: &[(&str, usize)] = &[
+            ("hello", 5),
+            ("hello world", 5),
+            ("\"a b\" c", 5),
+            ("'a b'x y", 6),
+            ("a\\ b c", 4),
+            (" #x", 1),
+            ("abc#x y", 5),
+            ("${UNSET:-a b}", 10),
+            ("${UNSET:-} b", 12),
+            ("\"a\nb\"\nc", 5),
+            ("`cmd a b` c", 9),
+            ("\"open", 5),
+            ("", 0),
+        ];
+        for &(raw, want) in table {
+            assert_eq!(value_extent(raw.as_bytes()), want, "raw {raw:?}");
         }
     }
 
@@ -1144,6 +1226,16 @@ mod tests {
     }
 
     #[test]
+    fn blank_splitting() {
+        let got = split_blanks(b" -oi\t-odq\n\n x\x0b ");
+        assert_eq!(
+            got,
+            vec![b"-oi".to_vec(), b"-odq".to_vec(), b"x\x0b".to_vec()]
+        );
+        assert!(split_blanks(b"  ").is_empty());
+    }
+
+    #[test]
     fn escaping_for_regexps() {
         let table: &[(&[u8], &[u8])] = &[
             (b"a.b", b"()a\\.b"),
@@ -1222,6 +1314,9 @@ mod tests {
         "${#}args",
         "${10}x${1x}y",
         "${X:x}y",
+        "${UNSET:-} b",
+        "${X:-} c",
+        "\"\" d",
     ];
 
     const WORDS: &[&str] = &[
