@@ -1252,7 +1252,9 @@ mod tests {
 
     #[test]
     fn booleans_and_numbers() {
-        // procmail's renvint (spec §9); `EXITCODE=foo` = 0 was checked.
+        // Checked through EXITCODE (with DEFAULT=/dev/null): foo -> 0,
+        // yes -> 1, all -> 2, " 12abc" -> 12, On -> 1, off -> 0, +7 -> 7,
+        // and maybe / x keep the old value (EXITCODE unused, exit 0).
         let table: &[(&str, i64, i64)] = &[
             ("0", 1, 0),
             ("1", 0, 1),
