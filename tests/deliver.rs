@@ -92,7 +92,11 @@ fn unwritable_folder_falls_back_to_default() {
     let (code, _, _) = run(c, MSG);
     assert_eq!(code, 0);
     let inbox = d.read("inbox");
-    assert!(inbox.ends_with(b"hi there\n\n"), "{}", String::from_utf8_lossy(&inbox));
+    assert!(
+        inbox.ends_with(b"hi there\n\n"),
+        "{}",
+        String::from_utf8_lossy(&inbox)
+    );
 }
 
 /// `postroom check` reports file:line:col and exits 1 on an error.
@@ -100,7 +104,10 @@ fn unwritable_folder_falls_back_to_default() {
 fn check_reports_location_and_exits_1() {
     let d = Dir::new("check");
     d.write("good.rc", ":0:\n* ^Subject: hello\ninbox\n");
-    d.write("bad.rc", "# a comment\n:0 Zq\n* ^Subject: (unbalanced\ninbox\n");
+    d.write(
+        "bad.rc",
+        "# a comment\n:0 Zq\n* ^Subject: (unbalanced\ninbox\n",
+    );
     let mut c = cmd("postroom");
     c.current_dir(d.path()).args(["check", "good.rc"]);
     let (code, _, err) = run(c, b"");

@@ -618,8 +618,8 @@ impl<'fx> Eval<'fx> {
             }
             CondKind::Program(raw) => {
                 let input = self.area_bytes(ctx).into_owned();
-                let req = self.command_request(raw, Output::Null, true);
-                let ran = self.fx.run(&req.0, &input);
+                let (req, _, _) = self.command_request(raw, Output::Null, true);
+                let ran = self.fx.run(&req, &input);
                 self.last_status = ran.status;
                 let ok = ran.status == 0;
                 match ctx.weight {
@@ -642,7 +642,7 @@ impl<'fx> Eval<'fx> {
                 }
             }
             CondKind::Less(raw) | CondKind::Greater(raw) => {
-                let text = vars::expand_dquoted(raw, self);
+                let text = vars::expand_spaced(raw, self);
                 let limit = parse_leading_int(trim_blanks(&text)).unwrap_or(0) as f64;
                 let size = self.size_area(ctx) as f64;
                 let less = matches!(kind, CondKind::Less(_)) != ctx.negate;
@@ -709,24 +709,28 @@ impl<'fx> Eval<'fx> {
     /// Builds the argv for a program line: through `$SHELL $SHELLFLAGS` when
     /// it has shell metacharacters (or starts with `test`), else expanded and
     /// split by us (§12). Also returns the name used in `Program failure`.
-    fn command_request(&mut self, raw: &[u8], stdout: Output, wait: bool) -> (RunRequest, Vec<u8>) {
+    fn command_request(
+        &mut self,
+        raw: &[u8],
+        stdout: Output,
+        wait: bool,
+    ) -> (RunRequest, Vec<u8>, Vec<u8>) {
         let metas = self.var_or(b"SHELLMETAS", b"&|<>~;?*[").to_vec();
-        let (argv, shown) = if vars::needs_shell(raw, &metas) {
-            let shell = self.var_or(b"SHELL", b"/bin/sh").to_vec();
-            let flags_raw = self.var_or(b"SHELLFLAGS", b"-c").to_vec();
-            let mut argv = vec![shell];
-            argv.extend(
-                flags_raw
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|w| !w.is_empty())
-                    .map(|w| w.to_vec()),
-            );
-            argv.push(raw.to_vec());
-            (argv, raw.to_vec())
-        } else {
-            let words = vars::expand_words(raw, self);
-            let shown = words.first().cloned().unwrap_or_default();
-            (words, shown)
+        let (argv, shown, shell) = match vars::prepare_command(raw, &metas, self) {
+            vars::Command::Shell(text) => {
+                // §12: `$SHELL $SHELLFLAGS text`, the flags as one argument
+                // (checked: SHELLFLAGS="-e -c" reaches the shell as one word).
+                let argv = vec![
+                    self.var_or(b"SHELL", b"/bin/sh").to_vec(),
+                    self.var_or(b"SHELLFLAGS", b"-c").to_vec(),
+                    text.clone(),
+                ];
+                (argv, text, true)
+            }
+            vars::Command::Argv(words) => {
+                let shown = words.first().cloned().unwrap_or_default();
+                (words, shown, false)
+            }
         };
         let req = RunRequest {
             argv,
@@ -735,7 +739,14 @@ impl<'fx> Eval<'fx> {
             wait,
             timeout: self.num(b"TIMEOUT", 960).max(0) as u64,
         };
-        (req, shown)
+        // LASTFOLDER of a pipe (§9): the text as the shell got it, or the
+        // words joined by single spaces.
+        let lastfolder = if shell {
+            shown.clone()
+        } else {
+            req.argv.join(&b' ')
+        };
+        (req, shown, lastfolder)
     }
 
     /// The part of the message a recipe passes on (`h`, `b`, both).
@@ -755,7 +766,7 @@ impl<'fx> Eval<'fx> {
                 Flow::Next
             }
             Action::Folder(raw) => {
-                let names = vars::expand_words(raw, self);
+                let names = vars::expand_folders(raw, self);
                 if f.filter {
                     self.log_str("Extraneous filter-flag ignored");
                 }
@@ -833,7 +844,7 @@ impl<'fx> Eval<'fx> {
 
     fn capture(&mut self, name: &str, raw: &[u8], f: &Flags) {
         let (data, _) = self.part(f);
-        let (req, shown) = self.command_request(raw, Output::Capture, true);
+        let (req, shown, _) = self.command_request(raw, Output::Capture, true);
         let ran = self.fx.run(&req, &with_final_newline(data));
         self.last_status = ran.status;
         let failed = ran.status != 0;
@@ -864,7 +875,7 @@ impl<'fx> Eval<'fx> {
         } else {
             with_final_newline(data)
         };
-        let (req, shown) = self.command_request(raw, Output::Capture, true);
+        let (req, shown, _) = self.command_request(raw, Output::Capture, true);
         let ran = self.fx.run(&req, &input);
         self.last_status = ran.status;
         if ran.timed_out {
@@ -896,17 +907,12 @@ impl<'fx> Eval<'fx> {
         } else {
             with_final_newline(data)
         };
-        let (req, shown) = self.command_request(raw, Output::Null, wait);
+        let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
         let ran = self.fx.run(&req, &input);
         self.last_status = ran.status;
         if ran.timed_out {
             self.log_str(&format!("Timeout, terminating \"{}\"", show(&shown)));
         }
-        let lastfolder = if req.argv.last().map(|a| a.as_slice()) == Some(raw) {
-            raw.to_vec()
-        } else {
-            req.argv.join(&b' ')
-        };
         if ran.write_error && !f.ignore_write_error {
             self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
             return false;
@@ -925,12 +931,7 @@ impl<'fx> Eval<'fx> {
     fn forward(&mut self, raw: &[u8], f: &Flags) -> bool {
         let words = vars::expand_words(raw, self);
         let mut argv = vec![self.var_or(b"SENDMAIL", b"/usr/sbin/sendmail").to_vec()];
-        argv.extend(
-            self.var_or(b"SENDMAILFLAGS", b"-oi")
-                .split(|b| b.is_ascii_whitespace())
-                .filter(|w| !w.is_empty())
-                .map(|w| w.to_vec()),
-        );
+        argv.extend(vars::split_blanks(self.var_or(b"SENDMAILFLAGS", b"-oi")));
         argv.extend(words);
         let (data, _) = self.part(f);
         // §10.6: forwards leave out the postmark and the `>From` lines below it.
@@ -1051,10 +1052,11 @@ impl<'fx> Eval<'fx> {
     fn abstract_mode(&self) -> Abstract {
         match self.var(b"LOGABSTRACT") {
             None => Abstract::Default,
-            Some(v) => match v.first().map(|b| b.to_ascii_lowercase()) {
-                Some(b'a') => Abstract::All,
-                _ if vars::parse_bool(v, false) => Abstract::Yes,
-                _ => Abstract::No,
+            Some(v) => match vars::parse_num(v, -1) {
+                2 => Abstract::All,
+                -1 => Abstract::Default,
+                0 => Abstract::No,
+                _ => Abstract::Yes,
             },
         }
     }
@@ -1111,7 +1113,7 @@ impl<'fx> Eval<'fx> {
                 self.set_raw(b"EXITCODE", status.to_string().into_bytes());
             }
             let input = with_final_newline(self.msg.as_bytes().to_vec());
-            let (req, _) = self.command_request(&trap, Output::Null, true);
+            let (req, _, _) = self.command_request(&trap, Output::Null, true);
             let ran = self.fx.run(&req, &input);
             if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
                 return ran.status;
@@ -1184,7 +1186,7 @@ impl vars::Env for Eval<'_> {
 
     fn backquote(&mut self, cmd: &[u8]) -> Vec<u8> {
         let input = with_final_newline(self.msg.as_bytes().to_vec());
-        let (req, _) = self.command_request(cmd, Output::Capture, true);
+        let (req, _, _) = self.command_request(cmd, Output::Capture, true);
         let ran = self.fx.run(&req, &input);
         self.last_status = ran.status;
         ran.output

@@ -44,7 +44,11 @@ fn check_regexes(file: &str, items: &[Item], out: &mut Vec<Diagnostic>) {
             if let CondKind::Regex(pat) = kind
                 && let Err(e) = regex::Regex::new(pat, r.flags.case_sensitive)
             {
-                out.push(Diagnostic::error(file, c.span, format!("invalid regular expression: {e}")));
+                out.push(Diagnostic::error(
+                    file,
+                    c.span,
+                    format!("invalid regular expression: {e}"),
+                ));
             }
         }
         if let Action::Block(inner) = &r.action {
