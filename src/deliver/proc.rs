@@ -27,12 +27,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+use crate::status::sysexits;
+
 /// The shell procmail falls back to when a program cannot be executed.
 const BIN_SH: &[u8] = b"/bin/sh";
 
 /// procmail's status for a child that could not be executed at all
 /// (EX_UNAVAILABLE, spec §2 and §12).
-pub const EXEC_FAILED_STATUS: i32 = 69;
+pub const EXEC_FAILED_STATUS: i32 = sysexits::EX_UNAVAILABLE;
 
 /// What to run: the evaluator has already chosen between the shell and a
 /// direct exec (spec §12) and expanded the words.
@@ -128,8 +130,8 @@ pub struct Ran {
 /// that cannot be executed, the result has `exec_failed` and status 69.
 ///
 /// Errors are only returned for resources (no pipe, no process slot), which
-/// the caller may retry later, and for an empty argv or a NUL byte in the
-/// environment.
+/// the caller may retry later, for a `cwd` that is not a directory, and for
+/// an empty argv or a NUL byte in the environment.
 pub fn run(spawn: &Spawn, input: &[u8]) -> io::Result<Ran> {
     ignore_sigpipe();
     let argv = spawn.program.argv();
@@ -144,6 +146,13 @@ pub fn run(spawn: &Spawn, input: &[u8]) -> io::Result<Ran> {
     let mut child = match start(spawn, &argv, &envp) {
         Ok(child) => child,
         Err(err) if is_resource_error(&err) => return Err(err),
+        Err(err) if !std::fs::metadata(&spawn.cwd).is_ok_and(|m| m.is_dir()) => {
+            // Not an exec failure: std reports a failed chdir the same way.
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot chdir to {}: {err}", spawn.cwd.display()),
+            ));
+        }
         Err(_) => {
             // procmail (pipes.c shexec): when execvp fails, try the file as a
             // script with /bin/sh; spec §12, checked with `| nosuchprog` and
@@ -686,6 +695,37 @@ mod tests {
     }
 
     #[test]
+    fn missing_shell_is_retried_with_bin_sh() {
+        // Checked with procmail: SHELL=/nonexistent/sh and `| echo hi; exit 3`
+        // log `/bin/sh: 0: cannot open /nonexistent/sh: No such file`, $?=2.
+        let (fd, log) = log_file();
+        let mut s = sh("echo hi; exit 3");
+        s.program = Program::Shell {
+            shell: b"/nonexistent/sh".to_vec(),
+            flags: vec![b"-c".to_vec()],
+            text: b"echo hi; exit 3".to_vec(),
+        };
+        s.stderr = Some(fd);
+        let got = run(&s, b"").unwrap();
+        assert_eq!((got.status, got.output), (2, Vec::new()));
+        assert_eq!(
+            read_all(log),
+            "/bin/sh: 0: cannot open /nonexistent/sh: No such file\n"
+        );
+    }
+
+    #[test]
+    fn missing_cwd_is_an_error_not_an_exec_failure() {
+        let mut s = spawn(&["true"]);
+        s.cwd = PathBuf::from("/nonexistent/dir");
+        let err = run(&s, b"").unwrap_err();
+        assert!(
+            err.to_string().contains("cannot chdir to /nonexistent/dir"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn non_executable_file_runs_as_a_script() {
         // Checked with procmail: `| /etc/passwd x` feeds the file to dash.
         let dir = tempfile::tempdir().unwrap();
@@ -796,6 +836,50 @@ mod tests {
         let got = run(&s, b"mail\n").unwrap();
         assert_eq!(got, Ran::default());
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Our child processes named `comm`, with their state letters.
+    fn children_named(comm: &str) -> Vec<String> {
+        let me = std::process::id().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            let Some((head, tail)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let fields: Vec<&str> = tail.split(' ').collect();
+            if head.ends_with(&format!("({comm}")) && fields.get(1) == Some(&me.as_str()) {
+                found.push(fields[0].to_string());
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn unwaited_child_is_reaped() {
+        // A name no other test uses, so its zombie would be recognisable.
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("reapme");
+        std::os::unix::fs::symlink("/bin/true", &prog).unwrap();
+        let mut s = spawn(&[prog.to_str().unwrap()]);
+        s.wait = false;
+        s.stdout = Output::Null;
+        run(&s, b"").unwrap();
+        let started = Instant::now();
+        loop {
+            let left = children_named("reapme");
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "not reaped: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
