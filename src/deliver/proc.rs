@@ -133,6 +133,17 @@ pub struct Ran {
 /// the caller may retry later, for a `cwd` that is not a directory, and for
 /// an empty argv or a NUL byte in the environment.
 pub fn run(spawn: &Spawn, input: &[u8]) -> io::Result<Ran> {
+    run_capped(spawn, input, None)
+}
+
+/// [`run`], reading at most `max_output + 1` bytes of captured output, for
+/// backquotes: procmail reads `LINEBUF` bytes of a backquote's output, tries
+/// one more, logs `Excessive output quenched from "x"` if it got it, and
+/// closes the pipe (spec §4.4). So `output.len() > max_output` means
+/// "quenched": the caller logs and truncates. The program then gets EPIPE or
+/// SIGPIPE on its next write. `None` reads everything, as for filters and
+/// `NAME=|cmd`.
+pub fn run_capped(spawn: &Spawn, input: &[u8], max_output: Option<usize>) -> io::Result<Ran> {
     ignore_sigpipe();
     let argv = spawn.program.argv();
     if argv.is_empty() {
@@ -179,7 +190,8 @@ pub fn run(spawn: &Spawn, input: &[u8]) -> io::Result<Ran> {
     let mut ran = Ran::default();
     let stdin = child.stdin.take().map(OwnedFd::from);
     let stdout = child.stdout.take().map(OwnedFd::from);
-    let io = pump(&child, stdin, stdout, input, &mut timer, &mut ran);
+    let cap = max_output.map(|max| max.saturating_add(1));
+    let io = pump(&child, stdin, stdout, input, cap, &mut timer, &mut ran);
     if let Err(err) = io {
         // Something unexpected (poll failed): do not leave the child behind.
         let _ = child.kill();
@@ -332,6 +344,7 @@ fn pump(
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     input: &[u8],
+    cap: Option<usize>,
     timer: &mut Timer,
     ran: &mut Ran,
 ) -> io::Result<()> {
@@ -400,11 +413,16 @@ fn pump(
         if let Some(f) = &mut stdout
             && fds[next].revents != 0
         {
-            // read_to_end keeps what it read when the pipe runs dry.
-            match f.read_to_end(&mut ran.output) {
+            // read_to_end keeps what it read when the pipe runs dry; `take`
+            // stops it at the cap even if the writer never pauses.
+            let room = cap.map_or(u64::MAX, |cap| (cap - ran.output.len()) as u64);
+            match f.take(room).read_to_end(&mut ran.output) {
                 Ok(_) => stdout = None,
                 Err(e) if retry(&e) => {}
                 Err(_) => stdout = None,
+            }
+            if cap.is_some_and(|cap| ran.output.len() >= cap) {
+                stdout = None; // close: further writes get EPIPE or SIGPIPE
             }
         }
     }
@@ -764,6 +782,19 @@ mod tests {
         let got = run(&spawn(&["cat"]), &input).unwrap();
         assert!(!got.write_error);
         assert!(got.output == input, "output differs from input");
+    }
+
+    #[test]
+    fn capped_output_stops_an_endless_writer() {
+        let got = run_capped(&spawn(&["yes"]), b"", Some(10)).unwrap();
+        // 10 bytes kept plus the one that shows the overflow; then `yes`
+        // dies of SIGPIPE once we close the pipe.
+        assert_eq!(
+            (got.output, got.status),
+            (b"y\ny\ny\ny\ny\ny".to_vec(), -13)
+        );
+        let got = run_capped(&sh("printf abc"), b"", Some(3)).unwrap();
+        assert_eq!(got.output, b"abc", "exactly the limit is no overflow");
     }
 
     #[test]
