@@ -511,10 +511,11 @@ fn run_rcfiles(
     u: &user::User,
     etc: bool,
 ) -> i32 {
+    let filter = matches!(inv.mode, Mode::Filter { .. });
     let maildir = ev.var(b"MAILDIR").map(|m| m.to_vec()).unwrap_or_default();
     ev.assign(b"MAILDIR", Some(maildir));
     for (name, raw) in &inv.assignments {
-        let value = crate::rc::vars::expand_value(raw, ev);
+        let value = crate::rc::vars::expand_spaced(raw, ev);
         if name == b"INCLUDERC" || name == b"SWITCHRC" {
             continue;
         }
@@ -532,33 +533,46 @@ fn run_rcfiles(
     for (i, file) in files.iter().enumerate() {
         let path = Path::new(OsStr::from_bytes(file));
         let is_home_rc = path == u.home.join(".procmailrc");
-        if is_home_rc && !path.exists() {
+        let shown = String::from_utf8_lossy(file).into_owned();
+        let opened = File::open(path);
+        if is_home_rc
+            && opened
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
             // No ~/.procmailrc: straight to DEFAULT, silently (§14).
             continue;
         }
-        if let user::Trust::Suspicious(why) = user::rcfile_trust(path, u, is_home_rc) {
-            let shown = String::from_utf8_lossy(file);
+        let Ok(mut f) = opened else {
+            ev_log(ev, &format!("Couldn't read \"{shown}\""));
+            // §1.4: an rcfile that cannot be read makes DEFAULT usable.
+            ev.default_enabled = true;
+            continue;
+        };
+        // §14: rcfiles named relative to the current directory are the
+        // caller's own business; the others must be trustworthy.
+        let relative = file.starts_with(b"./") || (filter && !file.starts_with(b"/"));
+        if !relative
+            && let user::Trust::Suspicious(why) = user::rcfile_trust_opened(&f, path, u, is_home_rc)
+        {
             ev_log(ev, &format!("Suspicious rcfile \"{shown}\" ({why})"));
             ev_log(ev, &format!("Couldn't read \"{shown}\""));
+            ev.default_enabled = true;
             continue;
         }
-        match std::fs::read(path) {
-            Ok(src) => {
-                let go_on = ev.run_rcfile(file, &src);
-                // A HOST mismatch tries the next rcfile on the command line.
-                if !go_on && ev.host_abort && !ev.delivered && i + 1 < files.len() {
-                    ev.host_abort = false;
-                    continue;
-                }
-                break;
-            }
-            Err(_) => {
-                let shown = String::from_utf8_lossy(file);
-                ev_log(ev, &format!("Couldn't read \"{shown}\""));
-                // §1.4: an rcfile that cannot be read makes DEFAULT usable.
-                ev.default_enabled = true;
-            }
+        let mut src = Vec::new();
+        if f.read_to_end(&mut src).is_err() {
+            ev_log(ev, &format!("Couldn't read \"{shown}\""));
+            ev.default_enabled = true;
+            continue;
         }
+        let go_on = ev.run_rcfile(file, &src);
+        // A HOST mismatch tries the next rcfile on the command line.
+        if !go_on && ev.host_abort && !ev.delivered && i + 1 < files.len() {
+            ev.host_abort = false;
+            continue;
+        }
+        break;
     }
     ev.finish()
 }
@@ -610,8 +624,8 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
 
 fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
     if let Err(e) = user::become_user(u) {
-        eprintln!("procmail: Insufficient privileges ({e})");
-        return EX_NOPERM;
+        eprintln!("procmail: {e}");
+        return e.exit_code();
     }
     let (msg, protect) = prepare_message(inv, bytes, true, invoker);
     let mut host = Host::new();

@@ -877,7 +877,9 @@ impl<'fx> Eval<'fx> {
         };
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
         let ran = self.fx.run(&req, &input);
-        self.last_status = ran.status;
+        if f.wait || f.wait_quiet {
+            self.last_status = ran.status;
+        }
         if ran.timed_out {
             self.log_str(&format!("Timeout, terminating \"{}\"", show(&shown)));
         }
@@ -909,7 +911,10 @@ impl<'fx> Eval<'fx> {
         };
         let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
         let ran = self.fx.run(&req, &input);
-        self.last_status = ran.status;
+        if wait {
+            // procmail leaves `$?` alone for programs it does not wait for.
+            self.last_status = ran.status;
+        }
         if ran.timed_out {
             self.log_str(&format!("Timeout, terminating \"{}\"", show(&shown)));
         }
