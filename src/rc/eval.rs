@@ -538,32 +538,6 @@ impl<'fx> Eval<'fx> {
         }
     }
 
-    fn area_bytes(&self, ctx: &CondCtx) -> Cow<'_, [u8]> {
-        if let Some(a) = &ctx.area {
-            return match a {
-                AreaSel::Var(v) => Cow::Owned(v.clone()),
-                AreaSel::Head => self.msg.joined_header(),
-                AreaSel::Body => Cow::Borrowed(self.msg.body()),
-                AreaSel::Both => self.joined_whole(),
-            };
-        }
-        match (ctx.flags.head_search, ctx.flags.body_search) {
-            (true, true) => self.joined_whole(),
-            (false, true) => Cow::Borrowed(self.msg.body()),
-            _ => self.msg.joined_header(),
-        }
-    }
-
-    fn joined_whole(&self) -> Cow<'_, [u8]> {
-        match self.msg.joined_header() {
-            Cow::Borrowed(_) => Cow::Borrowed(self.msg.as_bytes()),
-            Cow::Owned(mut h) => {
-                h.extend_from_slice(self.msg.body());
-                Cow::Owned(h)
-            }
-        }
-    }
-
     /// The size a `<`/`>` condition compares: the whole message unless a
     /// `NAME ??` chose another area (§6.6).
     fn size_area(&self, ctx: &CondCtx) -> usize {
@@ -617,9 +591,8 @@ impl<'fx> Eval<'fx> {
                 self.cond(inner, ctx, score)
             }
             CondKind::Program(raw) => {
-                let input = self.area_bytes(ctx).into_owned();
                 let (req, _, _) = self.command_request(raw, Output::Null, true);
-                let ran = self.fx.run(&req, &input);
+                let ran = self.fx.run(&req, &search_area(&self.msg, ctx));
                 self.last_status = ran.status;
                 let ok = ran.status == 0;
                 match ctx.weight {
@@ -674,21 +647,20 @@ impl<'fx> Eval<'fx> {
             }
             self.regex_cache.insert(key.clone(), compiled);
         }
-        let Some(re) = self.regex_cache.get(&key).cloned().flatten() else {
+        let Some(Some(re)) = self.regex_cache.get(&key) else {
             return match ctx.weight {
                 None => CondResult::Bool(false),
                 Some(_) => CondResult::Score(0.0),
             };
         };
-        let area = self.area_bytes(ctx).into_owned();
-        match ctx.weight {
+        let area = search_area(&self.msg, ctx);
+        let mut matched = None;
+        let result = match ctx.weight {
             None => {
                 let found = if re.has_match_split() {
                     match re.find_match(&area) {
                         Some(Some(range)) => {
-                            if !ctx.negate {
-                                self.set_raw(b"MATCH", area[range].to_vec());
-                            }
+                            matched = Some(area[range].to_vec());
                             true
                         }
                         Some(None) => true,
@@ -703,7 +675,12 @@ impl<'fx> Eval<'fx> {
                 CondResult::Score(if re.is_match(&area) { 0.0 } else { w })
             }
             Some((w, x)) => CondResult::Score(weighted_matches(re.matches(&area), w, x)),
+        };
+        drop(area);
+        if let Some(m) = matched {
+            self.set_raw(b"MATCH", m);
         }
+        result
     }
 
     /// Builds the argv for a program line: through `$SHELL $SHELLFLAGS` when
@@ -749,15 +726,6 @@ impl<'fx> Eval<'fx> {
         (req, shown, lastfolder)
     }
 
-    /// The part of the message a recipe passes on (`h`, `b`, both).
-    fn part(&self, f: &Flags) -> (Vec<u8>, usize) {
-        match (f.pass_head, f.pass_body) {
-            (true, false) => (self.msg.header().to_vec(), self.msg.header().len()),
-            (false, true) => (self.msg.body().to_vec(), 0),
-            _ => (self.msg.as_bytes().to_vec(), self.msg.header().len()),
-        }
-    }
-
     fn action(&mut self, r: &Recipe, f: &Flags) -> Flow {
         match &r.action {
             Action::Block(items) => self.block(items, f),
@@ -776,16 +744,13 @@ impl<'fx> Eval<'fx> {
                 self.after_delivery(ok, f)
             }
             Action::Pipe(raw) if trim_blanks(raw).is_empty() => {
-                let (data, _) = self.part(f);
-                let data = if f.raw {
-                    data
-                } else {
-                    with_final_newline(data)
-                };
+                let data = program_input(part(&self.msg, f).0, f.raw);
                 let ok = self.fx.to_stdout(&data);
+                let len = data.len();
+                drop(data);
                 if ok {
                     self.set_raw(b"LASTFOLDER", Vec::new());
-                    self.last_written = data.len();
+                    self.last_written = len;
                 }
                 self.after_delivery(ok, f)
             }
@@ -843,9 +808,8 @@ impl<'fx> Eval<'fx> {
     }
 
     fn capture(&mut self, name: &str, raw: &[u8], f: &Flags) {
-        let (data, _) = self.part(f);
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
-        let ran = self.fx.run(&req, &with_final_newline(data));
+        let ran = self.fx.run(&req, &with_final_newline(part(&self.msg, f).0));
         self.last_status = ran.status;
         let failed = ran.status != 0;
         if failed && (f.wait || f.wait_quiet) {
@@ -869,13 +833,8 @@ impl<'fx> Eval<'fx> {
     }
 
     fn filter(&mut self, raw: &[u8], f: &Flags) {
-        let (data, _) = self.part(f);
-        let input = if f.raw {
-            data
-        } else {
-            with_final_newline(data)
-        };
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
+        let input = program_input(part(&self.msg, f).0, f.raw);
         let ran = self.fx.run(&req, &input);
         if f.wait || f.wait_quiet {
             self.last_status = ran.status;
@@ -903,14 +862,11 @@ impl<'fx> Eval<'fx> {
     }
 
     fn pipe(&mut self, raw: &[u8], f: &Flags, wait: bool) -> bool {
-        let (data, _) = self.part(f);
-        let input = if f.raw {
-            data
-        } else {
-            with_final_newline(data)
-        };
         let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
+        let input = program_input(part(&self.msg, f).0, f.raw);
         let ran = self.fx.run(&req, &input);
+        let len = input.len();
+        drop(input);
         if wait {
             // procmail leaves `$?` alone for programs it does not wait for.
             self.last_status = ran.status;
@@ -929,7 +885,7 @@ impl<'fx> Eval<'fx> {
             return false;
         }
         self.set_raw(b"LASTFOLDER", lastfolder);
-        self.last_written = input.len();
+        self.last_written = len;
         true
     }
 
@@ -938,19 +894,6 @@ impl<'fx> Eval<'fx> {
         let mut argv = vec![self.var_or(b"SENDMAIL", b"/usr/sbin/sendmail").to_vec()];
         argv.extend(vars::split_blanks(self.var_or(b"SENDMAILFLAGS", b"-oi")));
         argv.extend(words);
-        let (data, _) = self.part(f);
-        // §10.6: forwards leave out the postmark and the `>From` lines below it.
-        let skip = if f.pass_head {
-            self.msg.envelope_len().min(data.len())
-        } else {
-            0
-        };
-        let data = data[skip..].to_vec();
-        let input = if f.raw {
-            data
-        } else {
-            with_final_newline(data)
-        };
         let wait = f.wait || f.wait_quiet;
         let req = RunRequest {
             argv: argv.clone(),
@@ -959,7 +902,17 @@ impl<'fx> Eval<'fx> {
             wait,
             timeout: self.num(b"TIMEOUT", 960).max(0) as u64,
         };
+        let data = part(&self.msg, f).0;
+        // §10.6: forwards leave out the postmark and the `>From` lines below it.
+        let skip = if f.pass_head {
+            self.msg.envelope_len().min(data.len())
+        } else {
+            0
+        };
+        let input = program_input(&data[skip..], f.raw);
         let ran = self.fx.run(&req, &input);
+        let len = input.len();
+        drop(input);
         self.last_status = ran.status;
         if ran.write_error && !f.ignore_write_error {
             self.log_str(&format!("Error while writing to \"{}\"", show(&argv[0])));
@@ -972,7 +925,7 @@ impl<'fx> Eval<'fx> {
             return false;
         }
         self.set_raw(b"LASTFOLDER", argv.join(&b' '));
-        self.last_written = input.len();
+        self.last_written = len;
         true
     }
 
@@ -980,7 +933,7 @@ impl<'fx> Eval<'fx> {
         if names.is_empty() {
             return false;
         }
-        let (data, body_start) = self.part(f);
+        let (data, body_start) = part(&self.msg, f);
         let opts = FolderOpts {
             raw: f.raw,
             body_start,
@@ -1117,7 +1070,7 @@ impl<'fx> Eval<'fx> {
             if !self.exitcode_assigned {
                 self.set_raw(b"EXITCODE", status.to_string().into_bytes());
             }
-            let input = with_final_newline(self.msg.as_bytes().to_vec());
+            let input = with_final_newline(self.msg.as_bytes()).into_owned();
             let (req, _, _) = self.command_request(&trap, Output::Null, true);
             let ran = self.fx.run(&req, &input);
             if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
@@ -1140,7 +1093,7 @@ impl<'fx> Eval<'fx> {
             ..Flags::default()
         };
         if target == b"|" {
-            let data = with_final_newline(self.msg.as_bytes().to_vec());
+            let data = with_final_newline(self.msg.as_bytes()).into_owned();
             self.last_written = data.len();
             return self.fx.to_stdout(&data);
         }
@@ -1190,7 +1143,7 @@ impl vars::Env for Eval<'_> {
     }
 
     fn backquote(&mut self, cmd: &[u8]) -> Vec<u8> {
-        let input = with_final_newline(self.msg.as_bytes().to_vec());
+        let input = with_final_newline(self.msg.as_bytes()).into_owned();
         let (req, _, _) = self.command_request(cmd, Output::Capture, true);
         let ran = self.fx.run(&req, &input);
         self.last_status = ran.status;
@@ -1199,6 +1152,39 @@ impl vars::Env for Eval<'_> {
 
     fn log(&mut self, text: &str) {
         self.log_str(text);
+    }
+}
+
+/// The text a condition searches (§5 `H`/`B`, §6.4 `NAME ??`), borrowed
+/// from the message whenever the header has no continued lines.
+fn search_area<'a>(msg: &'a Message, ctx: &'a CondCtx) -> Cow<'a, [u8]> {
+    let joined_whole = || match msg.joined_header() {
+        Cow::Borrowed(_) => Cow::Borrowed(msg.as_bytes()),
+        Cow::Owned(mut h) => {
+            h.extend_from_slice(msg.body());
+            Cow::Owned(h)
+        }
+    };
+    match &ctx.area {
+        Some(AreaSel::Var(v)) => Cow::Borrowed(v.as_slice()),
+        Some(AreaSel::Head) => msg.joined_header(),
+        Some(AreaSel::Body) => Cow::Borrowed(msg.body()),
+        Some(AreaSel::Both) => joined_whole(),
+        None => match (ctx.flags.head_search, ctx.flags.body_search) {
+            (true, true) => joined_whole(),
+            (false, true) => Cow::Borrowed(msg.body()),
+            _ => msg.joined_header(),
+        },
+    }
+}
+
+/// The part of the message a recipe passes on (`h`, `b`, both) and where
+/// the body starts in it.
+fn part<'m>(msg: &'m Message, f: &Flags) -> (&'m [u8], usize) {
+    match (f.pass_head, f.pass_body) {
+        (true, false) => (msg.header(), msg.header().len()),
+        (false, true) => (msg.body(), 0),
+        _ => (msg.as_bytes(), msg.header().len()),
     }
 }
 
@@ -1264,11 +1250,23 @@ pub fn weighted_matches(steps: impl Iterator<Item = Step>, w: f64, x: f64) -> f6
 }
 
 /// §10.1: one newline is added unless the data already ends in two.
-pub fn with_final_newline(mut data: Vec<u8>) -> Vec<u8> {
-    if !data.ends_with(b"\n\n") {
-        data.push(b'\n');
+pub fn with_final_newline(data: &[u8]) -> Cow<'_, [u8]> {
+    if data.ends_with(b"\n\n") {
+        return Cow::Borrowed(data);
     }
-    data
+    let mut owned = Vec::with_capacity(data.len() + 1);
+    owned.extend_from_slice(data);
+    owned.push(b'\n');
+    Cow::Owned(owned)
+}
+
+/// What a program or the MTA's stdout gets: the final-newline rule unless raw.
+fn program_input(data: &[u8], raw: bool) -> Cow<'_, [u8]> {
+    if raw {
+        Cow::Borrowed(data)
+    } else {
+        with_final_newline(data)
+    }
 }
 
 /// The log abstract (§13): postmark, first Subject line, folder and size.
@@ -1374,7 +1372,7 @@ mod tests {
             (b"", b"\n"),
         ];
         for (input, want) in cases {
-            assert_eq!(with_final_newline(input.to_vec()), want);
+            assert_eq!(&*with_final_newline(input), want);
         }
     }
 
