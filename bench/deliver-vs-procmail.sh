@@ -62,20 +62,8 @@ print("%d messages, %.1f MB, %.1f-%.1f KB" % (len(s), sum(s) / 1e6, min(s) / 102
 EOF
 )
 
-# One timed pass: run_pass SIDE PROG -> sets $secs, $fail_note.
-run_pass() {
-    local side=$1 prog=$2 out
-    sync
-    out=$("$PY" "$here/driver.py" "$prog" "$cache/run/$side" "$msgs")
-    secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
-    local failed first
-    failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$out")
-    first=$(sed -n 's/.*first_failure=\(.*\)/\1/p' <<<"$out")
-    fail_note=""
-    if [ "$failed" != 0 ]; then
-        fail_note="$side: $failed of $N deliveries exited non-zero (first: $first)"
-    fi
-}
+# field LINE KEY -> the value of KEY=... in a driver output line.
+field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 
 echo "corpus:   $corpus ($msgs)"
 echo "rcfile:   bench/procmailrc ($recipes recipes), one process per message"
@@ -88,18 +76,27 @@ for side in procmail deliver; do
     cp "$here/procmailrc" "$cache/run/$side/procmailrc"
 done
 mkdir -p "$cache/run/baseline"
-base=$("$PY" "$here/driver.py" /bin/true "$cache/run/baseline" "$msgs" | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p')
-echo "spawn baseline: the same loop running /bin/true takes $base s"
+base=$("$PY" "$here/driver.py" "$msgs" --side true /bin/true "$cache/run/baseline")
+echo "spawn baseline: the same loop running /bin/true takes $(field "$base" seconds) s"
+echo "(the sides are interleaved message by message; wall = spawn to reap, cpu = user+sys)"
 echo
-printf '%-22s %12s %12s %18s\n' pass procmail deliver deliver/procmail
+printf '%-24s %12s %12s %18s\n' pass procmail deliver deliver/procmail
 notes=()
 for pass in "1 fresh folders" "2 existing folders"; do
-    run_pass procmail "$PROCMAIL"; p=$secs; [ -z "$fail_note" ] || notes+=("pass ${pass%% *}: $fail_note")
-    run_pass deliver "$DELIVER"; d=$secs; [ -z "$fail_note" ] || notes+=("pass ${pass%% *}: $fail_note")
-    ratio=$(awk -v d="$d" -v p="$p" 'BEGIN { printf "%.2f", d / p }')
-    printf '%-22s %10s s %10s s %18s\n' "$pass" "$p" "$d" "$ratio"
-    awk -v d="$d" -v p="$p" -v n="$N" \
-        'BEGIN { printf "%-22s %9.2f ms %9.2f ms\n", "  per message", 1000 * p / n, 1000 * d / n }'
+    sync
+    out=$("$PY" "$here/driver.py" "$msgs" --side procmail "$PROCMAIL" "$cache/run/procmail" \
+        --side deliver "$DELIVER" "$cache/run/deliver")
+    lp=$(grep '^side=procmail ' <<<"$out"); ld=$(grep '^side=deliver ' <<<"$out")
+    for l in "$lp" "$ld"; do
+        if [ "$(field "$l" failed)" != 0 ]; then
+            notes+=("pass ${pass%% *}: $(field "$l" side): $(field "$l" failed) of $N deliveries exited non-zero (first: $(field "$l" first_failure))")
+        fi
+    done
+    awk -v name="$pass" -v pw="$(field "$lp" seconds)" -v dw="$(field "$ld" seconds)" \
+        -v pc="$(field "$lp" cpu)" -v dc="$(field "$ld" cpu)" -v n="$N" 'BEGIN {
+        printf "%-24s %10.3f s %10.3f s %18.2f\n", name " (wall)", pw, dw, dw / pw
+        printf "%-24s %10.3f s %10.3f s %18.2f\n", "  cpu (user+sys)", pc, dc, (pc > 0 ? dc / pc : 0)
+        printf "%-24s %9.2f ms %9.2f ms\n", "  wall per message", 1000 * pw / n, 1000 * dw / n }'
     if [ "${pass%% *}" = 1 ]; then
         # shellcheck disable=SC2012
         nmbox=$(ls "$cache/run/procmail" | grep -c '\.mbox$' || true)
@@ -152,7 +149,7 @@ trace_side() {
     # shellcheck disable=SC2012
     ls "$msgs" | grep '\.eml$' | head -40 | while read -r m; do ln -s "$msgs/$m" "$dir/msgs/$m"; done
     strace -f -y -qq -o "$dir/strace.out" -e trace=fsync,fdatasync,sync_file_range,syncfs,sync,msync \
-        "$PY" "$here/driver.py" "$prog" "$dir" "$dir/msgs" >/dev/null
+        "$PY" "$here/driver.py" "$dir/msgs" --side "$side" "$prog" "$dir" >/dev/null
     "$PY" - "$dir/strace.out" "$side" "$dir" <<'EOF'
 import os, re, sys
 calls, files, dirs, kinds = 0, 0, 0, {}

@@ -13,6 +13,8 @@ mbox postmark (`From sender  date`), as an MTA hands it to procmail, and a
 few bodies hold `From ` lines so that mbox escaping is exercised.
 
 Usage: gen_msgs.py OUTDIR [COUNT] [SEED]   (standard library only)
+       gen_msgs.py --big FILE BYTES [SEED]   one message of exactly BYTES
+       bytes (a short text part and a base64 attachment), for bench/rss.sh
 """
 
 import base64
@@ -272,7 +274,38 @@ def message(rng, i):
     return data.encode("utf-8")
 
 
+def big(path, size, seed):
+    """Write one message of exactly `size` bytes to `path`, in chunks."""
+    rng = random.Random(seed)
+    bnd = "=_big_%x" % rng.getrandbits(40)
+    head = (postmark(rng, "carol@example.com") + "Return-Path: <carol@example.com>\n"
+            + received(rng, 3) + "From: Carol Jones <carol@example.com>\n"
+            "To: Alice <%s>\nSubject: the big file\nDate: %s\nMessage-ID: %s\n"
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"%s\"\n\n"
+            "--%s\nContent-Type: text/plain\n\nHere it is.\n\n--%s\n"
+            "Content-Type: application/octet-stream; name=\"disk.img\"\n"
+            "Content-Disposition: attachment; filename=\"disk.img\"\n"
+            "Content-Transfer-Encoding: base64\n\n"
+            % (ME, date(rng), msgid(rng, "example.com"), bnd, bnd, bnd)).encode()
+    tail = ("--%s--\n" % bnd).encode()
+    left = size - len(head) - len(tail)
+    if left < 0:
+        sys.exit("gen_msgs: %d bytes is too small for a big message" % size)
+    with open(path, "wb") as f:
+        f.write(head)
+        while left > 0:
+            chunk = base64.encodebytes(rng.randbytes(57 * 20000))[:left]
+            if len(chunk) == left and not chunk.endswith(b"\n"):
+                chunk = chunk[:-1] + b"\n"  # the closing boundary needs its own line
+            f.write(chunk)
+            left -= len(chunk)
+        f.write(tail)
+
+
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "--big":
+        big(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 20261126)
+        return
     if len(sys.argv) < 2:
         sys.exit("usage: gen_msgs.py OUTDIR [COUNT] [SEED]")
     out = sys.argv[1]
