@@ -16,6 +16,9 @@ set -euo pipefail
 
 ex=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$ex")
+if [ -z "${DELIVER:-}" ]; then
+    (cd "$root" && cargo build --quiet --bin deliver)
+fi
 PROG=${DELIVER:-$root/target/debug/deliver}
 case $PROG in /*) ;; *) PROG=$(cd "$(dirname "$PROG")" && pwd)/$(basename "$PROG") ;; esac
 if [ ! -x "$PROG" ]; then
