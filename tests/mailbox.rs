@@ -125,7 +125,13 @@ fn ours(
     raw: bool,
 ) -> (Result<Delivered, MailboxError>, Vec<String>) {
     let prefix = format!("{}/", dir.display());
-    let full: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
+    let full: Vec<String> = names
+        .iter()
+        .map(|n| match n.starts_with('/') {
+            true => n.to_string(),
+            false => format!("{prefix}{n}"),
+        })
+        .collect();
     let mut lines = Vec::new();
     let r = mailbox::deliver(&full, msg, &opts_for(msg, raw), &mut |l, t| {
         if l == Level::Always {
@@ -229,6 +235,11 @@ fn differential(flags: &str, action: &str, setup: &(dyn Fn(&Path) + Sync)) {
 #[test]
 fn mbox_matches_procmail() {
     differential("", "box", &|_| {});
+}
+
+#[test]
+fn dev_null_matches_procmail() {
+    differential("", "/dev/null", &|_| {});
 }
 
 #[test]
@@ -460,11 +471,14 @@ fn child_entry() {
                 panic!("wrong error {err:?}");
             };
             assert_eq!(source.raw_os_error(), Some(libc::EFBIG));
-            // procmail names the file it was writing: the mbox, or the
-            // Maildir's tmp file; we name the MH folder (temp written first).
+            // procmail names the file it was writing: the mbox, the
+            // Maildir's tmp file, or the MH message.
             let want = match parts[1] {
                 n if n.ends_with('/') => format!("Error while writing to \"{n}tmp/"),
-                n => format!("Error while writing to \"{}\"", n.trim_end_matches("/.")),
+                n if n.ends_with("/.") => {
+                    format!("Error while writing to \"{}/1\"", n.trim_end_matches("/."))
+                }
+                n => format!("Error while writing to \"{n}\""),
             };
             assert!(lines[0].starts_with(&want), "{lines:?}");
             if !parts[1].ends_with('/') && !parts[1].ends_with("/.") {
@@ -626,4 +640,46 @@ fn procmail_waits_for_our_dotlock() {
     assert!(child.wait().unwrap().success());
     assert!(d.read("box").starts_with(b"From alice"));
     assert!(!d.join("box.lock").exists());
+}
+
+#[test]
+fn we_wait_for_procmails_dotlock() {
+    if !require_tool("procmail") {
+        return;
+    }
+    let d = Dir::new("lockinterop2");
+    // procmail holds the global lockfile while a backquote sleeps.
+    d.write("pm.rc", "LOCKFILE=box.lock\nX=`sleep 2`\n:0\n/dev/null\n");
+    let mut child = Command::new("procmail")
+        .args(["-m", "./pm.rc"])
+        .current_dir(d.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(fs::File::open(d.write("msg", MSGS[4])).unwrap())
+        .spawn()
+        .unwrap();
+    let lock = d.join("box.lock");
+    let start = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "procmail made no lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = std::time::Instant::now();
+    // procmail's lockfile is what ours is: "0", mode 0444 & ~umask.
+    assert_eq!(d.read("box.lock"), b"0");
+    let params = LockParams {
+        sleep: Duration::from_millis(50),
+        ..LockParams::default()
+    };
+    let held = DotLock::acquire(&lock, &params, &mut |_, _| {}).unwrap();
+    assert!(
+        seen.elapsed() >= Duration::from_millis(1000),
+        "lock taken while procmail held it"
+    );
+    assert!(child.wait().unwrap().success());
+    held.release(&mut |_, _| {}).unwrap();
+    assert!(!lock.exists());
 }

@@ -16,11 +16,14 @@ use super::{
 
 /// Writes the message into a fresh temp file in `folder` (postmark kept,
 /// no escaping, final-newline rule unless raw, fsync); returns its name
-/// and the bytes written. The temp file is removed again on failure.
+/// and the bytes written. The temp file is removed again on failure, and
+/// the error names the file procmail would have been writing, which
+/// `final_name` works out from the temp file.
 pub(crate) fn write_temp(
     folder: &[u8],
     data: &[u8],
     opts: &WriteOpts,
+    final_name: &dyn Fn(&fs::File) -> Vec<u8>,
     log: &mut dyn FnMut(Level, &[u8]),
 ) -> Result<(Vec<u8>, usize), MailboxError> {
     let (tmp, file) = create_temp(folder, &opts.host).map_err(|source| {
@@ -39,10 +42,11 @@ pub(crate) fn write_temp(
     match copy::copy(&file, data, &o) {
         Ok(n) => Ok((tmp, n)),
         Err(e) => {
+            let name = final_name(&file);
             drop(file);
             let _ = fs::remove_file(path(&tmp));
             let err = MailboxError::Write {
-                name: folder.to_vec(),
+                name,
                 source: e.source,
                 lastfolder: None,
             };
@@ -52,12 +56,16 @@ pub(crate) fn write_temp(
     }
 }
 
-/// `folder/<prefix><inode code>` for the file at `file`.
-fn msg_name(folder: &[u8], prefix: &[u8], file: &Path) -> std::io::Result<Vec<u8>> {
-    let ino = fs::metadata(file)?.ino();
+/// `folder/<prefix><inode code>`.
+fn code_name(folder: &[u8], prefix: &[u8], ino: u64) -> Vec<u8> {
     let mut base = prefix.to_vec();
     base.extend_from_slice(&name::code(ino));
-    Ok(join(folder, &base))
+    join(folder, &base)
+}
+
+/// `folder/<prefix><inode code>` for the file at `file`.
+fn msg_name(folder: &[u8], prefix: &[u8], file: &Path) -> std::io::Result<Vec<u8>> {
+    Ok(code_name(folder, prefix, fs::metadata(file)?.ino()))
 }
 
 /// Writes the message into the directory folder `folder`.
@@ -67,7 +75,11 @@ pub(crate) fn write(
     opts: &WriteOpts,
     log: &mut dyn FnMut(Level, &[u8]),
 ) -> Result<(Delivered, PathBuf), MailboxError> {
-    let (tmp, written) = write_temp(folder, data, opts, log)?;
+    let named = |f: &fs::File| match f.metadata() {
+        Ok(m) => code_name(folder, &opts.msgprefix, m.ino()),
+        Err(_) => folder.to_vec(),
+    };
+    let (tmp, written) = write_temp(folder, data, opts, &named, log)?;
     let placed = msg_name(folder, &opts.msgprefix, path(&tmp)).and_then(|name| {
         // procmail refuses to overwrite an old message of the same name.
         fs::hard_link(path(&tmp), path(&name)).map(|()| name)

@@ -73,14 +73,21 @@ fn link_next(
 /// Deviation in order only: procmail links an empty temp file to the
 /// number and then writes it; we write and fsync the temp file first, so
 /// an MH reader never sees a half-written message and a crash leaves only
-/// a temp file. The files written are the same.
+/// a temp file. The files written are the same, and a failed write is
+/// reported under the number procmail would have used.
 pub(crate) fn write(
     folder: &[u8],
     data: &[u8],
     opts: &WriteOpts,
     log: &mut dyn FnMut(Level, &[u8]),
 ) -> Result<(Delivered, PathBuf), MailboxError> {
-    let (tmp, written) = super::dir::write_temp(folder, data, opts, log)?;
+    let named = |_: &fs::File| {
+        join(
+            folder,
+            next_number(folder, &mut |_, _| {}).to_string().as_bytes(),
+        )
+    };
+    let (tmp, written) = super::dir::write_temp(folder, data, opts, &named, log)?;
     let (name, linked) = link_next(path(&tmp), folder, log);
     let _ = fs::remove_file(path(&tmp));
     if let Err(source) = linked {
