@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 
-use super::lock;
+use super::{Level, lock};
 
 /// What to do while copying; each writer picks its set (spec §10).
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,39 +99,42 @@ pub(crate) fn needs_newline(data: &[u8]) -> bool {
 /// Writes `data` to the end of `file` as `o` says; returns the bytes
 /// written (escapes and the added newline included, as the log abstract
 /// counts them).
-pub(crate) fn copy(file: &File, data: &[u8], o: &CopyOpts) -> Result<usize, CopyError> {
-    if o.kernel_lock {
-        lock::kernel_lock(file).map_err(|source| CopyError {
-            source,
-            truncated: false,
-        })?;
-    }
-    let mut f = file;
-    let old_len = match f.seek(SeekFrom::End(0)) {
-        Ok(n) => n,
-        Err(source) => {
-            return Err(CopyError {
-                source,
-                truncated: false,
-            });
+///
+/// Like procmail, a kernel lock that cannot be had (e.g. ENOLCK on NFS
+/// without lockd) is logged as `Kernel-lock failed` and the write goes on
+/// under the dotlock alone; a file that cannot seek (a FIFO, a tty) is
+/// written without rollback.
+pub(crate) fn copy(
+    file: &File,
+    data: &[u8],
+    o: &CopyOpts,
+    log: &mut dyn FnMut(Level, &[u8]),
+) -> Result<usize, CopyError> {
+    let locked = o.kernel_lock && {
+        log(Level::Verbose, b"Acquiring kernel-lock");
+        let ok = lock::kernel_lock(file).is_ok();
+        if !ok {
+            log(Level::Always, b"Kernel-lock failed");
         }
+        ok
     };
-    let result = write_all(file, data, o);
-    let result = match result {
+    let mut f = file;
+    let old_len = f.seek(SeekFrom::End(0)).ok();
+    let result = match write_all(file, data, o) {
         Ok(n) => Ok(n),
         Err(source) => {
             // Leave the folder as it was: a half message would corrupt the
             // next one in an mbox (spec §10.1, procmail `Truncated file to
             // former size`).
-            let truncated = o.truncate_on_error && file.set_len(old_len).is_ok();
+            let truncated = o.truncate_on_error && old_len.is_some_and(|n| file.set_len(n).is_ok());
             if truncated && o.fsync {
                 let _ = file.sync_data();
             }
             Err(CopyError { source, truncated })
         }
     };
-    if o.kernel_lock {
-        let _ = lock::kernel_unlock(file);
+    if locked && lock::kernel_unlock(file).is_err() {
+        log(Level::Always, b"Kernel-unlock failed");
     }
     result
 }
@@ -161,7 +164,11 @@ fn write_all(file: &File, data: &[u8], o: &CopyOpts) -> io::Result<usize> {
         set_new_mail_times(file);
     }
     if o.fsync {
-        file.sync_all()?;
+        match file.sync_all() {
+            // EINVAL: not a file that can be synced (procmail ignores it).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            r => r?,
+        }
     }
     Ok(written)
 }
@@ -304,7 +311,7 @@ mod tests {
             truncate_on_error: true,
             fsync: true,
         };
-        let got = copy(&f, data, &o).unwrap();
+        let got = copy(&f, data, &o, &mut |_, _| {}).unwrap();
         assert_eq!(got, data.len() + 2);
         // Look at the times before reading: reading sets atime (relatime).
         use std::os::unix::fs::MetadataExt;

@@ -39,7 +39,7 @@ pub(crate) fn write_temp(
         fsync: opts.fsync,
         ..CopyOpts::default()
     };
-    match copy::copy(&file, data, &o) {
+    match copy::copy(&file, data, &o, log) {
         Ok(n) => Ok((tmp, n)),
         Err(e) => {
             let name = final_name(&file);

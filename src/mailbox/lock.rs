@@ -235,7 +235,18 @@ impl Drop for DotLock {
     }
 }
 
-/// Sets or clears the fcntl lock on the whole of `file`, waiting for it.
+/// fcntl commands for the kernel lock. On Linux these are open file
+/// description locks: they conflict with the classic POSIX locks of
+/// procmail and mutt like those do, and also between two descriptors of
+/// one process, so threads delivering in-process exclude each other too.
+#[cfg(target_os = "linux")]
+const SETLK: (libc::c_int, libc::c_int) = (libc::F_OFD_SETLKW, libc::F_OFD_SETLK);
+/// fcntl commands for the kernel lock (classic POSIX locks).
+#[cfg(not(target_os = "linux"))]
+const SETLK: (libc::c_int, libc::c_int) = (libc::F_SETLKW, libc::F_SETLK);
+
+/// Sets or clears the fcntl lock on the whole of `file`, waiting for it
+/// if `wait`.
 ///
 /// procmail locks from the current end of file onwards; the whole file is
 /// a superset and also conflicts with mutt's and mail.local's whole-file
@@ -248,7 +259,8 @@ fn fcntl_whole(file: &File, kind: libc::c_short, wait: bool) -> io::Result<()> {
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = 0;
     fl.l_len = 0;
-    let cmd = if wait { libc::F_SETLKW } else { libc::F_SETLK };
+    // l_pid must be 0 for OFD locks; zeroed above.
+    let cmd = if wait { SETLK.0 } else { SETLK.1 };
     loop {
         // SAFETY: the fd is open for the lifetime of `file`, and `fl` is a
         // valid flock structure that outlives the call.
@@ -422,5 +434,21 @@ mod tests {
         });
         assert!(err.is_err());
         assert_eq!(attempts, 1);
+    }
+
+    #[test]
+    fn kernel_lock_excludes_another_descriptor_of_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        let a = File::create(&path).unwrap();
+        let b = File::options().append(true).open(&path).unwrap();
+        kernel_lock(&a).unwrap();
+        let busy = fcntl_whole(&b, libc::F_WRLCK as libc::c_short, false).unwrap_err();
+        assert!(
+            matches!(busy.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)),
+            "{busy}"
+        );
+        kernel_unlock(&a).unwrap();
+        fcntl_whole(&b, libc::F_WRLCK as libc::c_short, false).unwrap();
     }
 }

@@ -55,7 +55,7 @@ pub(crate) fn write(
         fsync: opts.fsync,
         ..CopyOpts::default()
     };
-    let written = match copy::copy(&file, body, &o) {
+    let written = match copy::copy(&file, body, &o, log) {
         Ok(n) => n,
         Err(e) => {
             drop(file);

@@ -34,7 +34,6 @@ pub(crate) fn write(
         .mode(FILE_MODE)
         .open(path(name))
         .map_err(|e| fail(e, log))?;
-    log(Level::Verbose, b"Acquiring kernel-lock");
     let o = CopyOpts {
         escape: (!opts.raw).then_some(Escape {
             body_start: opts.body_start,
@@ -46,7 +45,7 @@ pub(crate) fn write(
         truncate_on_error: true,
         fsync: opts.fsync,
     };
-    copy::copy(&file, data, &o).map_err(|e| {
+    copy::copy(&file, data, &o, log).map_err(|e| {
         let err = fail(e.source, log);
         if e.truncated {
             log(Level::Logged, b"Truncated file to former size");
