@@ -432,6 +432,7 @@ fn child_entry() {
     match parts[0] {
         "append" => {
             let (dir, id, count) = (parts[1], parts[2], parts[3].parse::<usize>().unwrap());
+            let dotlock = parts[4] == "dotlock";
             let lock = Path::new(dir).join("box.lock");
             let params = LockParams {
                 sleep: Duration::from_millis(5),
@@ -439,11 +440,13 @@ fn child_entry() {
             };
             for k in 0..count {
                 let msg = concurrent_msg(id, k);
-                let l = DotLock::acquire(&lock, &params, &mut |_, _| {}).unwrap();
+                let l = dotlock.then(|| DotLock::acquire(&lock, &params, &mut |_, _| {}).unwrap());
                 let mut o = opts_for(&msg, false);
                 o.fsync = true;
                 mailbox::deliver(&[format!("{dir}/box")], &msg, &o, &mut |_, _| {}).unwrap();
-                l.release(&mut |_, _| {}).unwrap();
+                if let Some(l) = l {
+                    l.release(&mut |_, _| {}).unwrap();
+                }
             }
         }
         "fsize" => {
@@ -492,12 +495,18 @@ fn child_entry() {
     }
 }
 
+/// A message big enough (about 150 kB, with 300 escaped lines spread
+/// through it) that both procmail and we need many write(2) calls for it, so that
+/// missing locks would show as interleaving.
 fn concurrent_msg(id: &str, k: usize) -> Vec<u8> {
-    format!(
-        "From sender{id}@example.com  Mon Jan  6 10:00:00 2025\nSubject: {id}-{k}\n\n{}From the body of {id}-{k}\nend {id}-{k}\n",
-        format!("line of {id}-{k} padding padding padding\n").repeat(50 + k)
-    )
-    .into_bytes()
+    let mut m =
+        format!("From sender{id}@example.com  Mon Jan  6 10:00:00 2025\nSubject: {id}-{k}\n\n");
+    for block in 0..300 {
+        m.push_str(&format!("line of {id}-{k} padding padding padding\n").repeat(10 + k));
+        m.push_str(&format!("From the body of {id}-{k} block {block}\n"));
+    }
+    m.push_str(&format!("end {id}-{k}\n"));
+    m.into_bytes()
 }
 
 fn big_msg() -> Vec<u8> {
@@ -508,13 +517,29 @@ fn big_msg() -> Vec<u8> {
 
 #[test]
 fn eight_writers_one_mbox_nothing_interleaved() {
+    eight_writers(true);
+}
+
+#[test]
+fn eight_writers_kernel_lock_alone_suffices() {
+    // procmail `:0` without a lockfile relies on its fcntl lock only; ours
+    // (an OFD lock) must exclude it and be excluded by it.
+    eight_writers(false);
+}
+
+fn eight_writers(dotlock: bool) {
     if !require_tool("procmail") {
         return;
     }
     let d = Dir::new("concurrent");
     let dir = d.path().to_str().unwrap().to_string();
-    d.write("pm.rc", "LOCKSLEEP=1\n:0:\nbox\n");
-    const EACH: usize = 12;
+    let rc = if dotlock {
+        "LOCKSLEEP=1\n:0:\nbox\n"
+    } else {
+        ":0\nbox\n"
+    };
+    d.write("pm.rc", rc);
+    const EACH: usize = 6;
     let mut sent: Vec<Vec<u8>> = Vec::new();
     for w in 0..4 {
         for id in [format!("pm{w}"), format!("ours{w}")] {
@@ -529,7 +554,12 @@ fn eight_writers_one_mbox_nothing_interleaved() {
     for w in 0..4 {
         children.push(spawn_child(
             "append",
-            &[&dir, &format!("ours{w}"), &EACH.to_string()],
+            &[
+                &dir,
+                &format!("ours{w}"),
+                &EACH.to_string(),
+                if dotlock { "dotlock" } else { "nolock" },
+            ],
         ));
         let script = format!(
             "for k in $(seq 0 {}); do procmail -m ./pm.rc < msg-pm{w}-$k || exit 1; done",
@@ -547,31 +577,12 @@ fn eight_writers_one_mbox_nothing_interleaved() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    // Each message as an mbox holds it: the body's `From ` line escaped,
-    // one newline added. Cut the mbox at the postmarks.
-    let mut want: Vec<String> = sent
-        .iter()
-        .map(|m| {
-            format!(
-                "{}\n",
-                String::from_utf8_lossy(m).replace("\nFrom the", "\n>From the")
-            )
-        })
-        .collect();
-    let mbox = String::from_utf8(d.read("box")).unwrap();
-    let mut got: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    for line in mbox.split_inclusive('\n') {
-        if line.starts_with("From sender") && !cur.is_empty() {
-            got.push(std::mem::take(&mut cur));
-        }
-        cur.push_str(line);
-    }
-    got.push(cur);
+    let got = split_mbox(&d.read("box"));
     assert_eq!(got.len(), 8 * EACH);
-    got.sort();
-    want.sort();
-    assert!(got == want, "mbox differs from the messages sent");
+    assert!(
+        got == want_mbox(&sent),
+        "mbox differs from the messages sent"
+    );
     assert!(!d.join("box.lock").exists());
 }
 
@@ -682,4 +693,64 @@ fn we_wait_for_procmails_dotlock() {
     assert!(child.wait().unwrap().success());
     held.release(&mut |_, _| {}).unwrap();
     assert!(!lock.exists());
+}
+
+#[test]
+fn threads_appending_to_one_mbox_do_not_interleave() {
+    let d = Dir::new("threads");
+    let target = format!("{}/box", d.path().display());
+    let mut sent = Vec::new();
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let msgs: Vec<Vec<u8>> = (0..4)
+                .map(|k| concurrent_msg(&format!("t{t}"), k))
+                .collect();
+            sent.extend(msgs.clone());
+            let target = &target;
+            s.spawn(move || {
+                for m in msgs {
+                    let o = opts_for(&m, false);
+                    mailbox::deliver(&[target], &m, &o, &mut |_, _| {}).unwrap();
+                }
+            });
+        }
+    });
+    let got = split_mbox(&d.read("box"));
+    assert_eq!(got.len(), sent.len());
+    assert!(
+        got == want_mbox(&sent),
+        "mbox differs from the messages sent"
+    );
+}
+
+/// The mbox cut at its postmarks, sorted.
+fn split_mbox(mbox: &[u8]) -> Vec<String> {
+    let mbox = String::from_utf8(mbox.to_vec()).unwrap();
+    let mut got: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for line in mbox.split_inclusive('\n') {
+        if line.starts_with("From sender") && !cur.is_empty() {
+            got.push(std::mem::take(&mut cur));
+        }
+        cur.push_str(line);
+    }
+    got.push(cur);
+    got.sort();
+    got
+}
+
+/// How each message of `concurrent_msg` looks in an mbox (body `From `
+/// lines escaped, one newline added), sorted.
+fn want_mbox(sent: &[Vec<u8>]) -> Vec<String> {
+    let mut want: Vec<String> = sent
+        .iter()
+        .map(|m| {
+            format!(
+                "{}\n",
+                String::from_utf8_lossy(m).replace("\nFrom the", "\n>From the")
+            )
+        })
+        .collect();
+    want.sort();
+    want
 }
