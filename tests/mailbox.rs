@@ -754,3 +754,25 @@ fn want_mbox(sent: &[Vec<u8>]) -> Vec<String> {
     want.sort();
     want
 }
+
+#[test]
+fn unusable_maildir_and_non_directory_link_are_skipped_like_procmail() {
+    let d = Dir::new("skipdirs");
+    fs::create_dir(d.join("md")).unwrap();
+    d.write("md/new", "");
+    d.write("f", "old\n");
+    let (got, lines) = ours(d.path(), &["md/"], MSGS[4], false);
+    assert!(matches!(got, Err(MailboxError::Skipped { .. })));
+    let (got, more) = ours(d.path(), &["mh/.", "f/", "g/."], MSGS[4], false);
+    let got = got.unwrap();
+    assert_eq!(got.lastfolder, b"mh/1 g/1");
+    // Checked: the log of `procmail -m` with `:0c md/` and `:0 mh/. f/ g/.`.
+    let want = [
+        "Unable to treat as directory \"md/new\"",
+        "Skipped \"md\"",
+        "Unable to treat as directory \"f\"",
+        "Skipped \"f\"",
+    ];
+    assert_eq!([lines, more].concat(), want);
+    assert_eq!(d.read("f"), b"old\n");
+}

@@ -12,12 +12,17 @@ use super::{
     sync_dir,
 };
 
-/// Makes `new`, `cur` and `tmp` in `folder` as needed; false if one of
-/// them cannot be made or is not a directory.
-pub(crate) fn make_subdirs(folder: &[u8]) -> bool {
-    [&b"new"[..], b"cur", b"tmp"]
-        .iter()
-        .all(|sub| matches!(super::try_mkdir(&join(folder, sub)), Some((true, _))))
+/// Makes `new`, `cur` and `tmp` in `folder` as needed; on failure the
+/// subdirectory that could not be made (or is not a directory), which
+/// procmail names in `Unable to treat as directory "md/new"` (checked).
+pub(crate) fn make_subdirs(folder: &[u8]) -> Result<(), Vec<u8>> {
+    for sub in [&b"new"[..], b"cur", b"tmp"] {
+        let dir = join(folder, sub);
+        if !matches!(super::try_mkdir(&dir), Some((true, _))) {
+            return Err(dir);
+        }
+    }
+    Ok(())
 }
 
 /// A fresh Maildir name, reserved as an empty file in `folder/tmp`.

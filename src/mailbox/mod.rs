@@ -323,11 +323,8 @@ fn resolve(
     };
     Some(match suffix {
         Suffix::Maildir => {
-            if !maildir::make_subdirs(folder) {
-                log(
-                    Level::Always,
-                    &quoted("Unable to treat as directory", folder),
-                );
+            if let Err(sub) = maildir::make_subdirs(folder) {
+                log(Level::Always, &quoted("Unable to treat as directory", &sub));
                 log(Level::Always, &quoted("Skipped", folder));
                 return None;
             }
