@@ -78,13 +78,9 @@ fn transient(err: &io::Error) -> bool {
     )
 }
 
-/// `"name"` quoted as in procmail's log lines.
+/// `what "path"`, a procmail log line.
 fn quoted(what: &str, path: &Path) -> Vec<u8> {
-    let mut line = what.as_bytes().to_vec();
-    line.extend_from_slice(b" \"");
-    line.extend_from_slice(path.as_os_str().as_bytes());
-    line.push(b'"');
-    line
+    super::quoted(what, path.as_os_str().as_bytes())
 }
 
 /// Makes the unique temp file `_<code>.<host>` beside `path`, mode 0444,
