@@ -27,6 +27,7 @@ const MSGS: &[&[u8]] = &[
     b"From a  b\nContent-Length: 20\n\nFrom \nFrom 2\nFrom 3\n",
     b"Subject: no postmark\n\nbody\n\n",
     b"\n\nSubject: x\nFrom y\n\nFrom b\n",
+    b"\n\nFrom x\nSubject: y\nFrom z\n\nbody\n",
     b"Subject: only a header\n",
     b"x",
     b"",
@@ -118,12 +119,33 @@ fn procmail(dir: &Path, flags: &str, action: &str, msg: &[u8]) -> Option<usize> 
 
 /// Our delivery of `msg` to `names` (relative to `dir`); LASTFOLDER made
 /// relative again.
+/// The part of `msg` a recipe with `flags` writes (`h`, `b` or both) and
+/// the options describing it.
+fn part(msg: &[u8], flags: &str) -> (Vec<u8>, WriteOpts) {
+    let mut o = opts_for(msg, flags.contains('r'));
+    let bs = body_start(msg);
+    match (flags.contains('h'), flags.contains('b')) {
+        (true, false) => {
+            o.body_start = bs;
+            o.envelope_len = o.envelope_len.min(bs);
+            (msg[..bs].to_vec(), o)
+        }
+        (false, true) => {
+            o.body_start = 0;
+            o.envelope_len = 0;
+            (msg[bs..].to_vec(), o)
+        }
+        _ => (msg.to_vec(), o),
+    }
+}
+
 fn ours(
     dir: &Path,
     names: &[&str],
     msg: &[u8],
-    raw: bool,
+    flags: &str,
 ) -> (Result<Delivered, MailboxError>, Vec<String>) {
+    let (data, opts) = part(msg, flags);
     let prefix = format!("{}/", dir.display());
     let full: Vec<String> = names
         .iter()
@@ -133,7 +155,7 @@ fn ours(
         })
         .collect();
     let mut lines = Vec::new();
-    let r = mailbox::deliver(&full, msg, &opts_for(msg, raw), &mut |l, t| {
+    let r = mailbox::deliver(&full, &data, &opts, &mut |l, t| {
         if l == Level::Always {
             lines.push(String::from_utf8_lossy(t).replace(&prefix, ""));
         }
@@ -213,7 +235,7 @@ fn differential(flags: &str, action: &str, setup: &(dyn Fn(&Path) + Sync)) {
                     setup(mine.path());
                     for round in 0..2 {
                         let want_size = procmail(theirs.path(), flags, action, msg);
-                        let (got, _) = ours(mine.path(), names, msg, flags.contains('r'));
+                        let (got, _) = ours(mine.path(), names, msg, flags);
                         let got = got.unwrap_or_else(|e| panic!("msg {i} `{action}`: {e}"));
                         if let Some(want) = want_size {
                             assert_eq!(got.written, want, "msg {i} round {round} `{action}` size");
@@ -240,6 +262,15 @@ fn mbox_matches_procmail() {
 #[test]
 fn dev_null_matches_procmail() {
     differential("", "/dev/null", &|_| {});
+}
+
+#[test]
+fn header_or_body_only_matches_procmail() {
+    for flags in ["h", "b", "hr", "br"] {
+        differential(flags, "box", &|_| {});
+        differential(flags, "md/", &|_| {});
+        differential(flags, "mh/.", &|_| {});
+    }
 }
 
 #[test]
@@ -308,7 +339,7 @@ fn multi_folder_matches_procmail() {
 fn mbox_first_skips_the_rest_like_procmail() {
     differential("", "m1 m2/ m3", &|_| {});
     let d = Dir::new("skip");
-    let (got, lines) = ours(d.path(), &["m1", "m2/", "m3"], MSGS[0], false);
+    let (got, lines) = ours(d.path(), &["m1", "m2/", "m3"], MSGS[0], "");
     let got = got.unwrap();
     assert_eq!(got.lastfolder, b"m1");
     let prefix = format!("{}/", d.path().display());
@@ -328,7 +359,7 @@ fn file_where_a_directory_is_wanted_becomes_an_mbox() {
     differential("", "f2/.", &|d| fs::write(d.join("f2"), "old\n").unwrap());
     let d = Dir::new("notdir");
     d.write("f1", "old\n");
-    let (got, lines) = ours(d.path(), &["f1/"], MSGS[4], false);
+    let (got, lines) = ours(d.path(), &["f1/"], MSGS[4], "");
     assert_eq!(got.unwrap().lastfolder, b"f1");
     // Checked against procmail's log.
     assert_eq!(
@@ -341,7 +372,7 @@ fn file_where_a_directory_is_wanted_becomes_an_mbox() {
 fn lastfolder_has_procmails_shape() {
     let d = Dir::new("lastfolder");
     fs::create_dir(d.join("dd")).unwrap();
-    let (got, _) = ours(d.path(), &["md/", "y/", "z/.", "w", "dd"], MSGS[0], false);
+    let (got, _) = ours(d.path(), &["md/", "y/", "z/.", "w", "dd"], MSGS[0], "");
     let lf = String::from_utf8(got.unwrap().lastfolder).unwrap();
     let parts: Vec<&str> = lf.split(' ').collect();
     assert_eq!(parts.len(), 5, "{lf}");
@@ -390,7 +421,7 @@ fn dev_null_writes_nothing() {
 #[test]
 fn missing_parent_is_a_write_error() {
     let d = Dir::new("noparent");
-    let (got, lines) = ours(d.path(), &["nodir/box"], MSGS[0], false);
+    let (got, lines) = ours(d.path(), &["nodir/box"], MSGS[0], "");
     let err = got.unwrap_err();
     // Checked: procmail logs `Error while writing to "nodir/box"` and
     // still sets LASTFOLDER.
@@ -761,9 +792,9 @@ fn unusable_maildir_and_non_directory_link_are_skipped_like_procmail() {
     fs::create_dir(d.join("md")).unwrap();
     d.write("md/new", "");
     d.write("f", "old\n");
-    let (got, lines) = ours(d.path(), &["md/"], MSGS[4], false);
+    let (got, lines) = ours(d.path(), &["md/"], MSGS[4], "");
     assert!(matches!(got, Err(MailboxError::Skipped { .. })));
-    let (got, more) = ours(d.path(), &["mh/.", "f/", "g/."], MSGS[4], false);
+    let (got, more) = ours(d.path(), &["mh/.", "f/", "g/."], MSGS[4], "");
     let got = got.unwrap();
     assert_eq!(got.lastfolder, b"mh/1 g/1");
     // Checked: the log of `procmail -m` with `:0c md/` and `:0 mh/. f/ g/.`.
