@@ -1,4 +1,5 @@
 //! The single integration test target: every file under tests/ is a module here.
 
 mod deliver;
+mod mailbox;
 mod util;
