@@ -119,9 +119,15 @@ impl Outcome {
     /// A failure caused by an OS error while writing `what`.
     pub fn from_io(err: &io::Error, what: &str) -> Outcome {
         let reason = format!("{what}: {err}");
+        // RFC 3463: x.2.2 mailbox full, x.3.1 mail system full.
+        let detail = match err.raw_os_error() {
+            Some(libc::EDQUOT) => (2, 2),
+            Some(libc::ENOSPC) => (3, 1),
+            _ => (2, 0),
+        };
         match Class::of_io(err) {
-            Class::Temp => Outcome::temp((2, 0), reason),
-            Class::Perm => Outcome::perm((2, 0), sysexits::EX_CANTCREAT, reason),
+            Class::Temp => Outcome::temp(detail, reason),
+            Class::Perm => Outcome::perm(detail, sysexits::EX_CANTCREAT, reason),
         }
     }
 

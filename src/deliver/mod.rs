@@ -65,6 +65,24 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Logs one of procmail's diagnostics at its level (`VERBOSE` lines are
+    /// not written: extended diagnostics are not implemented yet).
+    fn log_level(&mut self, level: mailbox::Level, text: &[u8]) {
+        let show = match level {
+            mailbox::Level::Always => true,
+            mailbox::Level::Logged => self.log.is_some(),
+            mailbox::Level::Verbose => false,
+        };
+        if show {
+            let mut line = b"procmail: ".to_vec();
+            line.extend_from_slice(text);
+            line.push(b'\n');
+            self.log(&line);
+        }
+    }
+}
+
 impl Default for Host {
     fn default() -> Self {
         Host::new()
@@ -115,30 +133,29 @@ impl Effects for Host {
         names: &[Vec<u8>],
         data: &[u8],
         opts: &FolderOpts,
-    ) -> Result<Delivered, String> {
+    ) -> Result<Delivered, Option<Vec<u8>>> {
         let w = mailbox::WriteOpts {
             raw: opts.raw,
             body_start: opts.body_start,
-            protect: opts.protect,
+            protect: (opts.protect > 0).then_some(opts.protect),
             envelope_len: opts.envelope_len,
             msgprefix: opts.msgprefix.clone(),
             host: self.host.clone(),
             fsync: true,
         };
-        match mailbox::deliver(names, data, &w) {
-            Ok(d) => {
-                for s in &d.skipped {
-                    self.log(
-                        format!("procmail: Skipped \"{}\"\n", String::from_utf8_lossy(s))
-                            .as_bytes(),
-                    );
-                }
-                Ok(Delivered {
-                    lastfolder: d.lastfolder,
-                    written: d.written,
-                })
-            }
-            Err(e) => Err(e.to_string()),
+        let mut lines = Vec::new();
+        let got = mailbox::deliver(names, data, &w, &mut |level, text| {
+            lines.push((level, text.to_vec()))
+        });
+        for (level, text) in lines {
+            self.log_level(level, &text);
+        }
+        match got {
+            Ok(d) => Ok(Delivered {
+                lastfolder: d.lastfolder,
+                written: d.written,
+            }),
+            Err(e) => Err(e.lastfolder().map(|l| l.to_vec())),
         }
     }
 
@@ -152,15 +169,17 @@ impl Effects for Host {
             sleep: Duration::from_secs(params.sleep),
             timeout: Duration::from_secs(params.timeout),
             suspend: Duration::from_secs(params.suspend),
-            retries: 7,
+            host: self.host.clone(),
+            ..mailbox::lock::LockParams::default()
         };
         let mut lines = Vec::new();
-        let got =
-            mailbox::lock::DotLock::acquire(Path::new(OsStr::from_bytes(path)), &p, &mut |s| {
-                lines.push(format!("procmail: {s}\n"))
-            });
-        for l in lines {
-            self.log(l.as_bytes());
+        let got = mailbox::lock::DotLock::acquire(
+            Path::new(OsStr::from_bytes(path)),
+            &p,
+            &mut |level, text| lines.push((level, text.to_vec())),
+        );
+        for (level, text) in lines {
+            self.log_level(level, &text);
         }
         let lock = got.ok()?;
         let id = self.next_lock;

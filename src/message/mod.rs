@@ -15,14 +15,14 @@ pub struct Message {
     header_len: usize,
 }
 
-/// Length of the header of `bytes`: up to and including the first empty
-/// line, or everything when there is none (procmail-semantics §3).
+/// Length of the header of `bytes`: leading empty lines, then up to and
+/// including the first empty line, or everything when there is none
+/// (procmail-semantics §3; checked: `^Subject` matches a header that
+/// follows two empty lines).
 fn header_len(bytes: &[u8]) -> usize {
-    if bytes.first() == Some(&b'\n') {
-        return 1;
-    }
-    match memfind(bytes, b"\n\n") {
-        Some(p) => p + 2,
+    let lead = bytes.iter().take_while(|&&b| b == b'\n').count();
+    match memfind(&bytes[lead..], b"\n\n") {
+        Some(p) => lead + p + 2,
         None => bytes.len(),
     }
 }
@@ -286,6 +286,6 @@ mod tests {
     fn envelope_includes_gt_from_lines() {
         let m = Message::from_bytes(b"From a  Mon\n>From b\nX: y\n\nz".to_vec());
         assert_eq!(m.postmark(), Some(&b"From a  Mon"[..]));
-        assert_eq!(m.envelope_len(), 19);
+        assert_eq!(m.envelope_len(), 20);
     }
 }

@@ -98,14 +98,14 @@ pub enum Fork {
 pub trait Effects {
     /// Runs a program with `input` on its stdin.
     fn run(&mut self, req: &RunRequest, input: &[u8]) -> Ran;
-    /// Writes `data` into the folders `names` (already expanded). The error is
-    /// procmail's log text (`Error while writing to "x"`).
+    /// Writes `data` into the folders `names` (already expanded), logging
+    /// what procmail logs. A failure may still name a `LASTFOLDER`.
     fn deliver_folders(
         &mut self,
         names: &[Vec<u8>],
         data: &[u8],
         opts: &FolderOpts,
-    ) -> Result<Delivered, String>;
+    ) -> Result<Delivered, Option<Vec<u8>>>;
     /// Writes the message to our stdout (a bare `|`).
     fn to_stdout(&mut self, data: &[u8]) -> bool;
     /// Takes the dot-lock `path`; the error is already logged when it fails.
@@ -951,8 +951,10 @@ impl<'fx> Eval<'fx> {
                 self.last_written = d.written;
                 true
             }
-            Err(text) => {
-                self.log_str(&text);
+            Err(lastfolder) => {
+                if let Some(l) = lastfolder {
+                    self.set_raw(b"LASTFOLDER", l);
+                }
                 false
             }
         }
