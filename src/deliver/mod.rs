@@ -641,7 +641,28 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
     }
 }
 
+/// §14: in `-d` mode the system mailbox `/var/mail/$LOGNAME` is created
+/// (mode 0600, owned by the user) before privileges are dropped, because
+/// the user may not be allowed to create files in the spool directory.
+fn ensure_system_mailbox(u: &user::User) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let spool = Path::new("/var/mail");
+    let _ = std::fs::create_dir_all(spool);
+    let path = spool.join(OsStr::from_bytes(&u.name));
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path);
+    if created.is_ok() {
+        let _ = std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid));
+    }
+}
+
 fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
+    ensure_system_mailbox(u);
     if let Err(e) = user::become_user(u) {
         eprintln!("procmail: {e}");
         return e.exit_code();
