@@ -19,7 +19,7 @@
 //! * `DIFF_CASE=substr` — run only the cases whose name contains `substr`.
 //! * `DIFF_SHOW=1` — print procmail's normalised result of every run (for
 //!   writing cases: check that a case really does something).
-//! * `DIFF_JOBS=n` — worker threads (default 16: most of the time is spent
+//! * `DIFF_JOBS=n` — worker threads (default 24: most of the time is spent
 //!   in procmail's one-second sleep after creating a new mbox, not on CPU).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -27,6 +27,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -128,8 +129,9 @@ fn load_xfail() -> BTreeMap<String, String> {
 /// LOGFILE=./log [assignments from args] ./rc [the rest of args]`.
 /// The leading `args` lines that start with `-` are options (`-f`, `-a` and
 /// `-r` given alone take the next line as their value); then come the
-/// assignments, up to a line `./rc` or the first line without `=`; a line
-/// `./rc` in `args` places the rcfile explicitly.
+/// assignments, up to the first line without `=`, where `./rc` goes. A line
+/// starting with `./` in `args` places the rcfile explicitly instead (`./rc`,
+/// or another name such as `./missing.rc` to test a missing rcfile).
 fn build_args(args: &[String], w: &Path) -> Vec<OsString> {
     let mut i = 0;
     let mut opts = Vec::new();
@@ -149,7 +151,7 @@ fn build_args(args: &[String], w: &Path) -> Vec<OsString> {
     out.push(sendmail);
     out.push("DEFAULT=./DEFAULT".into());
     out.push("LOGFILE=./log".into());
-    if rest.iter().any(|a| a == "./rc") {
+    if rest.iter().any(|a| a.starts_with("./")) {
         out.extend(rest.iter().map(OsString::from));
     } else {
         let n = rest.iter().take_while(|a| a.contains('=')).count();
@@ -222,6 +224,9 @@ fn run_one(prog: &Path, tag: &str, case: &Case, msg: &[u8]) -> Run {
     }
     let mut child = Command::new(prog)
         .args(build_args(&case.args, w))
+        // Its own process group, so that programs it leaves running (pipes
+        // without `w`, clones of `c` blocks) can be waited for.
+        .process_group(0)
         .current_dir(w)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -247,6 +252,7 @@ fn run_one(prog: &Path, tag: &str, case: &Case, msg: &[u8]) -> Run {
     let out = reader(Box::new(child.stdout.take().expect("stdout")));
     let err = reader(Box::new(child.stderr.take().expect("stderr")));
     let start = Instant::now();
+    let pgid = child.id() as libc::pid_t;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {
             use std::os::unix::process::ExitStatusExt;
@@ -257,12 +263,20 @@ fn run_one(prog: &Path, tag: &str, case: &Case, msg: &[u8]) -> Run {
             };
         }
         if start.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
+            kill_group(pgid);
             let _ = child.wait();
             break "timeout".to_owned();
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    // Wait for whatever the program left running in its group.
+    while group_alive(pgid) {
+        if start.elapsed() > RUN_TIMEOUT {
+            kill_group(pgid);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let _ = writer.join();
     // Reading to EOF also waits for clones (`c` blocks) still holding the
     // pipes, so their files are complete before the snapshot.
@@ -273,6 +287,21 @@ fn run_one(prog: &Path, tag: &str, case: &Case, msg: &[u8]) -> Run {
         status,
         stdout,
         stderr,
+    }
+}
+
+/// Whether any process of the group `pgid` still exists.
+fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence; a negative pid
+    // names the process group we created for the run.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+/// Kills the whole process group of a run that overran its time.
+fn kill_group(pgid: libc::pid_t) {
+    // SAFETY: as in `group_alive`; SIGKILL to our own run's group only.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 
@@ -875,7 +904,7 @@ fn diff_against_procmail() {
     let threads: usize = std::env::var("DIFF_JOBS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(24);
     let ctime = ctime_regex();
     let year = {
         use chrono::Datelike;
