@@ -45,7 +45,7 @@ const PROCMAIL: &str = "/usr/bin/procmail";
 const DEFAULT_MSGS: &[&str] = &["plain.eml", "postmark.eml"];
 
 /// How long one program may run on one message before it is killed.
-const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// `tests/fixtures`.
 fn fixtures() -> PathBuf {
@@ -67,7 +67,18 @@ struct Case {
     nolog: bool,
 }
 
-/// Reads every case folder, sorted by name.
+/// Reads every case folder, sorted by name. A case folder holds:
+/// * `rc` — the rcfile (run as `./rc` in the work folder);
+/// * `README` — one line saying what the case tests;
+/// * `args` — optional, one command-line argument per line (see
+///   `build_args` for where they go);
+/// * `msgs` — optional, message names from `tests/fixtures/msgs/`, one per
+///   line (default `DEFAULT_MSGS`); each message gets fresh work folders;
+/// * `setup/` — optional tree copied into the work folder first;
+/// * `setup.sh` — optional script run by `/bin/sh` in the work folder after
+///   that (for empty directories and the like, which git cannot hold);
+/// * `nolog` — optional marker: log files and stderr are not compared (for
+///   output whose order between processes is not fixed, such as clones).
 fn load_cases() -> Vec<Case> {
     let root = fixtures().join("diff");
     let mut cases = Vec::new();
