@@ -1,5 +1,6 @@
 //! The single integration test target: every file under tests/ is a module here.
 
 mod deliver;
+mod diff;
 mod mailbox;
 mod util;
