@@ -53,7 +53,7 @@ pub fn parse(file: &str, src: &[u8]) -> (Rcfile, Vec<Diagnostic>) {
         pos: 0,
         diags: Vec::new(),
     };
-    let (items, _) = reader.items(0);
+    let items = reader.items();
     (Rcfile { items }, reader.diags)
 }
 
@@ -143,6 +143,51 @@ struct Header {
     skipped: Option<(String, usize)>,
 }
 
+/// How deep blocks may nest (see [`Reader::items`]).
+pub const MAX_DEPTH: usize = 1000;
+
+/// A recipe whose action is a block still being read.
+struct Pending {
+    flags: Flags,
+    bad_flags: Vec<String>,
+    lock: Option<Lock>,
+    conds: Vec<Cond>,
+    span: Span,
+    /// Offset of the block's `{`.
+    brace: usize,
+}
+
+/// The items of the file or of one open block.
+struct Frame {
+    items: Vec<Item>,
+    /// The recipe the block belongs to (`None` for the file itself).
+    pending: Option<Pending>,
+}
+
+/// What the action line turned out to be.
+enum Parsed {
+    Action(Action),
+    /// `{` and a blank: a block starts; its items follow as items.
+    Block(usize),
+    /// The end of the file.
+    Eof,
+}
+
+/// Ends the innermost open block: its recipe joins the enclosing items.
+fn close(stack: &mut Vec<Frame>) {
+    let frame = stack.pop().expect("a block is open");
+    let p = frame.pending.expect("a block has its recipe");
+    let parent = stack.last_mut().expect("the file's frame stays");
+    parent.items.push(Item::Recipe(Recipe {
+        flags: p.flags,
+        bad_flags: p.bad_flags,
+        lock: p.lock,
+        conds: p.conds,
+        action: Action::Block(frame.items),
+        span: p.span,
+    }));
+}
+
 struct Reader<'a> {
     file: &'a str,
     src: &'a [u8],
@@ -152,9 +197,30 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Matches `rule` at offset `at`.
+    ///
+    /// pest indexes the lines of all the input it is given, so giving it
+    /// the rest of the file each time would make parsing quadratic. It gets
+    /// a window of two lines instead, doubled while the match reaches the
+    /// window's end (only there can the rest of the file change it).
+    /// No match is final: of the rules used here only `name` can fail,
+    /// and whether it matches depends on its first byte.
     fn run(&self, rule: Rule, at: usize) -> Option<Node> {
-        let mut pairs = RcParser::parse(rule, &self.shadow[at..]).ok()?;
-        pairs.next().map(|p| Node::from_pair(p, at))
+        let rest = &self.shadow[at..];
+        let line_end = |from: usize| rest[from..].find('\n').map_or(rest.len(), |n| from + n + 1);
+        let mut window = line_end(line_end(0));
+        loop {
+            let found = RcParser::parse(rule, &rest[..window])
+                .ok()
+                .and_then(|mut pairs| pairs.next())
+                .map(|p| Node::from_pair(p, at));
+            match found {
+                Some(node) if node.end == at + window && window < rest.len() => {
+                    window = (window * 2).min(rest.len());
+                }
+                found => return found,
+            }
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -239,26 +305,60 @@ impl<'a> Reader<'a> {
 
     // ---- the item loop -------------------------------------------------
 
-    /// Items up to the end of the file or, inside a block (`depth > 0`), up
-    /// to its closing brace. Returns whether a closing brace ended them.
-    fn items(&mut self, depth: usize) -> (Vec<Item>, bool) {
-        let mut items = Vec::new();
+    /// All items of the file. Blocks are kept on an explicit stack rather
+    /// than by recursion, so that any depth of nesting parses (procmail's
+    /// nesting is unlimited too).
+    fn items(&mut self) -> Vec<Item> {
+        let mut stack = vec![Frame {
+            items: Vec::new(),
+            pending: None,
+        }];
         loop {
             self.skip_to_item();
+            let depth = stack.len() - 1;
+            let too_deep = stack.len() > MAX_DEPTH;
+            let top = stack.last_mut().expect("the file's frame stays");
             let Some(b) = self.peek() else {
-                return (items, false);
+                break;
             };
             match b {
-                b':' => self.recipe(&mut items, depth),
+                b':' => {
+                    let Some(pending) = self.recipe(&mut top.items, depth) else {
+                        continue;
+                    };
+                    if too_deep {
+                        // Deviation: procmail nests without limit, but a
+                        // tree this deep would overflow the stack when it
+                        // is dropped or walked. Stop reading here, as if
+                        // the file ended (so DEFAULT still gets the mail).
+                        let at = Span::new(pending.brace, pending.brace + 1);
+                        top.items.push(Item::Invalid {
+                            log: "Nesting too deep".into(),
+                            span: at,
+                        });
+                        self.error(
+                            at,
+                            format!("blocks nested more than {MAX_DEPTH} deep"),
+                            "postroom stops reading the rcfile here",
+                        );
+                        self.pos = self.src.len();
+                        continue;
+                    }
+                    stack.push(Frame {
+                        items: Vec::new(),
+                        pending: Some(pending),
+                    });
+                }
                 b'}' => {
                     let span = Span::new(self.pos, self.pos + 1);
                     self.pos += 1;
                     if depth > 0 {
-                        return (items, true);
+                        close(&mut stack);
+                        continue;
                     }
                     // procmailrc(5): braces must balance; procmail logs
                     // this and ignores the brace (spec §4.7, checked).
-                    items.push(Item::Invalid {
+                    top.items.push(Item::Invalid {
                         log: "Closing brace unexpected".into(),
                         span,
                     });
@@ -268,9 +368,31 @@ impl<'a> Reader<'a> {
                         "no block is open here; procmail logs \"Closing brace unexpected\" and ignores it",
                     );
                 }
-                _ => self.assignment(&mut items),
+                _ => self.assignment(&mut top.items),
             }
         }
+        // The end of the file inside blocks.
+        while stack.len() > 1 {
+            let outermost = stack.len() == 2;
+            let frame = stack.last_mut().expect("checked above");
+            let brace = frame.pending.as_ref().map_or(0, |p| p.brace);
+            self.error(
+                Span::new(brace, brace + 1),
+                "unclosed block",
+                "the file ends inside this block; procmail logs \"Missing closing brace\" if it entered it",
+            );
+            if outermost {
+                // One message however many blocks are open, and only when
+                // the outermost was entered (procmail's `poprc`).
+                let end = self.src.len();
+                frame.items.push(Item::Invalid {
+                    log: "Missing closing brace".into(),
+                    span: Span::new(end, end),
+                });
+            }
+            close(&mut stack);
+        }
+        stack.pop().map(|f| f.items).unwrap_or_default()
     }
 
     /// `NAME=value`, a bare `NAME` (unset), or junk (spec §4.1, §4.2).
@@ -587,8 +709,9 @@ impl<'a> Reader<'a> {
     // ---- recipes -------------------------------------------------------
 
     /// A recipe from its `:` on (spec §4.5, §4.6). Pushes the recipe, or
-    /// what procmail logs instead of running it.
-    fn recipe(&mut self, items: &mut Vec<Item>, depth: usize) {
+    /// what procmail logs instead of running it; returns the recipe when
+    /// its action opens a block, whose items come next.
+    fn recipe(&mut self, items: &mut Vec<Item>, depth: usize) -> Option<Pending> {
         loop {
             let colon = self.pos;
             self.pos += 1;
@@ -625,16 +748,27 @@ impl<'a> Reader<'a> {
                 continue;
             };
             self.skip_blanks();
-            match self.action(items, depth) {
-                Some(action) => items.push(Item::Recipe(Recipe {
+            let bad_flags = head.skipped.map(|(text, _)| text).into_iter().collect();
+            match self.action(items) {
+                Parsed::Action(action) => items.push(Item::Recipe(Recipe {
                     flags: head.flags,
-                    bad_flags: head.skipped.map(|(text, _)| text).into_iter().collect(),
+                    bad_flags,
                     lock: head.lock,
                     conds,
                     action,
                     span,
                 })),
-                None => {
+                Parsed::Block(brace) => {
+                    return Some(Pending {
+                        flags: head.flags,
+                        bad_flags,
+                        lock: head.lock,
+                        conds,
+                        span,
+                        brace,
+                    });
+                }
+                Parsed::Eof => {
                     items.extend(skipped_item);
                     items.push(self.cut_off(depth, "Incomplete recipe", span));
                     self.error(
@@ -644,7 +778,7 @@ impl<'a> Reader<'a> {
                     );
                 }
             }
-            return;
+            return None;
         }
     }
 
@@ -787,21 +921,22 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The action line at `self.pos` (spec §4.6 table); `None` at the end
-    /// of the file.
-    fn action(&mut self, items: &mut Vec<Item>, depth: usize) -> Option<Action> {
+    /// The action line at `self.pos` (spec §4.6 table).
+    fn action(&mut self, items: &mut Vec<Item>) -> Parsed {
         let a = self.pos;
-        let first = self.peek()?;
+        let Some(first) = self.peek() else {
+            return Parsed::Eof;
+        };
         match first {
             b'!' => {
                 self.pos += 1;
                 let line = self.line();
                 self.line_eol(items, &line);
-                return Some(Action::Forward(self.line_raw(a + 1, &line)));
+                return Parsed::Action(Action::Forward(self.line_raw(a + 1, &line)));
             }
             b'|' => {
                 self.pos += 1;
-                return Some(Action::Pipe(self.logical_line().0));
+                return Parsed::Action(Action::Pipe(self.logical_line().0));
             }
             _ => {}
         }
@@ -824,7 +959,7 @@ impl<'a> Reader<'a> {
                     Some(b'|') => {
                         self.pos = p + 1;
                         let cmd = self.logical_line().0;
-                        return Some(Action::Capture { name, cmd });
+                        return Parsed::Action(Action::Capture { name, cmd });
                     }
                     Some(b'!') => {
                         // `NAME=! args` captures what the forwarding command
@@ -835,7 +970,7 @@ impl<'a> Reader<'a> {
                         self.line_eol(items, &line);
                         let mut cmd = b"\"$SENDMAIL\" $SENDMAILFLAGS".to_vec();
                         cmd.extend(self.line_raw(p + 1, &line));
-                        return Some(Action::Capture { name, cmd });
+                        return Parsed::Action(Action::Capture { name, cmd });
                     }
                     _ => {}
                 }
@@ -844,30 +979,11 @@ impl<'a> Reader<'a> {
         // `{` then a blank or newline opens a block; `{foo}` is a folder.
         if first == b'{' && matches!(self.src.get(a + 1), Some(b' ' | b'\t' | b'\n')) {
             self.pos = a + 2;
-            let (mut body, closed) = self.items(depth + 1);
-            if !closed {
-                self.error(
-                    Span::new(a, a + 1),
-                    "unclosed block",
-                    "the file ends inside this block; procmail logs \"Missing closing brace\" if it entered it",
-                );
-                if depth == 0 {
-                    // One message however many blocks are open, and only
-                    // when the outermost was entered (procmail's `poprc`).
-                    let end = self.src.len();
-                    body.push(Item::Invalid {
-                        log: "Missing closing brace".into(),
-                        span: Span::new(end, end),
-                    });
-                }
-            }
-            return Some(Action::Block(body));
+            return Parsed::Block(a);
         }
         let line = self.line();
         self.line_eol(items, &line);
-        Some(Action::Folder(
-            self.line_raw(a, &line).trim_ascii_start().to_vec(),
-        ))
+        Parsed::Action(Action::Folder(self.line_raw(a, &line)))
     }
 }
 
@@ -960,6 +1076,33 @@ mod tests {
         };
         assert_eq!(r.lock, Some(Lock::Implicit));
         assert!(r.bad_flags.is_empty());
+    }
+
+    // A long file parses in linear time, and deep nesting is cut off
+    // before the tree gets too deep to drop.
+    #[test]
+    fn long_and_deep_files() {
+        let src = "A=1\n:0\n* x\n{\n}\n".repeat(20_000);
+        let started = std::time::Instant::now();
+        let (rc, _) = parse("rc", src.as_bytes());
+        assert_eq!(rc.items.len(), 40_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+        let src = ":0\n{\n".repeat(MAX_DEPTH + 5);
+        let (rc, diags) = parse("rc", src.as_bytes());
+        let mut depth = 0;
+        let mut items = &rc.items;
+        while let Some(Item::Recipe(Recipe {
+            action: Action::Block(inner),
+            ..
+        })) = items.first()
+        {
+            depth += 1;
+            items = inner;
+        }
+        assert_eq!(depth, MAX_DEPTH);
+        assert!(matches!(&items[..], [Item::Invalid { log, .. }] if log == "Nesting too deep"));
+        assert!(diags.iter().any(|d| d.message.contains("nested more than")));
     }
 
     #[test]
