@@ -98,6 +98,16 @@ fn recipe(file: &str, src: &[u8], r: &Recipe, out: &mut Vec<Diagnostic>) {
                 .with_note("a recipe needs an action line before the next recipe; procmail delivers to a file named like the next header"),
         );
     }
+    // The same with `}`: after an empty line the conditions are over and
+    // the brace is the action, a folder named `}` (checked).
+    if let Action::Folder(name) = &r.action
+        && name.as_slice() == b"}"
+    {
+        out.push(
+            Diagnostic::warning(file, r.span, "the action is a folder named `}`")
+                .with_note("the block this brace was meant to close stays open"),
+        );
+    }
     let f = &r.flags;
     let mut warn = |letter: u8, message: String, log: &str| {
         let span = if letter == b':' {

@@ -868,6 +868,9 @@ impl<'a> Reader<'a> {
                     "procmail logs \"Skipped \\\"{}\\\"\" and runs the recipe with the flags before it",
                     shown(&rest)
                 ));
+                if c == b'{' {
+                    d = d.with_note("a block's `{` must start the line after the conditions");
+                }
                 if c == b'$' || c == b'`' {
                     d = d.with_note(
                         "procmail expands the header at run time; postroom reads the flags as written",
