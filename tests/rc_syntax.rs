@@ -56,14 +56,17 @@ fn error_fixtures_give_these_diagnostics() {
 /// comment at the top of each).
 const KNOWN_DEVIATIONS: &[&str] = &["header_expansion.rc"];
 
-/// The complaints the parser places in the tree, in file order: what
-/// procmail logs while it reads the file when every block is entered.
+/// The complaints the parser places in the tree, in file order, and the
+/// flag complaints procmail makes whenever it reads a recipe: what procmail
+/// logs while it reads the file when every block is entered.
 fn parse_time_logs(items: &[Item], out: &mut Vec<String>) {
     for item in items {
         match item {
             Item::Invalid { log, .. } | Item::Abort { log, .. } => out.push(log.clone()),
             Item::Recipe(r) => {
                 out.extend(r.bad_flags.iter().map(|b| format!("Skipped \"{b}\"")));
+                let read_time = check::flag_logs(r).into_iter().filter(|l| !l.only_when_run);
+                out.extend(read_time.map(|l| l.log.to_string()));
                 if let Action::Block(body) = &r.action {
                     parse_time_logs(body, out);
                 }
@@ -82,6 +85,8 @@ fn procmail_complaints(log: &str) -> Vec<String> {
         "Unexpected EOL",
         "Closing brace unexpected",
         "Missing closing brace",
+        "Extraneous ",
+        "Conflicting ",
     ];
     let log = format!("\n{log}");
     log.split("\nprocmail: ")

@@ -108,49 +108,117 @@ fn recipe(file: &str, src: &[u8], r: &Recipe, out: &mut Vec<Diagnostic>) {
                 .with_note("the block this brace was meant to close stays open"),
         );
     }
-    let f = &r.flags;
-    let mut warn = |letter: u8, message: String, log: &str| {
-        let span = if letter == b':' {
+    for fl in flag_logs(r) {
+        let span = if fl.flag == b':' {
             r.span
         } else {
-            flag_span(src, r, letter)
+            flag_span(src, r, fl.flag)
         };
         out.push(
-            Diagnostic::warning(file, span, message).with_note(format!("procmail logs \"{log}\"")),
+            Diagnostic::warning(file, span, fl.message)
+                .with_note(format!("procmail logs \"{}\"", fl.log)),
         );
+    }
+}
+
+/// A line procmail logs about a recipe's flags (spec §4.5, §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagLog {
+    /// procmail's text without the `procmail: ` prefix, e.g.
+    /// `Extraneous filter-flag ignored`.
+    pub log: &'static str,
+    /// `false`: logged whenever procmail reads the recipe, also when its
+    /// conditions fail or it sits in a block being skipped. `true`: only
+    /// when the conditions matched and the action runs.
+    pub only_when_run: bool,
+    /// The flag it is about (`:` for the local lockfile).
+    pub flag: u8,
+    /// The diagnostic's message.
+    pub message: String,
+}
+
+/// What procmail logs about `r`'s flags, in the order it logs them: the
+/// `e` conflicts (when it tests the conditions), then the flags the action
+/// cannot use. The evaluator writes these; [`check`] turns them into
+/// warnings. (Checked against procmail 3.23pre, also inside a skipped
+/// block.)
+pub fn flag_logs(r: &Recipe) -> Vec<FlagLog> {
+    let f = &r.flags;
+    let mut out = Vec::new();
+    let mut push = |flag: u8, log: &'static str, only_when_run: bool, message: String| {
+        out.push(FlagLog {
+            log,
+            only_when_run,
+            flag,
+            message,
+        });
     };
-    // §4.5: `e` wins over `E` and `a` (procmail's `conditions()`).
+    // `e` wins over `E` and `a` (procmail's `conditions()`).
     if f.else_failed && f.else_ {
-        warn(
+        push(
             b'E',
-            "flag `E` conflicts with `e` and is ignored".into(),
             "Conflicting else-if-flag suppressed",
+            false,
+            "flag `E` conflicts with `e` and is ignored".into(),
         );
     }
     if f.else_failed && f.and_last_ok {
-        warn(
+        push(
             b'a',
-            "flag `a` conflicts with `e` and is ignored".into(),
             "Conflicting also-if-succeeded-flag suppressed",
+            false,
+            "flag `a` conflicts with `e` and is ignored".into(),
         );
     }
-    // §4.5 / §5: flags that make no sense for the kind of action; procmail
-    // logs `Extraneous <what> ignored` each time it reaches the recipe.
+    let kind = match &r.action {
+        Action::Folder(_) => "a folder",
+        Action::Block(_) => "a block",
+        Action::Capture { .. } => "a capture",
+        Action::Pipe(_) | Action::Forward(_) => "a program",
+    };
+    // Folders, blocks and captures share procmail's branch that drops `f`.
+    if f.filter && !matches!(r.action, Action::Pipe(_) | Action::Forward(_)) {
+        push(
+            b'f',
+            "Extraneous filter-flag ignored",
+            false,
+            format!("flag `f` has no effect on {kind}"),
+        );
+    }
+    if let Action::Block(_) = r.action {
+        if r.lock.is_some() && !f.copy {
+            push(
+                b':',
+                "Extraneous locallockfile ignored",
+                false,
+                "a local lockfile has no effect on a block without `c`".into(),
+            );
+        }
+        let useless = [
+            (f.pass_body, b'b', "Extraneous deliver-body flag ignored"),
+            (f.pass_head, b'h', "Extraneous deliver-head flag ignored"),
+            (
+                f.ignore_write_error,
+                b'i',
+                "Extraneous ignore-write-error flag ignored",
+            ),
+            (f.raw, b'r', "Extraneous raw-mode flag ignored"),
+        ];
+        for (set, letter, log) in useless {
+            if set {
+                push(
+                    letter,
+                    log,
+                    false,
+                    format!("flag `{}` has no effect on a block", char::from(letter)),
+                );
+            }
+        }
+    }
+    // `c` on a filter or a capture: only logged when the program is about
+    // to run; a bare `|` (stdout) takes another path and says nothing.
     let bare_pipe =
         matches!(&r.action, Action::Pipe(cmd) if cmd.iter().all(|b| b.is_ascii_whitespace()));
-    let (kind, filter_ok) = match &r.action {
-        Action::Folder(_) => ("a folder", false),
-        Action::Block(_) => ("a block", false),
-        Action::Capture { .. } => ("a capture", false),
-        Action::Pipe(_) | Action::Forward(_) => ("a program", true),
-    };
-    if f.filter && !filter_ok {
-        warn(
-            b'f',
-            format!("flag `f` has no effect on {kind}"),
-            "Extraneous filter-flag ignored",
-        );
-    }
     let copy_useless = match &r.action {
         Action::Capture { .. } => true,
         Action::Pipe(_) | Action::Forward(_) => f.filter && !bare_pipe,
@@ -158,36 +226,14 @@ fn recipe(file: &str, src: &[u8], r: &Recipe, out: &mut Vec<Diagnostic>) {
     };
     if f.copy && copy_useless {
         let what = if f.filter { "a filter" } else { kind };
-        warn(
+        push(
             b'c',
-            format!("flag `c` has no effect on {what}"),
             "Extraneous copy-flag ignored",
+            true,
+            format!("flag `c` has no effect on {what}"),
         );
     }
-    if let Action::Block(_) = r.action {
-        if r.lock.is_some() && !f.copy {
-            warn(
-                b':',
-                "a local lockfile has no effect on a block without `c`".into(),
-                "Extraneous locallockfile ignored",
-            );
-        }
-        let useless = [
-            (f.pass_body, b'b', "deliver-body flag"),
-            (f.pass_head, b'h', "deliver-head flag"),
-            (f.ignore_write_error, b'i', "ignore-write-error flag"),
-            (f.raw, b'r', "raw-mode flag"),
-        ];
-        for (set, letter, what) in useless {
-            if set {
-                warn(
-                    letter,
-                    format!("flag `{}` has no effect on a block", char::from(letter)),
-                    &format!("Extraneous {what} ignored"),
-                );
-            }
-        }
-    }
+    out
 }
 
 #[cfg(test)]
@@ -247,6 +293,25 @@ mod tests {
             let got = messages(src);
             assert_eq!(got, want, "rcfile {src:?}");
         }
+    }
+
+    // The order and timing seen in procmail's log for the same recipes.
+    #[test]
+    fn flag_logs_order_and_timing() {
+        let src = b":0 fc:\n* x\nV=| echo\n";
+        let (rc, _) = syntax::parse("rc", src);
+        let Item::Recipe(r) = &rc.items[0] else {
+            panic!("{rc}")
+        };
+        let got: Vec<_> = flag_logs(r)
+            .into_iter()
+            .map(|l| (l.log, l.only_when_run))
+            .collect();
+        let want = vec![
+            ("Extraneous filter-flag ignored", false),
+            ("Extraneous copy-flag ignored", true),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
