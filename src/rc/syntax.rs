@@ -139,8 +139,8 @@ struct Header {
     nrcond: Option<i64>,
     flags: Flags,
     lock: Option<Lock>,
-    /// Leftover text procmail logs as `Skipped "..."`, and where it starts.
-    skipped: Option<(String, usize)>,
+    /// Leftover text procmail logs as `Skipped "..."`.
+    skipped: Option<String>,
 }
 
 /// How deep blocks may nest (see [`Reader::items`]).
@@ -306,8 +306,8 @@ impl<'a> Reader<'a> {
     // ---- the item loop -------------------------------------------------
 
     /// All items of the file. Blocks are kept on an explicit stack rather
-    /// than by recursion, so that any depth of nesting parses (procmail's
-    /// nesting is unlimited too).
+    /// than by recursion, so that deep nesting cannot overflow the stack
+    /// while parsing; [`MAX_DEPTH`] bounds the tree for its later walks.
     fn items(&mut self) -> Vec<Item> {
         let mut stack = vec![Frame {
             items: Vec::new(),
@@ -580,6 +580,18 @@ impl<'a> Reader<'a> {
         w.at.extend(from..to);
     }
 
+    /// Adds `node`'s source to `w.text`, without its backslash-newlines.
+    fn push_joined(&self, w: &mut Word, node: &Node) {
+        let mut cut = Vec::new();
+        node.find(Rule::continuation, &mut cut);
+        let mut p = node.start;
+        for c in cut {
+            self.push_text(w, p, c.start);
+            p = c.end;
+        }
+        self.push_text(w, p, node.end);
+    }
+
     fn piece(&mut self, k: &Node, w: &mut Word) {
         match k.rule {
             Rule::plain => {
@@ -629,16 +641,7 @@ impl<'a> Reader<'a> {
                             self.push_text(w, from, part.end);
                         }
                         Rule::continuation | Rule::unterminated => {}
-                        _ => {
-                            let mut cut = Vec::new();
-                            part.find(Rule::continuation, &mut cut);
-                            let mut p = part.start;
-                            for c in cut {
-                                self.push_text(w, p, c.start);
-                                p = c.end;
-                            }
-                            self.push_text(w, p, part.end);
-                        }
+                        _ => self.push_joined(w, part),
                     }
                 }
                 if k.has(Rule::unterminated) {
@@ -655,8 +658,7 @@ impl<'a> Reader<'a> {
                 }
             }
             Rule::bquote => {
-                let joined = self.joined(k);
-                if joined.len() < 2 || !joined.ends_with(b"`") {
+                if k.has(Rule::unterminated) {
                     // procmail says nothing: the command runs to the end of
                     // the file (checked: no log line).
                     self.warning(
@@ -665,15 +667,8 @@ impl<'a> Reader<'a> {
                         "procmail runs everything up to the end of the file as the command",
                     );
                 }
-                w.raw.extend_from_slice(&joined);
-                let mut cut = Vec::new();
-                k.find(Rule::continuation, &mut cut);
-                let mut p = k.start;
-                for c in cut {
-                    self.push_text(w, p, c.start);
-                    p = c.end;
-                }
-                self.push_text(w, p, k.end);
+                w.raw.extend(self.joined(k));
+                self.push_joined(w, k);
             }
             _ => {}
         }
@@ -719,7 +714,7 @@ impl<'a> Reader<'a> {
             let span = Span::new(colon, line.end);
             self.line_eol(items, &line);
             let head = self.header(&line.words);
-            let skipped_item = head.skipped.as_ref().map(|(text, _)| Item::Invalid {
+            let skipped_item = head.skipped.as_ref().map(|text| Item::Invalid {
                 log: format!("Skipped \"{text}\""),
                 span,
             });
@@ -748,7 +743,7 @@ impl<'a> Reader<'a> {
                 continue;
             };
             self.skip_blanks();
-            let bad_flags = head.skipped.map(|(text, _)| text).into_iter().collect();
+            let bad_flags = head.skipped.into_iter().collect();
             match self.action(items) {
                 Parsed::Action(action) => items.push(Item::Recipe(Recipe {
                     flags: head.flags,
@@ -844,7 +839,7 @@ impl<'a> Reader<'a> {
                                 shown(&rest)
                             ),
                         );
-                        head.skipped = Some((rest, at));
+                        head.skipped = Some(rest);
                     }
                     return head;
                 }
@@ -877,7 +872,7 @@ impl<'a> Reader<'a> {
                     );
                 }
                 self.diags.push(d);
-                head.skipped = Some((rest, at));
+                head.skipped = Some(rest);
                 return head;
             }
         }
