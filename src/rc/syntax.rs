@@ -863,6 +863,9 @@ impl<'a> Reader<'a> {
                     "procmail logs \"Skipped \\\"{}\\\"\" and runs the recipe with the flags before it",
                     shown(&rest)
                 ));
+                if c == b'\r' {
+                    d = d.with_note("the rcfile has DOS line ends: procmail reads each CR as text");
+                }
                 if c == b'{' {
                     d = d.with_note("a block's `{` must start the line after the conditions");
                 }
