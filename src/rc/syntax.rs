@@ -626,7 +626,13 @@ impl<'a> Reader<'a> {
                 }
             }
             Rule::dquote => {
-                w.raw.extend(self.joined(k));
+                // A backslash at the end of the file goes, as outside
+                // quotes, so that the added closing quote is not escaped.
+                let mut cut = Vec::new();
+                k.find(Rule::continuation, &mut cut);
+                k.find(Rule::dangling, &mut cut);
+                cut.sort_by_key(|c| c.start);
+                w.raw.extend(self.bytes_without(k.start, k.end, &cut));
                 for part in &k.kids {
                     match part.rule {
                         Rule::dq_escape => {
@@ -640,7 +646,7 @@ impl<'a> Reader<'a> {
                             };
                             self.push_text(w, from, part.end);
                         }
-                        Rule::continuation | Rule::unterminated => {}
+                        Rule::continuation | Rule::unterminated | Rule::dangling => {}
                         _ => self.push_joined(w, part),
                     }
                 }
@@ -1045,6 +1051,21 @@ mod tests {
         assert_eq!(one("P=abc#x\n"), assign("P", Some("abc#x"), 0, 7));
     }
 
+    // Checked: `A="q\` at the end of the file logs "Unexpected EOL" and
+    // assigns `q`.
+    #[test]
+    fn backslash_at_the_end_inside_double_quotes() {
+        let (rc, _) = parse("rc", b"A=\"q\\");
+        let want = vec![
+            Item::Invalid {
+                log: "Unexpected EOL".into(),
+                span: Span::new(2, 3),
+            },
+            assign("A", Some("\"q\""), 0, 5),
+        ];
+        assert_eq!(rc.items, want);
+    }
+
     #[test]
     fn non_utf8_bytes_survive() {
         let (rc, _) = parse("rc", b"A=caf\xe9\n:0\n* \xe9t\xe9\nx\xff\n");
@@ -1106,11 +1127,29 @@ mod tests {
         assert!(diags.iter().any(|d| d.message.contains("nested more than")));
     }
 
+    // Every construct, cut at every byte and mutated: the parser must not
+    // panic (its `expect`s claim that the rules used match anywhere).
     #[test]
-    fn never_panics_on_prefixes() {
-        let src = b":0 Bc: l\n* ^a\\\n b\n* ! 1^1 x\n{ A=\"q\" `x` 'y'\n :2\n\n\n | c\n}\n}\nB\\";
+    fn never_panics() {
+        let src: &[u8] =
+            b":0 Bc: l # c\n* ^a\\\n b\n* ! 1^1 x\n{ A=\"q\\\"${X:-\"y\"}`z\"`\" `x\\` 'y\\\n'\n \
+            :2\n\n\n | c\\\n\\\nd\n V=|e\n W=! f\n}\n}\n:0\n{foo}\n-x y\\\n\xe9\r\nB=\\";
         for n in 0..=src.len() {
             let _ = parse("rc", &src[..n]);
+            let _ = parse("rc", &src[n..]);
+        }
+        let mut seed = 0x2545_f491_u32;
+        let alphabet = b":*{}|!=\"'`\\\n \t#$^a0";
+        for _ in 0..2000 {
+            let mut s = src.to_vec();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let at = seed as usize % s.len();
+                s[at] = alphabet[(seed >> 8) as usize % alphabet.len()];
+            }
+            let _ = parse("rc", &s);
         }
     }
 }
