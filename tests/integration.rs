@@ -3,4 +3,5 @@
 mod deliver;
 mod diff;
 mod mailbox;
+mod rc_syntax;
 mod util;

@@ -7,6 +7,8 @@
 //! Every node carries the [`Span`] of its source text so that run-time
 //! complaints can point at the line.
 
+use std::fmt;
+
 use crate::diag::Span;
 
 /// A parsed rcfile.
@@ -158,4 +160,237 @@ pub enum Action {
     },
     /// `{ items }`.
     Block(Vec<Item>),
+}
+
+/// The flag letters in the order [`Flags::letters`] prints them.
+const FLAG_LETTERS: &[u8] = b"HBDAaEehbfcwWir";
+
+impl Flags {
+    /// Sets the flag named by `letter`; `false` when it names no flag.
+    pub fn set(&mut self, letter: u8) -> bool {
+        match self.slot(letter) {
+            Some(slot) => {
+                *slot = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the flag named by `letter` is set (`false` for a non-flag).
+    pub fn has(&self, letter: u8) -> bool {
+        let mut copy = *self;
+        copy.slot(letter).is_some_and(|slot| *slot)
+    }
+
+    /// The set flags as letters, in the order `HBDAaEehbfcwWir`.
+    pub fn letters(&self) -> String {
+        FLAG_LETTERS
+            .iter()
+            .filter(|&&c| self.has(c))
+            .map(|&c| char::from(c))
+            .collect()
+    }
+
+    fn slot(&mut self, letter: u8) -> Option<&mut bool> {
+        Some(match letter {
+            b'H' => &mut self.head_search,
+            b'B' => &mut self.body_search,
+            b'D' => &mut self.case_sensitive,
+            b'A' => &mut self.and_last,
+            b'a' => &mut self.and_last_ok,
+            b'E' => &mut self.else_,
+            b'e' => &mut self.else_failed,
+            b'h' => &mut self.pass_head,
+            b'b' => &mut self.pass_body,
+            b'f' => &mut self.filter,
+            b'c' => &mut self.copy,
+            b'w' => &mut self.wait,
+            b'W' => &mut self.wait_quiet,
+            b'i' => &mut self.ignore_write_error,
+            b'r' => &mut self.raw,
+            _ => return None,
+        })
+    }
+}
+
+impl Item {
+    /// The span of the item's source text (a recipe's header line).
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Assign { span, .. } | Item::Invalid { span, .. } | Item::Abort { span, .. } => {
+                *span
+            }
+            Item::Recipe(r) => r.span,
+        }
+    }
+}
+
+// The compact s-expression form below is what the parser's snapshot tests
+// record: one item per line, recipes and blocks indented, byte strings
+// quoted with `\n`, `\t`, `\"`, `\\` and `\xNN` escapes, spans as `@start..end`.
+
+/// Writes `bytes` as a quoted, escaped string.
+fn write_bytes(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    f.write_str("\"")?;
+    for &b in bytes {
+        match b {
+            b'"' => f.write_str("\\\"")?,
+            b'\\' => f.write_str("\\\\")?,
+            b'\n' => f.write_str("\\n")?,
+            b'\t' => f.write_str("\\t")?,
+            0x20..=0x7e => write!(f, "{}", char::from(b))?,
+            _ => write!(f, "\\x{b:02x}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+fn write_span(f: &mut fmt::Formatter<'_>, span: Span) -> fmt::Result {
+    write!(f, "@{}..{}", span.start, span.end)
+}
+
+fn write_items(f: &mut fmt::Formatter<'_>, items: &[Item], indent: usize) -> fmt::Result {
+    for item in items {
+        write!(f, "\n{:indent$}", "")?;
+        write_item(f, item, indent)?;
+    }
+    Ok(())
+}
+
+fn write_item(f: &mut fmt::Formatter<'_>, item: &Item, indent: usize) -> fmt::Result {
+    match item {
+        Item::Assign { name, value, span } => {
+            match value {
+                Some(v) => {
+                    write!(f, "(assign {name} ")?;
+                    write_bytes(f, v)?;
+                }
+                None => write!(f, "(unset {name}")?,
+            }
+            f.write_str(" ")?;
+            write_span(f, *span)?;
+            f.write_str(")")
+        }
+        Item::Invalid { log, span } | Item::Abort { log, span } => {
+            let kind = if matches!(item, Item::Invalid { .. }) {
+                "invalid"
+            } else {
+                "abort"
+            };
+            write!(f, "({kind} ")?;
+            write_bytes(f, log.as_bytes())?;
+            f.write_str(" ")?;
+            write_span(f, *span)?;
+            f.write_str(")")
+        }
+        Item::Recipe(r) => write_recipe(f, r, indent),
+    }
+}
+
+fn write_recipe(f: &mut fmt::Formatter<'_>, r: &Recipe, indent: usize) -> fmt::Result {
+    f.write_str("(recipe ")?;
+    write_span(f, r.span)?;
+    let letters = r.flags.letters();
+    if !letters.is_empty() {
+        write!(f, " (flags {letters})")?;
+    }
+    match &r.lock {
+        None => {}
+        Some(Lock::Implicit) => f.write_str(" (lock)")?,
+        Some(Lock::Named(name)) => {
+            f.write_str(" (lock ")?;
+            write_bytes(f, name)?;
+            f.write_str(")")?;
+        }
+    }
+    for bad in &r.bad_flags {
+        f.write_str(" (skipped ")?;
+        write_bytes(f, bad.as_bytes())?;
+        f.write_str(")")?;
+    }
+    let inner = indent + 2;
+    for cond in &r.conds {
+        write!(f, "\n{:inner$}{cond}", "")?;
+    }
+    write!(f, "\n{:inner$}", "")?;
+    match &r.action {
+        Action::Block(items) => {
+            f.write_str("(block")?;
+            write_items(f, items, inner + 2)?;
+            f.write_str(")")?;
+        }
+        other => write!(f, "{other}")?,
+    }
+    f.write_str(")")
+}
+
+impl fmt::Display for Rcfile {
+    /// One top-level item per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for item in &self.items {
+            write_item(f, item, 0)?;
+            f.write_str("\n")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_item(f, self, 0)
+    }
+}
+
+impl fmt::Display for Cond {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(cond ")?;
+        write_span(f, self.span)?;
+        write!(f, " {})", self.kind)
+    }
+}
+
+impl fmt::Display for CondKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (tag, text) = match self {
+            CondKind::Not(inner) => return write!(f, "(not {inner})"),
+            CondKind::Weighted {
+                weight,
+                exponent,
+                inner,
+            } => return write!(f, "(weight {weight} {exponent} {inner})"),
+            CondKind::Var { name, inner } => return write!(f, "(var {name} {inner})"),
+            CondKind::Expand(t) => ("expand", t),
+            CondKind::Program(t) => ("program", t),
+            CondKind::Less(t) => ("less", t),
+            CondKind::Greater(t) => ("greater", t),
+            CondKind::Regex(t) => ("regex", t),
+        };
+        write!(f, "({tag} ")?;
+        write_bytes(f, text)?;
+        f.write_str(")")
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (tag, text) = match self {
+            Action::Folder(t) => ("folder", t),
+            Action::Pipe(t) => ("pipe", t),
+            Action::Forward(t) => ("forward", t),
+            Action::Capture { name, cmd } => {
+                write!(f, "(capture {name} ")?;
+                write_bytes(f, cmd)?;
+                return f.write_str(")");
+            }
+            Action::Block(items) => {
+                f.write_str("(block")?;
+                write_items(f, items, 2)?;
+                return f.write_str(")");
+            }
+        };
+        write!(f, "({tag} ")?;
+        write_bytes(f, text)?;
+        f.write_str(")")
+    }
 }

@@ -1,7 +1,1155 @@
-//! Placeholder until the parser lands: the contract only.
-#![allow(missing_docs, unused_variables)]
-use super::ast::Rcfile;
-use crate::diag::Diagnostic;
+//! rcfile text → [`Rcfile`] (procmailrc(5); spec §4, §5, §6, §17 trap 4).
+//!
+//! The only file that names pest's `Rule`: the grammar
+//! (`grammar/procmailrc.pest`) owns the lexical pieces (words, quotes,
+//! comments, continued lines) and this file walks the rcfile item by item
+//! the way procmail's main loop reads it, turning pest pairs into the owned
+//! AST with byte spans into the original text.
+//!
+//! procmail never rejects an rcfile: it complains about a piece when it
+//! reaches it and goes on. So [`parse`] never fails either. Each complaint
+//! becomes an [`Item::Invalid`] (or, at the top level, an [`Item::Abort`]
+//! when the file ends inside a recipe) placed where procmail logs it, plus
+//! a [`Diagnostic`] for `postroom check`. This module never expands
+//! variables, runs programs or touches files.
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+use crate::diag::{Diagnostic, Span};
+use crate::rc::ast::{Action, Cond, Flags, Item, Lock, Rcfile, Recipe};
+use crate::rc::cond;
+
+mod grammar {
+    //! The pest parser generated from `grammar/procmailrc.pest`; its `///`
+    //! comments document each `Rule`. Private: only this file names them.
+
+    /// The parser for the rcfile's lexical pieces.
+    #[derive(pest_derive::Parser)]
+    #[grammar = "../grammar/procmailrc.pest"]
+    pub struct RcParser;
+}
+
+use grammar::{RcParser, Rule};
+
+/// Parses one rcfile. `file` is the name shown in diagnostics.
+///
+/// Never fails: problems become [`Item::Invalid`]/[`Item::Abort`] items
+/// where procmail would log them, and diagnostics. Inside a block the end
+/// of the file gives an `Invalid` item rather than an `Abort` (nothing can
+/// follow it anyway), so that the "Missing closing brace" item that ends
+/// the outermost unclosed block is still reached when the block is entered.
 pub fn parse(file: &str, src: &[u8]) -> (Rcfile, Vec<Diagnostic>) {
-    todo!()
+    // pest reads `&str`; mail is bytes. The shadow has the same length and
+    // maps every non-ASCII byte to DEL, which no rule gives a meaning.
+    let shadow: String = src
+        .iter()
+        .map(|&b| if b < 0x80 { char::from(b) } else { '\x7f' })
+        .collect();
+    let mut reader = Reader {
+        file,
+        src,
+        shadow: &shadow,
+        pos: 0,
+        diags: Vec::new(),
+    };
+    let items = reader.items();
+    (Rcfile { items }, reader.diags)
+}
+
+/// A pest pair with absolute offsets, owned.
+#[derive(Debug)]
+struct Node {
+    rule: Rule,
+    start: usize,
+    end: usize,
+    kids: Vec<Node>,
+}
+
+impl Node {
+    fn from_pair(pair: Pair<'_, Rule>, base: usize) -> Node {
+        let span = pair.as_span();
+        Node {
+            rule: pair.as_rule(),
+            start: base + span.start(),
+            end: base + span.end(),
+            kids: pair
+                .into_inner()
+                .map(|p| Node::from_pair(p, base))
+                .collect(),
+        }
+    }
+
+    /// Every descendant with `rule`, in source order.
+    fn find(&self, rule: Rule, out: &mut Vec<Span>) {
+        for kid in &self.kids {
+            if kid.rule == rule {
+                out.push(Span::new(kid.start, kid.end));
+            } else {
+                kid.find(rule, out);
+            }
+        }
+    }
+
+    fn has(&self, rule: Rule) -> bool {
+        let mut found = Vec::new();
+        self.find(rule, &mut found);
+        !found.is_empty()
+    }
+}
+
+/// A quote the end of the file cut off.
+struct Open {
+    /// Offset of the opening quote (or of the lone backslash).
+    at: usize,
+    /// The diagnostic's message.
+    message: &'static str,
+    /// What procmail does about it.
+    note: &'static str,
+}
+
+/// The note for a quote left open at the end of the file.
+const READS_TO_EOF: &str =
+    "procmail reads the rest of the file into it and logs \"Unexpected EOL\"";
+
+/// One word as procmail's `readparse` splits a line.
+struct Word {
+    span: Span,
+    /// The source text with backslash-newlines removed (outside single
+    /// quotes) and a missing closing quote added.
+    raw: Vec<u8>,
+    /// The text with quotes and backslashes removed, `$` and backquotes
+    /// left alone (used for recipe flags, which procmail reads after
+    /// expansion).
+    text: Vec<u8>,
+    /// Source offset of each byte of `text`.
+    at: Vec<usize>,
+    open: Option<Open>,
+}
+
+/// The words of one logical line.
+struct Line {
+    words: Vec<Word>,
+    /// Offset of the newline that ended the line (or of the end of file).
+    end: usize,
+}
+
+/// What procmail made of a recipe header `:N flags : lockfile`.
+struct Header {
+    nrcond: Option<i64>,
+    flags: Flags,
+    lock: Option<Lock>,
+    /// Leftover text procmail logs as `Skipped "..."`.
+    skipped: Option<String>,
+}
+
+/// How deep blocks may nest (see [`Reader::items`]).
+pub const MAX_DEPTH: usize = 1000;
+
+/// A recipe whose action is a block still being read.
+struct Pending {
+    flags: Flags,
+    bad_flags: Vec<String>,
+    lock: Option<Lock>,
+    conds: Vec<Cond>,
+    span: Span,
+    /// Offset of the block's `{`.
+    brace: usize,
+}
+
+/// The items of the file or of one open block.
+struct Frame {
+    items: Vec<Item>,
+    /// The recipe the block belongs to (`None` for the file itself).
+    pending: Option<Pending>,
+}
+
+/// What the action line turned out to be.
+enum Parsed {
+    Action(Action),
+    /// `{` and a blank: a block starts; its items follow as items.
+    Block(usize),
+    /// The end of the file.
+    Eof,
+}
+
+/// Ends the innermost open block: its recipe joins the enclosing items.
+fn close(stack: &mut Vec<Frame>) {
+    let frame = stack.pop().expect("a block is open");
+    let p = frame.pending.expect("a block has its recipe");
+    let parent = stack.last_mut().expect("the file's frame stays");
+    parent.items.push(Item::Recipe(Recipe {
+        flags: p.flags,
+        bad_flags: p.bad_flags,
+        lock: p.lock,
+        conds: p.conds,
+        action: Action::Block(frame.items),
+        span: p.span,
+    }));
+}
+
+struct Reader<'a> {
+    file: &'a str,
+    src: &'a [u8],
+    shadow: &'a str,
+    pos: usize,
+    diags: Vec<Diagnostic>,
+}
+
+impl<'a> Reader<'a> {
+    /// Matches `rule` at offset `at`.
+    ///
+    /// pest indexes the lines of all the input it is given, so giving it
+    /// the rest of the file each time would make parsing quadratic. It gets
+    /// a window of two lines instead, doubled while the match reaches the
+    /// window's end (only there can the rest of the file change it).
+    /// No match is final: of the rules used here only `name` can fail,
+    /// and whether it matches depends on its first byte.
+    fn run(&self, rule: Rule, at: usize) -> Option<Node> {
+        let rest = &self.shadow[at..];
+        let line_end = |from: usize| rest[from..].find('\n').map_or(rest.len(), |n| from + n + 1);
+        let mut window = line_end(line_end(0));
+        loop {
+            let found = RcParser::parse(rule, &rest[..window])
+                .ok()
+                .and_then(|mut pairs| pairs.next())
+                .map(|p| Node::from_pair(p, at));
+            match found {
+                Some(node) if node.end == at + window && window < rest.len() => {
+                    window = (window * 2).min(rest.len());
+                }
+                found => return found,
+            }
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn error(&mut self, span: Span, message: impl Into<String>, note: impl Into<String>) {
+        let d = Diagnostic::error(self.file, span, message).with_note(note);
+        self.diags.push(d);
+    }
+
+    fn warning(&mut self, span: Span, message: impl Into<String>, note: impl Into<String>) {
+        let d = Diagnostic::warning(self.file, span, message).with_note(note);
+        self.diags.push(d);
+    }
+
+    fn skip_blanks(&mut self) {
+        while let Some(b' ' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Moves past the next newline (or to the end of the file).
+    fn skip_line(&mut self) {
+        match self.src[self.pos..].iter().position(|&b| b == b'\n') {
+            Some(n) => self.pos += n + 1,
+            None => self.pos = self.src.len(),
+        }
+    }
+
+    /// Blank lines, indentation and comment lines between items (procmail's
+    /// `commint` loop).
+    fn skip_to_item(&mut self) {
+        loop {
+            while let Some(b' ' | b'\t' | b'\n') = self.peek() {
+                self.pos += 1;
+            }
+            if self.peek() != Some(b'#') {
+                return;
+            }
+            self.skip_line();
+        }
+    }
+
+    /// The end of a variable name starting at `at`, if one does.
+    fn name_end(&self, at: usize) -> Option<usize> {
+        self.run(Rule::name, at).map(|n| n.end)
+    }
+
+    /// Whether only blanks stand between the start of its line and `at`.
+    fn first_on_line(&self, at: usize) -> bool {
+        self.src[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b != b'\n')
+            .all(|&b| b == b' ' || b == b'\t')
+    }
+
+    /// Source bytes as text for a log line (lossy, control characters kept).
+    fn lossy(&self, from: usize, to: usize) -> String {
+        String::from_utf8_lossy(&self.src[from..to]).into_owned()
+    }
+
+    /// Source bytes `from..to` without the ranges in `cut` (sorted).
+    fn bytes_without(&self, from: usize, to: usize, cut: &[Span]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(to - from);
+        let mut p = from;
+        for c in cut {
+            out.extend_from_slice(&self.src[p..c.start]);
+            p = c.end;
+        }
+        out.extend_from_slice(&self.src[p..to]);
+        out
+    }
+
+    /// Source bytes of `node` without its backslash-newlines.
+    fn joined(&self, node: &Node) -> Vec<u8> {
+        let mut cut = Vec::new();
+        node.find(Rule::continuation, &mut cut);
+        self.bytes_without(node.start, node.end, &cut)
+    }
+
+    // ---- the item loop -------------------------------------------------
+
+    /// All items of the file. Blocks are kept on an explicit stack rather
+    /// than by recursion, so that deep nesting cannot overflow the stack
+    /// while parsing; [`MAX_DEPTH`] bounds the tree for its later walks.
+    fn items(&mut self) -> Vec<Item> {
+        let mut stack = vec![Frame {
+            items: Vec::new(),
+            pending: None,
+        }];
+        loop {
+            self.skip_to_item();
+            let depth = stack.len() - 1;
+            let too_deep = stack.len() > MAX_DEPTH;
+            let top = stack.last_mut().expect("the file's frame stays");
+            let Some(b) = self.peek() else {
+                break;
+            };
+            match b {
+                b':' => {
+                    let Some(pending) = self.recipe(&mut top.items, depth) else {
+                        continue;
+                    };
+                    if too_deep {
+                        // Deviation: procmail nests without limit, but a
+                        // tree this deep would overflow the stack when it
+                        // is dropped or walked. Stop reading here, as if
+                        // the file ended (so DEFAULT still gets the mail).
+                        let at = Span::new(pending.brace, pending.brace + 1);
+                        top.items.push(Item::Invalid {
+                            log: "Nesting too deep".into(),
+                            span: at,
+                        });
+                        self.error(
+                            at,
+                            format!("blocks nested more than {MAX_DEPTH} deep"),
+                            "postroom stops reading the rcfile here",
+                        );
+                        self.pos = self.src.len();
+                        continue;
+                    }
+                    stack.push(Frame {
+                        items: Vec::new(),
+                        pending: Some(pending),
+                    });
+                }
+                b'}' => {
+                    let span = Span::new(self.pos, self.pos + 1);
+                    self.pos += 1;
+                    if depth > 0 {
+                        close(&mut stack);
+                        continue;
+                    }
+                    // procmailrc(5): braces must balance; procmail logs
+                    // this and ignores the brace (spec §4.7, checked).
+                    top.items.push(Item::Invalid {
+                        log: "Closing brace unexpected".into(),
+                        span,
+                    });
+                    self.error(
+                        span,
+                        "unexpected closing brace",
+                        "no block is open here; procmail logs \"Closing brace unexpected\" and ignores it",
+                    );
+                }
+                _ => self.assignment(&mut top.items),
+            }
+        }
+        // The end of the file inside blocks.
+        while stack.len() > 1 {
+            let outermost = stack.len() == 2;
+            let frame = stack.last_mut().expect("checked above");
+            let brace = frame.pending.as_ref().map_or(0, |p| p.brace);
+            self.error(
+                Span::new(brace, brace + 1),
+                "unclosed block",
+                "the file ends inside this block; procmail logs \"Missing closing brace\" if it entered it",
+            );
+            if outermost {
+                // One message however many blocks are open, and only when
+                // the outermost was entered (procmail's `poprc`).
+                let end = self.src.len();
+                frame.items.push(Item::Invalid {
+                    log: "Missing closing brace".into(),
+                    span: Span::new(end, end),
+                });
+            }
+            close(&mut stack);
+        }
+        stack.pop().map(|f| f.items).unwrap_or_default()
+    }
+
+    /// `NAME=value`, a bare `NAME` (unset), or junk (spec §4.1, §4.2).
+    fn assignment(&mut self, items: &mut Vec<Item>) {
+        let start = self.pos;
+        let end = self.name_end(start);
+        // procmail's `gobenv`: a name counts only when a blank, a newline
+        // or `=` follows it (not the end of the file).
+        let follows = end.and_then(|e| self.src.get(e).copied());
+        match (end, follows) {
+            (Some(e), Some(b' ' | b'\t' | b'\n' | b'=')) => {
+                let name = self.lossy(start, e);
+                self.pos = e;
+                self.skip_blanks();
+                if self.peek() != Some(b'=') {
+                    let span = Span::new(start, e);
+                    if !self.first_on_line(start) {
+                        self.warning(
+                            span,
+                            format!("`{name}` unsets the variable `{name}`"),
+                            "an assignment's value ends at the first unquoted blank and the rest of the line is read as more items; quote the value to keep blanks",
+                        );
+                    }
+                    items.push(Item::Assign {
+                        name,
+                        value: None,
+                        span,
+                    });
+                    return;
+                }
+                self.pos += 1;
+                let after_eq = self.pos;
+                let node = self
+                    .run(Rule::assign_value, after_eq)
+                    .expect("assign_value matches anywhere");
+                self.pos = node.end;
+                let word = node
+                    .kids
+                    .iter()
+                    .find(|k| k.rule == Rule::word)
+                    .map(|k| self.word(k));
+                let (value, end) = match word {
+                    Some(w) => {
+                        if let Some(open) = &w.open {
+                            self.unexpected_eol(items, open);
+                        }
+                        (w.raw, w.span.end)
+                    }
+                    None => (Vec::new(), after_eq),
+                };
+                items.push(Item::Assign {
+                    name,
+                    value: Some(value),
+                    span: Span::new(start, end),
+                });
+            }
+            (Some(e), _) => {
+                // `foo-bar`: procmail skips `foo`, then reads `-bar ...`
+                // as the next item (checked: `Skipped "foo"`, `Skipped "-bar baz"`).
+                self.pos = e;
+                self.junk(items, start, e);
+            }
+            (None, _) => {
+                // Not a name: procmail skips the rest of the line.
+                self.skip_line();
+                let end = if self.src[..self.pos].ends_with(b"\n") {
+                    self.pos - 1
+                } else {
+                    self.pos
+                };
+                self.junk(items, start, end);
+            }
+        }
+    }
+
+    fn junk(&mut self, items: &mut Vec<Item>, start: usize, end: usize) {
+        let span = Span::new(start, end);
+        let text = self.lossy(start, end);
+        let t = shown(&text);
+        let note = if self.first_on_line(start) {
+            format!("procmail logs \"Skipped \\\"{t}\\\"\" and goes on")
+        } else {
+            format!(
+                "procmail logs \"Skipped \\\"{t}\\\"\" and goes on; an assignment's value ends at the first unquoted blank, quote it to keep blanks"
+            )
+        };
+        items.push(Item::Invalid {
+            log: format!("Skipped \"{text}\""),
+            span,
+        });
+        self.error(
+            span,
+            format!("`{t}` is neither an assignment nor a recipe"),
+            note,
+        );
+    }
+
+    /// procmail reads an unterminated quote up to the end of the file, logs
+    /// "Unexpected EOL" and goes on with what it read (checked: the
+    /// assignment or delivery still happens), so the item is kept and this
+    /// `Invalid` goes before it.
+    fn unexpected_eol(&mut self, items: &mut Vec<Item>, open: &Open) {
+        let span = Span::new(open.at, open.at + 1);
+        items.push(Item::Invalid {
+            log: "Unexpected EOL".into(),
+            span,
+        });
+        self.error(span, open.message, open.note);
+    }
+
+    /// The end of the file where procmail wanted more: an `Abort` at the
+    /// top level, an `Invalid` inside a block (see [`parse`]).
+    fn cut_off(&self, depth: usize, log: &str, span: Span) -> Item {
+        let log = log.to_string();
+        if depth == 0 {
+            Item::Abort { log, span }
+        } else {
+            Item::Invalid { log, span }
+        }
+    }
+
+    // ---- words ---------------------------------------------------------
+
+    /// The words of the line at `self.pos` (procmail's `readparse` with
+    /// argument splitting), moving past its newline.
+    fn line(&mut self) -> Line {
+        let node = self
+            .run(Rule::line_words, self.pos)
+            .expect("line_words matches anywhere");
+        self.pos = node.end;
+        let end = if self.src[..node.end].ends_with(b"\n") {
+            node.end - 1
+        } else {
+            node.end
+        };
+        let words = node
+            .kids
+            .iter()
+            .filter(|k| k.rule == Rule::word)
+            .map(|k| self.word(k))
+            .collect();
+        Line { words, end }
+    }
+
+    /// Reports the first unterminated quote of `line`, if any.
+    fn line_eol(&mut self, items: &mut Vec<Item>, line: &Line) {
+        if let Some(open) = line.words.iter().find_map(|w| w.open.as_ref()) {
+            self.unexpected_eol(items, open);
+        }
+    }
+
+    /// Words `from..` the end of `line` as raw text: the source with
+    /// backslash-newlines removed, the comment and trailing blanks dropped.
+    fn line_raw(&self, from: usize, line: &Line) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut p = from;
+        for w in &line.words {
+            out.extend(
+                self.src[p..w.span.start]
+                    .iter()
+                    .filter(|&&b| b == b' ' || b == b'\t'),
+            );
+            out.extend_from_slice(&w.raw);
+            p = w.span.end;
+        }
+        out
+    }
+
+    fn word(&mut self, node: &Node) -> Word {
+        let mut w = Word {
+            span: Span::new(node.start, node.end),
+            raw: Vec::new(),
+            text: Vec::new(),
+            at: Vec::new(),
+            open: None,
+        };
+        for piece in &node.kids {
+            self.piece(piece, &mut w);
+        }
+        w
+    }
+
+    fn push_text(&self, w: &mut Word, from: usize, to: usize) {
+        w.text.extend_from_slice(&self.src[from..to]);
+        w.at.extend(from..to);
+    }
+
+    /// Adds `node`'s source to `w.text`, without its backslash-newlines.
+    fn push_joined(&self, w: &mut Word, node: &Node) {
+        let mut cut = Vec::new();
+        node.find(Rule::continuation, &mut cut);
+        let mut p = node.start;
+        for c in cut {
+            self.push_text(w, p, c.start);
+            p = c.end;
+        }
+        self.push_text(w, p, node.end);
+    }
+
+    fn piece(&mut self, k: &Node, w: &mut Word) {
+        match k.rule {
+            Rule::plain => {
+                w.raw.extend_from_slice(&self.src[k.start..k.end]);
+                self.push_text(w, k.start, k.end);
+            }
+            Rule::escape => {
+                w.raw.extend_from_slice(&self.src[k.start..k.end]);
+                self.push_text(w, k.start + 1, k.end);
+            }
+            Rule::dangling => {
+                // procmail drops it (checked: `A=foo\` at the end of the
+                // file assigns `foo` after "Unexpected EOL").
+                w.open.get_or_insert(Open {
+                    at: k.start,
+                    message: "backslash at the end of the file",
+                    note: "procmail drops it and logs \"Unexpected EOL\"",
+                });
+            }
+            Rule::squote => {
+                w.raw.extend_from_slice(&self.src[k.start..k.end]);
+                if let Some(t) = k.kids.iter().find(|t| t.rule == Rule::squote_text) {
+                    self.push_text(w, t.start, t.end);
+                }
+                if k.has(Rule::unterminated) {
+                    w.raw.push(b'\'');
+                    w.open.get_or_insert(Open {
+                        at: k.start,
+                        message: "unterminated single quote",
+                        note: READS_TO_EOF,
+                    });
+                }
+            }
+            Rule::dquote => {
+                // A backslash at the end of the file goes, as outside
+                // quotes, so that the added closing quote is not escaped.
+                let mut cut = Vec::new();
+                k.find(Rule::continuation, &mut cut);
+                k.find(Rule::dangling, &mut cut);
+                cut.sort_by_key(|c| c.start);
+                w.raw.extend(self.bytes_without(k.start, k.end, &cut));
+                for part in &k.kids {
+                    match part.rule {
+                        Rule::dq_escape => {
+                            // procmailrc(5) quoting: inside double quotes a
+                            // backslash escapes only `"`, `\`, `$` and `` ` ``.
+                            let c = self.src[part.start + 1];
+                            let from = if b"\"\\$`".contains(&c) {
+                                part.start + 1
+                            } else {
+                                part.start
+                            };
+                            self.push_text(w, from, part.end);
+                        }
+                        Rule::continuation | Rule::unterminated | Rule::dangling => {}
+                        _ => self.push_joined(w, part),
+                    }
+                }
+                if k.has(Rule::unterminated) {
+                    let in_alt = k
+                        .kids
+                        .iter()
+                        .any(|p| p.rule == Rule::dq_alt && p.has(Rule::unterminated));
+                    w.raw.extend_from_slice(if in_alt { b"}\"" } else { b"\"" });
+                    w.open.get_or_insert(Open {
+                        at: k.start,
+                        message: "unterminated double quote",
+                        note: READS_TO_EOF,
+                    });
+                }
+            }
+            Rule::bquote => {
+                if k.has(Rule::unterminated) {
+                    // procmail says nothing: the command runs to the end of
+                    // the file (checked: no log line).
+                    self.warning(
+                        Span::new(k.start, k.start + 1),
+                        "unterminated backquote",
+                        "procmail runs everything up to the end of the file as the command",
+                    );
+                }
+                w.raw.extend(self.joined(k));
+                self.push_joined(w, k);
+            }
+            _ => {}
+        }
+    }
+
+    /// The logical line at `self.pos` as procmail's `getlline` returns it:
+    /// a backslash-newline stays in the text, except that a line holding
+    /// only a backslash gives just the newline (spec §4.6). Moves past the
+    /// final newline and returns the text and its span.
+    fn logical_line(&mut self) -> (Vec<u8>, Span) {
+        let node = self
+            .run(Rule::logical_line, self.pos)
+            .expect("logical_line matches anywhere");
+        let mut out = Vec::new();
+        let mut last = node.start;
+        for part in &node.kids {
+            let text = &self.src[part.start..part.end];
+            match part.rule {
+                Rule::cont_line => {
+                    if text != b"\\" {
+                        out.extend_from_slice(text);
+                    }
+                    out.push(b'\n');
+                }
+                _ => out.extend_from_slice(text),
+            }
+            last = part.end;
+        }
+        self.pos = node.end;
+        (out, Span::new(node.start, last))
+    }
+
+    // ---- recipes -------------------------------------------------------
+
+    /// A recipe from its `:` on (spec §4.5, §4.6). Pushes the recipe, or
+    /// what procmail logs instead of running it; returns the recipe when
+    /// its action opens a block, whose items come next.
+    fn recipe(&mut self, items: &mut Vec<Item>, depth: usize) -> Option<Pending> {
+        loop {
+            let colon = self.pos;
+            self.pos += 1;
+            let line = self.line();
+            let span = Span::new(colon, line.end);
+            self.line_eol(items, &line);
+            let head = self.header(&line.words);
+            let skipped_item = head.skipped.as_ref().map(|text| Item::Invalid {
+                log: format!("Skipped \"{text}\""),
+                span,
+            });
+            // procmail's `conditions()`: without a number, one old-style
+            // condition line unless the recipe chains (A, a, E, e).
+            let nrcond = match head.nrcond {
+                Some(n) if n >= 0 => n,
+                _ => {
+                    let f = &head.flags;
+                    i64::from(!(f.and_last || f.and_last_ok || f.else_ || f.else_failed))
+                }
+            };
+            let Some(conds) = self.conditions(nrcond) else {
+                // An empty line, then `:`: procmail logs "Missing action"
+                // and starts over with the new recipe (spec §4.6, checked).
+                items.extend(skipped_item);
+                items.push(Item::Invalid {
+                    log: "Missing action".into(),
+                    span,
+                });
+                self.error(
+                    span,
+                    "missing action",
+                    "an empty line ended the conditions and a new recipe starts; procmail logs \"Missing action\"",
+                );
+                continue;
+            };
+            self.skip_blanks();
+            let bad_flags = head.skipped.into_iter().collect();
+            match self.action(items) {
+                Parsed::Action(action) => items.push(Item::Recipe(Recipe {
+                    flags: head.flags,
+                    bad_flags,
+                    lock: head.lock,
+                    conds,
+                    action,
+                    span,
+                })),
+                Parsed::Block(brace) => {
+                    return Some(Pending {
+                        flags: head.flags,
+                        bad_flags,
+                        lock: head.lock,
+                        conds,
+                        span,
+                        brace,
+                    });
+                }
+                Parsed::Eof => {
+                    items.extend(skipped_item);
+                    items.push(self.cut_off(depth, "Incomplete recipe", span));
+                    self.error(
+                        span,
+                        "incomplete recipe",
+                        "the file ends before the action; procmail logs \"Incomplete recipe\"",
+                    );
+                }
+            }
+            return None;
+        }
+    }
+
+    /// `N flags : lockfile` after the `:`, as procmail's main loop reads
+    /// the words of the header line.
+    fn header(&mut self, words: &[Word]) -> Header {
+        let mut head = Header {
+            nrcond: None,
+            flags: Flags::default(),
+            lock: None,
+            skipped: None,
+        };
+        let mut first = 0;
+        if let Some(w) = words.first() {
+            // strtol: an optional sign and digits.
+            let t = &w.text;
+            let sign = usize::from(matches!(t.first(), Some(b'-' | b'+')));
+            let digits = t[sign..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits > 0 {
+                let n = t[sign..sign + digits].iter().fold(0_i64, |n, &d| {
+                    n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+                });
+                head.nrcond = Some(if t[0] == b'-' { -n } else { n });
+                first = sign + digits;
+            }
+        }
+        let joined_from = |k: usize| -> String {
+            let parts: Vec<String> = words[k.min(words.len())..]
+                .iter()
+                .map(|w| String::from_utf8_lossy(&w.text).into_owned())
+                .collect();
+            parts.join(" ")
+        };
+        for (k, w) in words.iter().enumerate() {
+            let mut j = if k == 0 { first } else { 0 };
+            while j < w.text.len() {
+                let c = w.text[j];
+                if c == b' ' || c == b'\t' || head.flags.set(c) {
+                    j += 1;
+                    continue;
+                }
+                if c == b':' {
+                    // The lockfile is the rest of this word or, if the `:`
+                    // ends it, the next word; what follows is skipped.
+                    let next = if j + 1 < w.text.len() {
+                        let from = w.at[j + 1];
+                        head.lock = Some(Lock::Named(self.src[from..w.span.end].to_vec()));
+                        k + 1
+                    } else if let Some(name) = words.get(k + 1) {
+                        head.lock = Some(Lock::Named(name.raw.clone()));
+                        k + 2
+                    } else {
+                        head.lock = Some(Lock::Implicit);
+                        k + 1
+                    };
+                    let rest = joined_from(next);
+                    if let Some(at) = words.get(next).map(|w| w.span.start) {
+                        self.error(
+                            Span::new(at, words[words.len() - 1].span.end),
+                            format!("extra text after the lockfile: `{}`", shown(&rest)),
+                            format!(
+                                "procmail logs \"Skipped \\\"{}\\\"\" and ignores it",
+                                shown(&rest)
+                            ),
+                        );
+                        head.skipped = Some(rest);
+                    }
+                    return head;
+                }
+                // procmailrc(5) "Flags": anything else ends the flags; the
+                // rest of the header is logged as skipped and the recipe
+                // runs with the flags before it (checked: `Skipped "Zq B"`).
+                let mut rest = String::from_utf8_lossy(&w.text[j..]).into_owned();
+                let more = joined_from(k + 1);
+                if !more.is_empty() {
+                    rest.push(' ');
+                    rest.push_str(&more);
+                }
+                let at = w.at[j];
+                let letter: String = c.escape_ascii().map(char::from).collect();
+                let mut d = Diagnostic::error(
+                    self.file,
+                    Span::new(at, at + 1),
+                    format!("unknown flag `{letter}`"),
+                )
+                .with_note(format!(
+                    "procmail logs \"Skipped \\\"{}\\\"\" and runs the recipe with the flags before it",
+                    shown(&rest)
+                ));
+                if c == b'\r' {
+                    d = d.with_note("the rcfile has DOS line ends: procmail reads each CR as text");
+                }
+                if c == b'{' {
+                    d = d.with_note("a block's `{` must start the line after the conditions");
+                }
+                if c == b'$' || c == b'`' {
+                    d = d.with_note(
+                        "procmail expands the header at run time; postroom reads the flags as written",
+                    );
+                }
+                self.diags.push(d);
+                head.skipped = Some(rest);
+                return head;
+            }
+        }
+        head
+    }
+
+    /// Condition lines (procmail's `conditions()`): `nrcond` lines that
+    /// need no `*` (old style `:N`), then any `*` lines, with comment lines
+    /// and empty lines between them. `None` when an empty line is followed
+    /// by a `:` ("Missing action"); `self.pos` is then at that `:`.
+    fn conditions(&mut self, mut nrcond: i64) -> Option<Vec<Cond>> {
+        let mut conds = Vec::new();
+        let mut skipped_empty = false;
+        loop {
+            self.skip_blanks();
+            nrcond -= 1;
+            if self.peek() == Some(b'*') {
+                self.pos += 1;
+            } else if nrcond < 0 {
+                match self.peek() {
+                    Some(b'#') => {
+                        self.skip_line();
+                        continue;
+                    }
+                    Some(b'\n') => {
+                        self.pos += 1;
+                        skipped_empty = true;
+                        continue;
+                    }
+                    Some(b':') if skipped_empty => return None,
+                    _ => return Some(conds),
+                }
+            }
+            self.skip_blanks();
+            let (mut text, span) = self.logical_line();
+            // procmail strips trailing blanks before looking at a condition.
+            while let Some(b' ' | b'\t') = text.last() {
+                text.pop();
+            }
+            conds.push(Cond {
+                kind: cond::parse(&text),
+                span,
+            });
+        }
+    }
+
+    /// The action line at `self.pos` (spec §4.6 table).
+    fn action(&mut self, items: &mut Vec<Item>) -> Parsed {
+        let a = self.pos;
+        let Some(first) = self.peek() else {
+            return Parsed::Eof;
+        };
+        match first {
+            b'!' => {
+                self.pos += 1;
+                let line = self.line();
+                self.line_eol(items, &line);
+                return Parsed::Action(Action::Forward(self.line_raw(a + 1, &line)));
+            }
+            b'|' => {
+                self.pos += 1;
+                return Parsed::Action(Action::Pipe(self.logical_line().0));
+            }
+            _ => {}
+        }
+        // `NAME=|cmd` captures; `NAME=` followed by anything else is a
+        // folder whose name starts with `NAME=` (procmail's `gobenv` path).
+        if let Some(e) = self.name_end(a)
+            && matches!(self.src.get(e), Some(b' ' | b'\t' | b'\n' | b'='))
+        {
+            let name = self.lossy(a, e);
+            let mut p = e;
+            while let Some(b' ' | b'\t') = self.src.get(p) {
+                p += 1;
+            }
+            if self.src.get(p) == Some(&b'=') {
+                p += 1;
+                while let Some(b' ' | b'\t') = self.src.get(p) {
+                    p += 1;
+                }
+                match self.src.get(p) {
+                    Some(b'|') => {
+                        self.pos = p + 1;
+                        let cmd = self.logical_line().0;
+                        return Parsed::Action(Action::Capture { name, cmd });
+                    }
+                    Some(b'!') => {
+                        // `NAME=! args` captures what the forwarding command
+                        // prints; it is the command procmail would run for
+                        // `! args` (`$SENDMAIL` one word, flags split).
+                        self.pos = p + 1;
+                        let line = self.line();
+                        self.line_eol(items, &line);
+                        let mut cmd = b"\"$SENDMAIL\" $SENDMAILFLAGS".to_vec();
+                        cmd.extend(self.line_raw(p + 1, &line));
+                        return Parsed::Action(Action::Capture { name, cmd });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // `{` then a blank or newline opens a block; `{foo}` is a folder.
+        if first == b'{' && matches!(self.src.get(a + 1), Some(b' ' | b'\t' | b'\n')) {
+            self.pos = a + 2;
+            return Parsed::Block(a);
+        }
+        let line = self.line();
+        self.line_eol(items, &line);
+        Parsed::Action(Action::Folder(self.line_raw(a, &line)))
+    }
+}
+
+/// `text` with control characters escaped, for diagnostics.
+fn shown(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rc::ast::CondKind;
+
+    fn one(src: &str) -> Item {
+        let (rc, _) = parse("rc", src.as_bytes());
+        assert_eq!(rc.items.len(), 1, "{rc}");
+        rc.items.into_iter().next().unwrap()
+    }
+
+    fn assign(name: &str, value: Option<&str>, start: usize, end: usize) -> Item {
+        Item::Assign {
+            name: name.into(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            span: Span::new(start, end),
+        }
+    }
+
+    // Checked with procmail: `A=hello world` logs `Assigning "A=hello"`
+    // then `Assigning "world"` (an unset).
+    #[test]
+    fn value_ends_at_the_first_blank() {
+        let (rc, diags) = parse("rc", b"A=hello world\n");
+        let want = vec![
+            assign("A", Some("hello"), 0, 7),
+            assign("world", None, 8, 13),
+        ];
+        assert_eq!(rc.items, want);
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.contains("unsets"));
+    }
+
+    #[test]
+    fn quoted_values_keep_their_quotes_and_lose_continuations() {
+        assert_eq!(one("A = \"a b\"c\n"), assign("A", Some("\"a b\"c"), 0, 10));
+        assert_eq!(one("A=x\\\ny\n"), assign("A", Some("xy"), 0, 6));
+        assert_eq!(one("A='x\\\ny'\n"), assign("A", Some("'x\\\ny'"), 0, 8));
+        assert_eq!(one("A=\n"), assign("A", Some(""), 0, 2));
+        assert_eq!(one("A= # c\n"), assign("A", Some(""), 0, 2));
+        assert_eq!(one("P=abc#x\n"), assign("P", Some("abc#x"), 0, 7));
+    }
+
+    // Checked: `A="q\` at the end of the file logs "Unexpected EOL" and
+    // assigns `q`.
+    #[test]
+    fn backslash_at_the_end_inside_double_quotes() {
+        let (rc, _) = parse("rc", b"A=\"q\\");
+        let want = vec![
+            Item::Invalid {
+                log: "Unexpected EOL".into(),
+                span: Span::new(2, 3),
+            },
+            assign("A", Some("\"q\""), 0, 5),
+        ];
+        assert_eq!(rc.items, want);
+    }
+
+    #[test]
+    fn non_utf8_bytes_survive() {
+        let (rc, _) = parse("rc", b"A=caf\xe9\n:0\n* \xe9t\xe9\nx\xff\n");
+        let Item::Assign { value, .. } = &rc.items[0] else {
+            panic!("{rc}")
+        };
+        assert_eq!(value.as_deref(), Some(&b"caf\xe9"[..]));
+        let Item::Recipe(r) = &rc.items[1] else {
+            panic!("{rc}")
+        };
+        assert_eq!(r.conds[0].kind, CondKind::Regex(b"\xe9t\xe9".to_vec()));
+        assert_eq!(r.action, Action::Folder(b"x\xff".to_vec()));
+    }
+
+    #[test]
+    fn header_flags_lock_and_skipped_text() {
+        let Item::Recipe(r) = one(":0 Hc Z: lock\nx\n") else {
+            panic!()
+        };
+        assert!(r.flags.head_search && r.flags.copy);
+        assert_eq!(r.bad_flags, vec!["Z: lock".to_string()]);
+        assert_eq!(r.lock, None);
+        let Item::Recipe(r) = one(":0:a b c\nx\n") else {
+            panic!()
+        };
+        assert_eq!(r.lock, Some(Lock::Named(b"a".to_vec())));
+        assert_eq!(r.bad_flags, vec!["b c".to_string()]);
+        let Item::Recipe(r) = one(":0 : # comment\nx\n") else {
+            panic!()
+        };
+        assert_eq!(r.lock, Some(Lock::Implicit));
+        assert!(r.bad_flags.is_empty());
+    }
+
+    // A long file parses in linear time, and deep nesting is cut off
+    // before the tree gets too deep to drop.
+    #[test]
+    fn long_and_deep_files() {
+        let src = "A=1\n:0\n* x\n{\n}\n".repeat(20_000);
+        let started = std::time::Instant::now();
+        let (rc, _) = parse("rc", src.as_bytes());
+        assert_eq!(rc.items.len(), 40_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+        let src = ":0\n{\n".repeat(MAX_DEPTH + 5);
+        let (rc, diags) = parse("rc", src.as_bytes());
+        let mut depth = 0;
+        let mut items = &rc.items;
+        while let Some(Item::Recipe(Recipe {
+            action: Action::Block(inner),
+            ..
+        })) = items.first()
+        {
+            depth += 1;
+            items = inner;
+        }
+        assert_eq!(depth, MAX_DEPTH);
+        assert!(matches!(&items[..], [Item::Invalid { log, .. }] if log == "Nesting too deep"));
+        assert!(diags.iter().any(|d| d.message.contains("nested more than")));
+    }
+
+    // Every construct, cut at every byte and mutated: the parser must not
+    // panic (its `expect`s claim that the rules used match anywhere).
+    #[test]
+    fn never_panics() {
+        let src: &[u8] =
+            b":0 Bc: l # c\n* ^a\\\n b\n* ! 1^1 x\n{ A=\"q\\\"${X:-\"y\"}`z\"`\" `x\\` 'y\\\n'\n \
+            :2\n\n\n | c\\\n\\\nd\n V=|e\n W=! f\n}\n}\n:0\n{foo}\n-x y\\\n\xe9\r\nB=\\";
+        for n in 0..=src.len() {
+            let _ = parse("rc", &src[..n]);
+            let _ = parse("rc", &src[n..]);
+        }
+        let mut seed = 0x2545_f491_u32;
+        let alphabet = b":*{}|!=\"'`\\\n \t#$^a0";
+        for _ in 0..2000 {
+            let mut s = src.to_vec();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let at = seed as usize % s.len();
+                s[at] = alphabet[(seed >> 8) as usize % alphabet.len()];
+            }
+            let _ = parse("rc", &s);
+        }
+    }
 }
