@@ -86,7 +86,8 @@ pub enum Step {
     Empty,
 }
 
-/// A compiled procmail regexp. Cheap to clone; searching needs no `&mut`.
+/// A compiled procmail regexp. Searching needs no `&mut`; clones share
+/// nothing (the program is copied), and the type is `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct Regex {
     prog: Vec<Node>,
@@ -602,8 +603,9 @@ impl Regex {
                     }
                 }
                 Node::Dot { .. } => {
+                    let newline = first.contains(b'\n');
                     first = ByteSet([!0; 4]);
-                    first.set(b'\n', false);
+                    first.set(b'\n', newline);
                 }
                 Node::Split {
                     first: a,
@@ -790,6 +792,17 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Forgets all fork visits.
+    fn new_generation(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.visits.iter_mut().for_each(|v| *v = (0, 0));
+            self.generation = 1;
+        }
+    }
+}
+
 struct Search<'s> {
     sc: &'s mut Scratch,
     pend: isize,
@@ -888,6 +901,9 @@ impl Regex {
         for t in &s.sc.cur {
             s.sc.marks[t.node as usize] = 0;
         }
+        if !self.has_split {
+            s.sc.new_generation();
+        }
         if s.eom.is_none()
             && matches!(phase, Phase::Begin { .. } | Phase::Real)
             && let Flow::Plain(e) = self.closure(s, self.entry, s.pend, pos, c, phase)
@@ -927,10 +943,10 @@ impl Regex {
         c: u8,
         phase: Phase,
     ) -> Flow {
-        s.sc.generation = s.sc.generation.wrapping_add(1);
-        if s.sc.generation == 0 {
-            s.sc.visits.iter_mut().for_each(|v| *v = (0, 0));
-            s.sc.generation = 1;
+        // Without `\/` every thread has the same (absent) split point, so
+        // one walk per step covers them all, as in a plain Pike VM.
+        if self.has_split {
+            s.sc.new_generation();
         }
         let generation = s.sc.generation;
         s.sc.stack.clear();
