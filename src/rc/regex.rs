@@ -59,6 +59,25 @@ pub enum RegexError {
         /// Byte offset of the `)`.
         offset: usize,
     },
+    /// Groups nested deeper than [`MAX_NESTING`]. procmail has no such limit
+    /// (its compiler recurses until the stack runs out); we refuse instead,
+    /// and the lenient program then ignores the pattern from this `(` on.
+    #[error("invalid regexp: groups nested more than {MAX_NESTING} deep at byte {offset}")]
+    TooDeep {
+        /// Byte offset of the `(` that is one too deep.
+        offset: usize,
+    },
+}
+
+/// The deepest nesting of groups accepted (see [`RegexError::TooDeep`]).
+pub const MAX_NESTING: usize = 1000;
+
+/// Which [`RegexError`], at an offset in the expanded pattern.
+#[derive(Clone, Copy)]
+enum Fault {
+    Unclosed,
+    Unmatched,
+    Deep,
 }
 
 /// How to compile a pattern.
@@ -253,7 +272,8 @@ struct Parser<'a> {
     pat: &'a [u8],
     pos: usize,
     fold: bool,
-    error: Option<(usize, bool)>, // (offset in expanded text, unclosed?)
+    error: Option<(usize, Fault)>, // offset in the expanded text
+    depth: usize,
     has_split: bool,
 }
 
@@ -275,14 +295,14 @@ impl Parser<'_> {
                 }
                 Some(b')') => {
                     if open.is_none() {
-                        self.error.get_or_insert((self.pos, false));
+                        self.error.get_or_insert((self.pos, Fault::Unmatched));
                     }
                     self.pos += 1;
                     return alts;
                 }
                 _ => {
                     if let Some(at) = open {
-                        self.error.get_or_insert((at, true));
+                        self.error.get_or_insert((at, Fault::Unclosed));
                     }
                     return alts;
                 }
@@ -315,7 +335,17 @@ impl Parser<'_> {
         let c = self.pat[self.pos];
         self.pos += 1;
         match c {
-            b'(' => Atom::Group(self.alternatives(Some(self.pos - 1))),
+            b'(' if self.depth == MAX_NESTING => {
+                self.error.get_or_insert((self.pos - 1, Fault::Deep));
+                self.pos = self.pat.len();
+                Atom::Group(vec![Vec::new()])
+            }
+            b'(' => {
+                self.depth += 1;
+                let alts = self.alternatives(Some(self.pos - 1));
+                self.depth -= 1;
+                Atom::Group(alts)
+            }
             b'[' => Atom::Class(self.class()),
             b'.' => Atom::Dot,
             b'^' if self.peek() == Some(b'^') => {
@@ -558,15 +588,16 @@ impl Regex {
             pos: 0,
             fold,
             error: None,
+            depth: 0,
             has_split: false,
         };
         let alts = p.alternatives(None);
-        let error = p.error.map(|(at, unclosed)| {
+        let error = p.error.map(|(at, fault)| {
             let offset = original_offset(at, &reps);
-            if unclosed {
-                RegexError::UnclosedGroup { offset }
-            } else {
-                RegexError::UnmatchedClose { offset }
+            match fault {
+                Fault::Unclosed => RegexError::UnclosedGroup { offset },
+                Fault::Unmatched => RegexError::UnmatchedClose { offset },
+                Fault::Deep => RegexError::TooDeep { offset },
             }
         });
         let mut c = Compiler {
@@ -1288,6 +1319,56 @@ mod tests {
         }
         let msg = RegexError::UnclosedGroup { offset: 3 }.to_string();
         assert_eq!(msg, "invalid regexp: unclosed `(` at byte 3");
+    }
+
+    #[test]
+    fn absurd_nesting_is_refused_not_a_stack_overflow() {
+        let deep = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        let re = Regex::new(deep.as_bytes(), false).unwrap();
+        assert!(re.is_match(b"xax"));
+        let deeper = format!("x{}a{}", "(".repeat(100_000), ")".repeat(100_000));
+        let want = RegexError::TooDeep {
+            offset: 1 + MAX_NESTING,
+        };
+        assert_eq!(Regex::new(deeper.as_bytes(), false).unwrap_err(), want);
+    }
+
+    /// Skipping bytes that cannot start a match must never lose one: every
+    /// search gives the same answer with the skip table switched off.
+    #[test]
+    fn skip_table_loses_no_match() {
+        let patterns = [
+            "abc", "$y|.z", "x*y", "[^a]b", "\\<is", "a\\/b+", "^^x", "b$^^", "(ab|c)+d",
+        ];
+        let areas = [
+            "", "abc", "xxabcx", "q\n\ny", "aaab", "this is", "xbb", "ab", "cabd\n", "\nb",
+        ];
+        for pat in patterns {
+            let re = Regex::new(pat.as_bytes(), false).unwrap();
+            let mut slow = re.clone();
+            slow.can_skip = false;
+            for area in areas {
+                let area = area.as_bytes();
+                assert_eq!(
+                    re.find_match(area),
+                    slow.find_match(area),
+                    "{pat:?} on {area:?}"
+                );
+                let want: Vec<Step> = slow.matches(area).collect();
+                assert_eq!(
+                    re.matches(area).collect::<Vec<_>>(),
+                    want,
+                    "{pat:?} on {area:?}"
+                );
+            }
+        }
+        let re = Regex::new(b"$y|.z", false).unwrap();
+        assert!(re.can_skip && re.skip[usize::from(b'\n')] && re.skip[usize::from(b'a')]);
+        let re = Regex::new(b"abc", false).unwrap();
+        assert!(re.skip[usize::from(b'A')] && !re.skip[usize::from(b'b')]);
+        let re = Regex::new(b"abc", true).unwrap();
+        assert!(!re.skip[usize::from(b'A')]);
+        assert!(!Regex::new(b"x*", false).unwrap().can_skip);
     }
 
     #[test]
