@@ -31,11 +31,17 @@
 //!   weighted-scoring loop (§8) needs to know.
 //!
 //! Leftmost-first or leftmost-longest spans cannot be bent into these
-//! rules, so no `regex-automata` feature is used here. Speed on big bodies
-//! comes from a byte table: while no state is alive, bytes that cannot start
-//! a match are skipped without running the automaton.
+//! rules, so the automaton is our own. Speed on big bodies comes from
+//! skipping: while no state is alive, bytes that cannot start a match are
+//! passed over without running the automaton, with `regex-automata`'s
+//! [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
+//! else
+//! with a byte table.
 
 use std::ops::Range;
+
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::{MatchKind, Span};
 
 /// What went wrong in a pattern. Offsets count bytes in the pattern as given
 /// (before macro expansion).
@@ -117,6 +123,8 @@ pub struct Regex {
     /// a real position. Meaningless when `can_skip` is false.
     skip: Box<[bool; 256]>,
     can_skip: bool,
+    /// Finds the next byte with `skip[b]` quickly, when that pays.
+    prefilter: Option<Prefilter>,
 }
 
 /// The program: `next` fields are node indices.
@@ -611,6 +619,7 @@ impl Regex {
             has_split: p.has_split,
             skip: Box::new([false; 256]),
             can_skip: false,
+            prefilter: None,
         };
         re.compute_skip();
         (re, error)
@@ -655,6 +664,15 @@ impl Regex {
             self.skip[usize::from(b)] = first.contains(self.fold_byte(b));
         }
         self.can_skip = can_skip;
+        let starts: Vec<[u8; 1]> = (0..=255u8)
+            .filter(|&b| self.skip[usize::from(b)])
+            .map(|b| [b])
+            .collect();
+        self.prefilter = match starts.len() {
+            // memchr, memchr2, memchr3: reliably faster than the table.
+            1..=3 if can_skip => Prefilter::new(MatchKind::All, &starts).filter(Prefilter::is_fast),
+            _ => None,
+        };
     }
 
     fn fold_byte(&self, b: u8) -> u8 {
@@ -886,7 +904,12 @@ impl Regex {
                 if s.eom.is_some() {
                     break;
                 }
-                if self.can_skip {
+                if let Some(pre) = &self.prefilter {
+                    match pre.find(area, Span::from(i..l)) {
+                        Some(sp) => i = sp.start,
+                        None => break,
+                    }
+                } else if self.can_skip {
                     while i < l && !self.skip[usize::from(area[i])] {
                         i += 1;
                     }
@@ -1347,6 +1370,7 @@ mod tests {
             let re = Regex::new(pat.as_bytes(), false).unwrap();
             let mut slow = re.clone();
             slow.can_skip = false;
+            slow.prefilter = None;
             for area in areas {
                 let area = area.as_bytes();
                 assert_eq!(
@@ -1369,6 +1393,7 @@ mod tests {
         let re = Regex::new(b"abc", true).unwrap();
         assert!(!re.skip[usize::from(b'A')]);
         assert!(!Regex::new(b"x*", false).unwrap().can_skip);
+        assert!(Regex::new(b"needle", false).unwrap().prefilter.is_some());
     }
 
     #[test]
