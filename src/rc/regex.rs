@@ -35,8 +35,7 @@
 //! skipping: while no state is alive, bytes that cannot start a match are
 //! passed over without running the automaton, with `regex-automata`'s
 //! [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
-//! else
-//! with a byte table.
+//! else with a byte table.
 
 use std::ops::Range;
 
