@@ -587,6 +587,9 @@ impl Regex {
     /// procmail 3.23pre: the condition `a(b` is reported and still matches
     /// `ab`).
     pub fn new_lenient(pattern: &[u8], opts: Options) -> (Regex, Option<RegexError>) {
+        // procmail's pattern is a C string: a NUL ends it (checked: the
+        // condition `x<NUL>y` matches `xz`).
+        let pattern = pattern.split(|&b| b == 0).next().unwrap_or_default();
         let (text, daemon, reps) = expand_macros(pattern, opts.leading_backslash);
         // `^FROM_DAEMON` forces case-insensitivity (procmailrc(5), spec §5).
         let fold = daemon || !opts.case_sensitive;
@@ -1406,6 +1409,8 @@ mod tests {
         assert!(Regex::new(b"(a*)*b", false).unwrap().is_match(b"aab"));
         assert!(Regex::new(b"a\\", false).unwrap().is_match(b"a\\"));
         assert!(Regex::new(b"a\\/b", false).unwrap().has_match_split());
+        let re = Regex::new(b"x\0y", false).unwrap();
+        assert!(re.is_match(b"xz") && !re.is_match(b"yz"));
         assert!(!Regex::new(b"a\\\\/b", false).unwrap().has_match_split());
     }
 
