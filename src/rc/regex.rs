@@ -31,11 +31,16 @@
 //!   weighted-scoring loop (§8) needs to know.
 //!
 //! Leftmost-first or leftmost-longest spans cannot be bent into these
-//! rules, so no `regex-automata` feature is used here. Speed on big bodies
-//! comes from a byte table: while no state is alive, bytes that cannot start
-//! a match are skipped without running the automaton.
+//! rules, so the automaton is our own. Speed on big bodies comes from
+//! skipping: while no state is alive, bytes that cannot start a match are
+//! passed over without running the automaton, with `regex-automata`'s
+//! [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
+//! else with a byte table.
 
 use std::ops::Range;
+
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::{MatchKind, Span};
 
 /// What went wrong in a pattern. Offsets count bytes in the pattern as given
 /// (before macro expansion).
@@ -59,6 +64,25 @@ pub enum RegexError {
         /// Byte offset of the `)`.
         offset: usize,
     },
+    /// Groups nested deeper than [`MAX_NESTING`]. procmail has no such limit
+    /// (its compiler recurses until the stack runs out); we refuse instead,
+    /// and the lenient program then ignores the pattern from this `(` on.
+    #[error("invalid regexp: groups nested more than {MAX_NESTING} deep at byte {offset}")]
+    TooDeep {
+        /// Byte offset of the `(` that is one too deep.
+        offset: usize,
+    },
+}
+
+/// The deepest nesting of groups accepted (see [`RegexError::TooDeep`]).
+pub const MAX_NESTING: usize = 1000;
+
+/// Which [`RegexError`], at an offset in the expanded pattern.
+#[derive(Clone, Copy)]
+enum Fault {
+    Unclosed,
+    Unmatched,
+    Deep,
 }
 
 /// How to compile a pattern.
@@ -98,6 +122,8 @@ pub struct Regex {
     /// a real position. Meaningless when `can_skip` is false.
     skip: Box<[bool; 256]>,
     can_skip: bool,
+    /// Finds the next byte with `skip[b]` quickly, when that pays.
+    prefilter: Option<Prefilter>,
 }
 
 /// The program: `next` fields are node indices.
@@ -253,7 +279,8 @@ struct Parser<'a> {
     pat: &'a [u8],
     pos: usize,
     fold: bool,
-    error: Option<(usize, bool)>, // (offset in expanded text, unclosed?)
+    error: Option<(usize, Fault)>, // offset in the expanded text
+    depth: usize,
     has_split: bool,
 }
 
@@ -275,14 +302,14 @@ impl Parser<'_> {
                 }
                 Some(b')') => {
                     if open.is_none() {
-                        self.error.get_or_insert((self.pos, false));
+                        self.error.get_or_insert((self.pos, Fault::Unmatched));
                     }
                     self.pos += 1;
                     return alts;
                 }
                 _ => {
                     if let Some(at) = open {
-                        self.error.get_or_insert((at, true));
+                        self.error.get_or_insert((at, Fault::Unclosed));
                     }
                     return alts;
                 }
@@ -315,7 +342,17 @@ impl Parser<'_> {
         let c = self.pat[self.pos];
         self.pos += 1;
         match c {
-            b'(' => Atom::Group(self.alternatives(Some(self.pos - 1))),
+            b'(' if self.depth == MAX_NESTING => {
+                self.error.get_or_insert((self.pos - 1, Fault::Deep));
+                self.pos = self.pat.len();
+                Atom::Group(vec![Vec::new()])
+            }
+            b'(' => {
+                self.depth += 1;
+                let alts = self.alternatives(Some(self.pos - 1));
+                self.depth -= 1;
+                Atom::Group(alts)
+            }
             b'[' => Atom::Class(self.class()),
             b'.' => Atom::Dot,
             b'^' if self.peek() == Some(b'^') => {
@@ -550,6 +587,9 @@ impl Regex {
     /// procmail 3.23pre: the condition `a(b` is reported and still matches
     /// `ab`).
     pub fn new_lenient(pattern: &[u8], opts: Options) -> (Regex, Option<RegexError>) {
+        // procmail's pattern is a C string: a NUL ends it (checked: the
+        // condition `x<NUL>y` matches `xz`).
+        let pattern = pattern.split(|&b| b == 0).next().unwrap_or_default();
         let (text, daemon, reps) = expand_macros(pattern, opts.leading_backslash);
         // `^FROM_DAEMON` forces case-insensitivity (procmailrc(5), spec §5).
         let fold = daemon || !opts.case_sensitive;
@@ -558,15 +598,16 @@ impl Regex {
             pos: 0,
             fold,
             error: None,
+            depth: 0,
             has_split: false,
         };
         let alts = p.alternatives(None);
-        let error = p.error.map(|(at, unclosed)| {
+        let error = p.error.map(|(at, fault)| {
             let offset = original_offset(at, &reps);
-            if unclosed {
-                RegexError::UnclosedGroup { offset }
-            } else {
-                RegexError::UnmatchedClose { offset }
+            match fault {
+                Fault::Unclosed => RegexError::UnclosedGroup { offset },
+                Fault::Unmatched => RegexError::UnmatchedClose { offset },
+                Fault::Deep => RegexError::TooDeep { offset },
             }
         });
         let mut c = Compiler {
@@ -580,6 +621,7 @@ impl Regex {
             has_split: p.has_split,
             skip: Box::new([false; 256]),
             can_skip: false,
+            prefilter: None,
         };
         re.compute_skip();
         (re, error)
@@ -624,6 +666,15 @@ impl Regex {
             self.skip[usize::from(b)] = first.contains(self.fold_byte(b));
         }
         self.can_skip = can_skip;
+        let starts: Vec<[u8; 1]> = (0..=255u8)
+            .filter(|&b| self.skip[usize::from(b)])
+            .map(|b| [b])
+            .collect();
+        self.prefilter = match starts.len() {
+            // memchr, memchr2, memchr3: reliably faster than the table.
+            1..=3 if can_skip => Prefilter::new(MatchKind::All, &starts).filter(Prefilter::is_fast),
+            _ => None,
+        };
     }
 
     fn fold_byte(&self, b: u8) -> u8 {
@@ -855,7 +906,12 @@ impl Regex {
                 if s.eom.is_some() {
                     break;
                 }
-                if self.can_skip {
+                if let Some(pre) = &self.prefilter {
+                    match pre.find(area, Span::from(i..l)) {
+                        Some(sp) => i = sp.start,
+                        None => break,
+                    }
+                } else if self.can_skip {
                     while i < l && !self.skip[usize::from(area[i])] {
                         i += 1;
                     }
@@ -1291,6 +1347,58 @@ mod tests {
     }
 
     #[test]
+    fn absurd_nesting_is_refused_not_a_stack_overflow() {
+        let deep = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        let re = Regex::new(deep.as_bytes(), false).unwrap();
+        assert!(re.is_match(b"xax"));
+        let deeper = format!("x{}a{}", "(".repeat(100_000), ")".repeat(100_000));
+        let want = RegexError::TooDeep {
+            offset: 1 + MAX_NESTING,
+        };
+        assert_eq!(Regex::new(deeper.as_bytes(), false).unwrap_err(), want);
+    }
+
+    /// Skipping bytes that cannot start a match must never lose one: every
+    /// search gives the same answer with the skip table switched off.
+    #[test]
+    fn skip_table_loses_no_match() {
+        let patterns = [
+            "abc", "$y|.z", "x*y", "[^a]b", "\\<is", "a\\/b+", "^^x", "b$^^", "(ab|c)+d",
+        ];
+        let areas = [
+            "", "abc", "xxabcx", "q\n\ny", "aaab", "this is", "xbb", "ab", "cabd\n", "\nb",
+        ];
+        for pat in patterns {
+            let re = Regex::new(pat.as_bytes(), false).unwrap();
+            let mut slow = re.clone();
+            slow.can_skip = false;
+            slow.prefilter = None;
+            for area in areas {
+                let area = area.as_bytes();
+                assert_eq!(
+                    re.find_match(area),
+                    slow.find_match(area),
+                    "{pat:?} on {area:?}"
+                );
+                let want: Vec<Step> = slow.matches(area).collect();
+                assert_eq!(
+                    re.matches(area).collect::<Vec<_>>(),
+                    want,
+                    "{pat:?} on {area:?}"
+                );
+            }
+        }
+        let re = Regex::new(b"$y|.z", false).unwrap();
+        assert!(re.can_skip && re.skip[usize::from(b'\n')] && re.skip[usize::from(b'a')]);
+        let re = Regex::new(b"abc", false).unwrap();
+        assert!(re.skip[usize::from(b'A')] && !re.skip[usize::from(b'b')]);
+        let re = Regex::new(b"abc", true).unwrap();
+        assert!(!re.skip[usize::from(b'A')]);
+        assert!(!Regex::new(b"x*", false).unwrap().can_skip);
+        assert!(Regex::new(b"needle", false).unwrap().prefilter.is_some());
+    }
+
+    #[test]
     fn valid_oddities_compile() {
         for pat in [
             "", "()", "|", "(|a)", "a||b", "(a*)*", "()*", "[", "[]", "\\", "a\\/\\/b", "^^^^",
@@ -1301,6 +1409,8 @@ mod tests {
         assert!(Regex::new(b"(a*)*b", false).unwrap().is_match(b"aab"));
         assert!(Regex::new(b"a\\", false).unwrap().is_match(b"a\\"));
         assert!(Regex::new(b"a\\/b", false).unwrap().has_match_split());
+        let re = Regex::new(b"x\0y", false).unwrap();
+        assert!(re.is_match(b"xz") && !re.is_match(b"yz"));
         assert!(!Regex::new(b"a\\\\/b", false).unwrap().has_match_split());
     }
 
