@@ -19,6 +19,7 @@
 //! * `DIFF_CASE=substr` — run only the cases whose name contains `substr`.
 //! * `DIFF_SHOW=1` — print procmail's normalised result of every run (for
 //!   writing cases: check that a case really does something).
+//! * `DIFF_XFAIL_SHOW=1` — also print how the XFAIL cases differ.
 //! * `DIFF_JOBS=n` — worker threads (default 24: most of the time is spent
 //!   in procmail's one-second sleep after creating a new mbox, not on CPU).
 
@@ -944,7 +945,12 @@ fn diff_against_procmail() {
     for (i, c) in cases.iter().enumerate() {
         match (failures.get(&i), xfail.get(&c.name)) {
             (None, None) => passed += 1,
-            (Some(_), Some(_)) => xfailed += 1,
+            (Some(e), Some(_)) => {
+                xfailed += 1;
+                if std::env::var_os("DIFF_XFAIL_SHOW").is_some() {
+                    let _ = writeln!(report, "\n=== {} (xfail): {e}", c.name);
+                }
+            }
             (Some(e), None) => {
                 failed += 1;
                 let _ = writeln!(report, "\n=== {} FAILED: {e}", c.name);

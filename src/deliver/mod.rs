@@ -272,6 +272,10 @@ impl Effects for Host {
         }
     }
 
+    fn is_dir(&self, path: &[u8]) -> bool {
+        Path::new(OsStr::from_bytes(path)).is_dir()
+    }
+
     fn pid(&self) -> u32 {
         std::process::id()
     }

@@ -138,8 +138,11 @@ pub enum CondKind {
     Less(Vec<u8>),
     /// `> N`: the search area is longer than N bytes. Raw text, expanded.
     Greater(Vec<u8>),
-    /// A regular expression in procmail's dialect (a leading `\` already dropped).
+    /// A regular expression in procmail's dialect.
     Regex(Vec<u8>),
+    /// A regular expression that was written with a leading `\` (already
+    /// dropped): a macro such as `^TO_` at its very start stays literal.
+    Literal(Vec<u8>),
 }
 
 /// The action of a recipe.
@@ -365,6 +368,7 @@ impl fmt::Display for CondKind {
             CondKind::Less(t) => ("less", t),
             CondKind::Greater(t) => ("greater", t),
             CondKind::Regex(t) => ("regex", t),
+            CondKind::Literal(t) => ("literal", t),
         };
         write!(f, "({tag} ")?;
         write_bytes(f, text)?;

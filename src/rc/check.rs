@@ -61,7 +61,7 @@ fn walk(
 /// The regexp a condition tests, unless it is only known after expansion.
 fn literal_regex(kind: &CondKind) -> Option<&[u8]> {
     match kind {
-        CondKind::Regex(re) => Some(re),
+        CondKind::Regex(re) | CondKind::Literal(re) => Some(re),
         CondKind::Not(inner) | CondKind::Weighted { inner, .. } | CondKind::Var { inner, .. } => {
             literal_regex(inner)
         }

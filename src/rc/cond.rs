@@ -48,7 +48,7 @@ pub fn parse(text: &[u8]) -> CondKind {
         }
         // §6 step 7 / §17 trap 1: the backslash goes, the rest is a regexp
         // even when it starts with `!`, `<`, `^` or `\`.
-        Some(b'\\') => CondKind::Regex(squeeze(&t[1..])),
+        Some(b'\\') => CondKind::Literal(squeeze(&t[1..])),
         Some(b'?') => CondKind::Program(t[1..].to_vec()),
         Some(b'<') => CondKind::Less(t[1..].to_vec()),
         Some(b'>') => CondKind::Greater(t[1..].to_vec()),

@@ -11,9 +11,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::ast::{Action, CondKind, Flags, Item, Lock, Recipe};
-use super::regex::{Regex, Step};
+use super::regex::{Options, Regex, Step};
 use super::{cond, syntax, vars};
 use crate::message::Message;
 
@@ -131,6 +132,8 @@ pub trait Effects {
     fn fork(&mut self, wait: bool) -> Fork;
     /// The process id, for `$$`.
     fn pid(&self) -> u32;
+    /// Whether `path` names an existing directory (for folder types).
+    fn is_dir(&self, path: &[u8]) -> bool;
     /// Gives up setuid/setgid privileges (`DROPPRIVS`).
     fn drop_privs(&mut self) {}
 }
@@ -196,7 +199,7 @@ pub struct Eval<'fx> {
     arg0: Vec<u8>,
     rcfile_stack: Vec<Vec<u8>>,
     global_lock: Option<(Vec<u8>, u64)>,
-    regex_cache: HashMap<(Vec<u8>, bool), Option<Regex>>,
+    regex_cache: HashMap<(Vec<u8>, bool, bool), (Rc<Regex>, bool)>,
     exitcode_assigned: bool,
     /// Whether `DEFAULT` may be used when the rcfile ends (false in `-m`
     /// mode until the rcfile or command line assigns it, §1.4).
@@ -634,25 +637,30 @@ impl<'fx> Eval<'fx> {
                     }
                 }
             }
-            CondKind::Regex(pat) => self.regex_cond(pat, ctx),
+            CondKind::Regex(pat) => self.regex_cond(pat, false, ctx),
+            CondKind::Literal(pat) => self.regex_cond(pat, true, ctx),
         }
     }
 
-    fn regex_cond(&mut self, pat: &[u8], ctx: &CondCtx) -> CondResult {
-        let key = (pat.to_vec(), ctx.flags.case_sensitive);
-        if !self.regex_cache.contains_key(&key) {
-            let compiled = Regex::new(pat, ctx.flags.case_sensitive).ok();
-            if compiled.is_none() {
-                self.log_str(&format!("Invalid regexp \"{}\"", show(pat)));
-            }
-            self.regex_cache.insert(key.clone(), compiled);
-        }
-        let Some(Some(re)) = self.regex_cache.get(&key) else {
-            return match ctx.weight {
-                None => CondResult::Bool(false),
-                Some(_) => CondResult::Score(0.0),
-            };
+    fn regex_cond(&mut self, pat: &[u8], literal: bool, ctx: &CondCtx) -> CondResult {
+        let opts = Options {
+            case_sensitive: ctx.flags.case_sensitive,
+            leading_backslash: literal,
         };
+        let key = (pat.to_vec(), opts.case_sensitive, literal);
+        let (re, invalid) = self
+            .regex_cache
+            .entry(key)
+            .or_insert_with(|| {
+                let (re, err) = Regex::new_lenient(pat, opts);
+                (Rc::new(re), err.is_some())
+            })
+            .clone();
+        if invalid {
+            // procmail logs the pattern and still searches with what it
+            // made of it (checked: `a(b` is reported and matches `ab`).
+            self.log_str(&format!("Invalid regexp \"{}\"", show(pat)));
+        }
         let area = search_area(&self.msg, ctx);
         let mut matched = None;
         let result = match ctx.weight {
@@ -660,7 +668,7 @@ impl<'fx> Eval<'fx> {
                 let found = if re.has_match_split() {
                     match re.find_match(&area) {
                         Some(Some(range)) => {
-                            matched = Some(area[range].to_vec());
+                            matched = Some(range);
                             true
                         }
                         Some(None) => true,
@@ -674,8 +682,20 @@ impl<'fx> Eval<'fx> {
             Some((w, _)) if ctx.negate => {
                 CondResult::Score(if re.is_match(&area) { 0.0 } else { w })
             }
-            Some((w, x)) => CondResult::Score(weighted_matches(re.matches(&area), w, x)),
+            Some((w, x)) => {
+                // Every step through `\/` assigns MATCH, as in procmail.
+                let mut it = re.matches(&area);
+                let steps = std::iter::from_fn(|| {
+                    let step = it.next()?;
+                    if let Some(r) = it.split() {
+                        matched = Some(r);
+                    }
+                    Some(step)
+                });
+                CondResult::Score(weighted_matches(steps, w, x))
+            }
         };
+        let matched = matched.map(|r| area[r].to_vec());
         drop(area);
         if let Some(m) = matched {
             self.set_raw(b"MATCH", m);
@@ -721,9 +741,23 @@ impl<'fx> Eval<'fx> {
         let lastfolder = if shell {
             shown.clone()
         } else {
-            req.argv.join(&b' ')
+            self.shown_words(raw, &req.argv)
         };
         (req, shown, lastfolder)
+    }
+
+    /// How procmail shows expanded words in `LASTFOLDER`: joined by spaces,
+    /// except that a `"$@"` shows as one empty word (checked:
+    /// `! x@y "$@" z@w` with two arguments shows `x@y  z@w`). Only in that
+    /// rare case is the text expanded a second time, without parameters.
+    fn shown_words(&mut self, raw: &[u8], words: &[Vec<u8>]) -> Vec<u8> {
+        if crate::message::memfind(raw, b"\"$@\"").is_none() {
+            return words.join(&b' ');
+        }
+        let saved = std::mem::take(&mut self.positional);
+        let shown = vars::expand_words(raw, self);
+        self.positional = saved;
+        shown.join(&b' ')
     }
 
     fn action(&mut self, r: &Recipe, f: &Flags) -> Flow {
@@ -749,7 +783,7 @@ impl<'fx> Eval<'fx> {
                 let len = data.len();
                 drop(data);
                 if ok {
-                    self.set_raw(b"LASTFOLDER", Vec::new());
+                    self.set_raw(b"LASTFOLDER", b"|".to_vec());
                     self.last_written = len;
                 }
                 self.after_delivery(ok, f)
@@ -893,6 +927,10 @@ impl<'fx> Eval<'fx> {
         let words = vars::expand_words(raw, self);
         let mut argv = vec![self.var_or(b"SENDMAIL", b"/usr/sbin/sendmail").to_vec()];
         argv.extend(vars::split_blanks(self.var_or(b"SENDMAILFLAGS", b"-oi")));
+        let shown_args = self.shown_words(raw, &words);
+        let mut shown = argv.join(&b' ');
+        shown.push(b' ');
+        shown.extend_from_slice(&shown_args);
         argv.extend(words);
         let wait = f.wait || f.wait_quiet;
         let req = RunRequest {
@@ -924,7 +962,7 @@ impl<'fx> Eval<'fx> {
             }
             return false;
         }
-        self.set_raw(b"LASTFOLDER", argv.join(&b' '));
+        self.set_raw(b"LASTFOLDER", shown);
         self.last_written = len;
         true
     }
@@ -1073,17 +1111,23 @@ impl<'fx> Eval<'fx> {
                 self.set_raw(b"EXITCODE", status.to_string().into_bytes());
             }
             let input = with_final_newline(self.msg.as_bytes()).into_owned();
-            let (req, _, _) = self.command_request(&trap, Output::Null, true);
+            // §9 TRAP: its stdout goes to the log as well as its stderr.
+            let (req, _, _) = self.command_request(&trap, Output::Capture, true);
             let ran = self.fx.run(&req, &input);
+            self.fx.log(&ran.output);
             if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
                 return ran.status;
             }
         }
         if self.exitcode_assigned
-            && let Some(code) = self.var(b"EXITCODE").and_then(parse_leading_int)
-            && code >= 0
+            && let Some(v) = self.var(b"EXITCODE")
         {
-            return code as i32;
+            // §9: a value that is not a number reads as 0 (checked:
+            // EXITCODE=foo exits 0 although nothing was delivered).
+            let code = vars::parse_num(v, 0);
+            if code >= 0 {
+                return code as i32;
+            }
         }
         status
     }
@@ -1100,7 +1144,10 @@ impl<'fx> Eval<'fx> {
             return self.fx.to_stdout(&data);
         }
         let mut lock = None;
-        if locked {
+        // Checked with procmail: DEFAULT is locked only when it is a file;
+        // Maildir, MH and directory defaults take no lockfile.
+        let is_dir = target.ends_with(b"/") || target.ends_with(b"/.") || self.fx.is_dir(target);
+        if locked && !is_dir {
             let path = [target, self.var_or(b"LOCKEXT", b".lock")].concat();
             if self.global_lock.as_ref().map(|(p, _)| p) != Some(&path) {
                 let params = self.lock_params();
@@ -1239,10 +1286,14 @@ pub fn weighted_matches(steps: impl Iterator<Item = Step>, w: f64, x: f64) -> f6
                 cur = next;
             }
             Step::Empty => {
+                // Checked with procmail 3.23pre on `x*`: 2^0.5 gives 4 (the
+                // tail), 2^2 saturates, 2^0, 2^-0.5 and 2^-2 give 2.
                 if x > 0.0 && x < 1.0 {
                     score += cur / (1.0 - x);
                 } else if x >= 1.0 && cur != 0.0 {
                     score = if cur > 0.0 { SCORE_MAX } else { -SCORE_MAX };
+                } else {
+                    score += cur;
                 }
                 break;
             }
@@ -1272,6 +1323,8 @@ fn program_input(data: &[u8], raw: bool) -> Cow<'_, [u8]> {
 }
 
 /// The log abstract (§13): postmark, first Subject line, folder and size.
+/// The folder is cut to 60 characters (checked with procmail 3.23pre: names
+/// of 60, 61 and 62 characters all show as 60).
 pub fn abstract_text(msg: &Message, folder: &[u8], size: usize) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(pm) = msg.postmark() {
@@ -1294,7 +1347,7 @@ pub fn abstract_text(msg: &Message, folder: &[u8], size: usize) -> Vec<u8> {
     out.extend_from_slice(b"  Folder: ");
     let shown: Vec<u8> = folder
         .iter()
-        .take(61)
+        .take(60)
         .map(|&b| if b < b' ' { b' ' } else { b })
         .collect();
     out.extend_from_slice(&shown);

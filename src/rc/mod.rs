@@ -41,9 +41,16 @@ fn check_regexes(file: &str, items: &[Item], out: &mut Vec<Diagnostic>) {
                     _ => break,
                 };
             }
-            if let CondKind::Regex(pat) = kind
-                && let Err(e) = regex::Regex::new(pat, r.flags.case_sensitive)
-            {
+            let (pat, literal) = match kind {
+                CondKind::Regex(p) => (p, false),
+                CondKind::Literal(p) => (p, true),
+                _ => continue,
+            };
+            let opts = regex::Options {
+                case_sensitive: r.flags.case_sensitive,
+                leading_backslash: literal,
+            };
+            if let (_, Some(e)) = regex::Regex::new_lenient(pat, opts) {
                 out.push(Diagnostic::error(
                     file,
                     c.span,
