@@ -475,6 +475,7 @@ pub fn run(inv: Invocation) -> i32 {
             let env = startup_env(&inv, &me, true, &maildir);
             let mut ev = Eval::new(&mut host, msg, env);
             ev.protect = protect;
+            ev.berkeley = inv.berkeley;
             ev.soft_fail = inv.soft_fail;
             ev.default_enabled = false;
             ev.set_args(inv.arg0.clone(), positional);
@@ -492,6 +493,7 @@ pub fn run(inv: Invocation) -> i32 {
             let env = startup_env(&inv, &me, false, &maildir);
             let mut ev = Eval::new(&mut host, msg, env);
             ev.protect = protect;
+            ev.berkeley = inv.berkeley;
             ev.soft_fail = inv.soft_fail;
             ev.set_args(inv.arg0.clone(), inv.args.clone());
             let files: Vec<Vec<u8>> = files.iter().map(|f| home_relative(f, &me.home)).collect();
@@ -505,6 +507,7 @@ pub fn run(inv: Invocation) -> i32 {
             let env = startup_env(&inv, &me, false, &home);
             let mut ev = Eval::new(&mut host, msg, env);
             ev.protect = protect;
+            ev.berkeley = inv.berkeley;
             ev.soft_fail = inv.soft_fail;
             ev.set_args(inv.arg0.clone(), inv.args.clone());
             let rc = home_relative(b".procmailrc", &me.home);
@@ -677,6 +680,7 @@ fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) 
     let env = startup_env(inv, u, false, &home);
     let mut ev = Eval::new(&mut host, msg, env);
     ev.protect = protect;
+    ev.berkeley = inv.berkeley;
     ev.soft_fail = inv.soft_fail;
     ev.set_args(inv.arg0.clone(), inv.args.clone());
     let rc = home_relative(b".procmailrc", &u.home);

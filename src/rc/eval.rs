@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use super::ast::{Action, CondKind, Flags, Item, Lock, Recipe};
 use super::regex::{Options, Regex, Step};
-use super::{cond, syntax, vars};
+use super::{check, cond, syntax, vars};
 use crate::message::Message;
 
 /// procmailsc(5): scores saturate at ±(2^31 − 1).
@@ -208,6 +208,8 @@ pub struct Eval<'fx> {
     pub soft_fail: bool,
     /// Bytes protected from `>From` escaping by `Content-Length:`.
     pub protect: usize,
+    /// `-Y`: ignore `Content-Length:`.
+    pub berkeley: bool,
     /// What the last delivery wrote, for the abstract.
     last_written: usize,
     is_clone: bool,
@@ -238,6 +240,7 @@ impl<'fx> Eval<'fx> {
             default_enabled: true,
             soft_fail: false,
             protect: 0,
+            berkeley: false,
             last_written: 0,
             is_clone: false,
         }
@@ -450,17 +453,10 @@ impl<'fx> Eval<'fx> {
 
     fn run_recipe(&mut self, r: &Recipe) -> Flow {
         let mut f = r.flags;
-        for bad in &r.bad_flags {
-            self.log_str(&format!("Skipped \"{bad}\""));
-        }
+        let flag_logs = check::flag_logs(r);
+        self.log_read_complaints(r, &flag_logs);
         if f.else_failed && (f.else_ || f.and_last_ok) {
             // procmailrc(5): `e` wins over `E` and `a`.
-            if f.else_ {
-                self.log_str("Conflicting else-if-flag suppressed");
-            }
-            if f.and_last_ok {
-                self.log_str("Conflicting also-if-succeeded-flag suppressed");
-            }
             f.else_ = false;
             f.and_last_ok = false;
         }
@@ -494,9 +490,45 @@ impl<'fx> Eval<'fx> {
             self.chain.prevcond = test;
         }
         if !test {
+            if let Action::Block(items) = &r.action {
+                self.log_skipped_block(items);
+            }
             return Flow::Next;
         }
+        for l in flag_logs.iter().filter(|l| l.only_when_run) {
+            self.log_str(l.log);
+        }
         self.action(r, &f)
+    }
+
+    /// What procmail complains about as it reads a recipe, whether or not
+    /// the recipe runs: flag text that is no flag, conflicting and
+    /// extraneous flags.
+    fn log_read_complaints(&mut self, r: &Recipe, flag_logs: &[check::FlagLog]) {
+        for bad in &r.bad_flags {
+            self.log_str(&format!("Skipped \"{bad}\""));
+        }
+        for l in flag_logs.iter().filter(|l| !l.only_when_run) {
+            self.log_str(l.log);
+        }
+    }
+
+    /// procmail reads through a block it skips, so it still logs the
+    /// complaints of what is inside (checked with procmail 3.23pre), except
+    /// a missing closing brace, which it only notices in a block it entered.
+    fn log_skipped_block(&mut self, items: &[Item]) {
+        for item in items {
+            match item {
+                Item::Invalid { log, .. } if log != "Missing closing brace" => self.log_str(log),
+                Item::Recipe(r) => {
+                    self.log_read_complaints(r, &check::flag_logs(r));
+                    if let Action::Block(inner) = &r.action {
+                        self.log_skipped_block(inner);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Evaluates the conditions; sets `$=`.
@@ -769,9 +801,6 @@ impl<'fx> Eval<'fx> {
             }
             Action::Folder(raw) => {
                 let names = vars::expand_folders(raw, self);
-                if f.filter {
-                    self.log_str("Extraneous filter-flag ignored");
-                }
                 let lock = self.take_local_lock(r, names.first().map(|n| n.as_slice()));
                 let ok = self.deliver_to_folders(&names, f);
                 self.release_local_lock(lock);
@@ -849,6 +878,11 @@ impl<'fx> Eval<'fx> {
         if failed && (f.wait || f.wait_quiet) {
             if f.wait {
                 self.program_failure(ran.status, &shown);
+                // Checked: procmail reports the rescue only when the
+                // variable had a value to fall back to.
+                if self.var(name.as_bytes()).is_some() {
+                    self.log_str("Rescue of unfiltered data succeeded");
+                }
             }
             return;
         }
@@ -892,14 +926,27 @@ impl<'fx> Eval<'fx> {
             (false, true) => self.msg.set_body(&ran.output),
             _ => self.msg = Message::from_bytes(ran.output),
         }
+        // procmail reads the filtered message as a new one: its
+        // Content-Length is rewritten again (checked: a filter that sets
+        // `Content-Length:1` gets `Content-Length:9` and `>From` escaping).
+        if !self.berkeley {
+            self.protect = self.msg.fix_content_length();
+        }
         self.chain.lastsucc = true;
     }
 
     fn pipe(&mut self, raw: &[u8], f: &Flags, wait: bool) -> bool {
         let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
-        let input = program_input(part(&self.msg, f).0, f.raw);
+        let data = part(&self.msg, f).0;
+        let input = program_input(data, f.raw);
         let ran = self.fx.run(&req, &input);
-        let len = input.len();
+        // Checked: when the program stops reading, procmail's abstract
+        // counts the message without the newline it would have added.
+        let len = if ran.write_error {
+            data.len()
+        } else {
+            input.len()
+        };
         drop(input);
         if wait {
             // procmail leaves `$?` alone for programs it does not wait for.
