@@ -156,6 +156,10 @@ mod tests {
         Regex(s.as_bytes().to_vec())
     }
 
+    fn lit(s: &str) -> CondKind {
+        Literal(s.as_bytes().to_vec())
+    }
+
     fn w(weight: f64, exponent: f64, inner: CondKind) -> CondKind {
         Weighted {
             weight,
@@ -203,10 +207,10 @@ mod tests {
             ("< 100000", Less(b" 100000".to_vec())),
             (">$LIMIT", Greater(b"$LIMIT".to_vec())),
             // §6 step 7: the backslash is removed, the rest is literal.
-            ("\\!foo", re("!foo")),
-            ("\\<cat", re("<cat")),
-            ("\\^Subject", re("^Subject")),
-            ("\\\\<w", re("\\<w")),
+            ("\\!foo", lit("!foo")),
+            ("\\<cat", lit("<cat")),
+            ("\\^Subject", lit("^Subject")),
+            ("\\\\<w", lit("\\<w")),
             ("", re("")),
             ("   ^x", re("^x")),
         ];
