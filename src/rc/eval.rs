@@ -181,6 +181,9 @@ enum Abstract {
     All,
 }
 
+/// A compiled condition's key: pattern, `D` flag, leading backslash.
+type RegexKey = (Vec<u8>, bool, bool);
+
 /// The evaluation state of one delivery.
 pub struct Eval<'fx> {
     fx: &'fx mut dyn Effects,
@@ -199,7 +202,7 @@ pub struct Eval<'fx> {
     arg0: Vec<u8>,
     rcfile_stack: Vec<Vec<u8>>,
     global_lock: Option<(Vec<u8>, u64)>,
-    regex_cache: HashMap<(Vec<u8>, bool, bool), (Rc<Regex>, bool)>,
+    regex_cache: HashMap<RegexKey, (Rc<Regex>, bool)>,
     exitcode_assigned: bool,
     /// Whether `DEFAULT` may be used when the rcfile ends (false in `-m`
     /// mode until the rcfile or command line assigns it, §1.4).
@@ -1030,7 +1033,7 @@ impl<'fx> Eval<'fx> {
             },
             msgprefix: self.var_or(b"MSGPREFIX", b"msg.").to_vec(),
         };
-        match self.fx.deliver_folders(names, &data, &opts) {
+        match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
                 self.set_raw(b"LASTFOLDER", d.lastfolder);
                 self.last_written = d.written;

@@ -143,7 +143,7 @@ struct Header {
     skipped: Option<String>,
 }
 
-/// How deep blocks may nest (see [`Reader::items`]).
+/// How deep blocks may nest (see `Reader::items`).
 pub const MAX_DEPTH: usize = 1000;
 
 /// A recipe whose action is a block still being read.
