@@ -66,7 +66,9 @@ fn lmtp_is_refused_with_64() {
 #[test]
 fn undeliverable_gives_73_or_75_with_t() {
     let d = Dir::new("undeliverable");
-    d.write("rc", "LOGFILE=log\nDEFAULT=no/such/dir/mbox\n");
+    // LOCKSLEEP=0: the lockfile in a missing directory is retried 8 times,
+    // which costs about a minute at the default LOCKSLEEP, as in procmail.
+    d.write("rc", "LOGFILE=log\nLOCKSLEEP=0\nDEFAULT=no/such/dir/mbox\n");
     for (flag, want, folder) in [(None, 73, "**Bounced**"), (Some("-t"), 75, "**Requeued**")] {
         let mut c = cmd("deliver");
         c.current_dir(d.path());
