@@ -456,6 +456,9 @@ impl<'fx> Eval<'fx> {
 
     fn run_recipe(&mut self, r: &Recipe) -> Flow {
         let mut f = r.flags;
+        // Checked: `$=` is 0 from the start of every recipe on, also when
+        // chaining flags or failing conditions keep it from running.
+        self.score = 0;
         let flag_logs = check::flag_logs(r);
         self.log_read_complaints(r, &flag_logs);
         if f.else_failed && (f.else_ || f.and_last_ok) {
@@ -524,6 +527,9 @@ impl<'fx> Eval<'fx> {
             match item {
                 Item::Invalid { log, .. } if log != "Missing closing brace" => self.log_str(log),
                 Item::Recipe(r) => {
+                    // Reading a recipe resets `$=` even in a skipped block
+                    // (checked with procmail 3.23pre).
+                    self.score = 0;
                     self.log_read_complaints(r, &check::flag_logs(r));
                     if let Action::Block(inner) = &r.action {
                         self.log_skipped_block(inner);
