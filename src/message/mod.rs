@@ -7,13 +7,27 @@
 //! It knows nothing of files, rules or SMTP.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// A mail message: header (up to and including the first empty line) and body.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Message {
     bytes: Vec<u8>,
     header_len: usize,
+    /// The header with continued lines joined, computed once; `None` when
+    /// it has no continued line (then it is the header itself).
+    joined: OnceCell<Option<Vec<u8>>>,
+    /// The joined header followed by the body, for `HB` conditions.
+    joined_whole: OnceCell<Vec<u8>>,
 }
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Message {}
 
 /// Length of the header of `bytes`: leading empty lines, then up to and
 /// including the first empty line, or everything when there is none
@@ -39,7 +53,12 @@ impl Message {
     /// Takes the bytes as they arrived; nothing is changed.
     pub fn from_bytes(bytes: Vec<u8>) -> Message {
         let header_len = header_len(&bytes);
-        Message { bytes, header_len }
+        Message {
+            bytes,
+            header_len,
+            joined: OnceCell::new(),
+            joined_whole: OnceCell::new(),
+        }
     }
 
     /// Builds a message from a separate header and body.
@@ -90,12 +109,41 @@ impl Message {
     pub fn set_body(&mut self, body: &[u8]) {
         self.bytes.truncate(self.header_len);
         self.bytes.extend_from_slice(body);
+        self.joined_whole = OnceCell::new();
     }
 
     /// The header as conditions search it: every newline followed by a
     /// blank (a continued field) becomes a space (procmail-semantics §3).
-    pub fn joined_header(&self) -> Cow<'_, [u8]> {
-        join_continuations(self.header())
+    pub fn joined_header(&self) -> &[u8] {
+        let joined = self
+            .joined
+            .get_or_init(|| match join_continuations(self.header()) {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(j) => Some(j),
+            });
+        joined.as_deref().unwrap_or(self.header())
+    }
+
+    /// The whole message as `HB` conditions search it: the joined header
+    /// and the body. Borrowed from the message when no line is continued.
+    pub fn joined_whole(&self) -> &[u8] {
+        self.joined_header();
+        if self.joined.get() == Some(&None) {
+            return &self.bytes;
+        }
+        self.joined_whole.get_or_init(|| {
+            let mut all = Vec::with_capacity(self.bytes.len());
+            all.extend_from_slice(self.joined_header());
+            all.extend_from_slice(self.body());
+            all
+        })
+    }
+
+    /// Forgets the cached views after an edit of the bytes.
+    fn edited(&mut self) {
+        self.header_len = header_len(&self.bytes);
+        self.joined = OnceCell::new();
+        self.joined_whole = OnceCell::new();
     }
 
     /// Length of the leading `From ` line with its newline, 0 when there is none.
@@ -153,7 +201,7 @@ impl Message {
         let n = self.bytes.iter().take_while(|&&b| b == b'\n').count();
         if n > 0 {
             self.bytes.drain(..n);
-            self.header_len = header_len(&self.bytes);
+            self.edited();
         }
     }
 
@@ -212,6 +260,7 @@ impl Message {
             "9".repeat(width)
         };
         self.bytes[vstart..vend].copy_from_slice(text.as_bytes());
+        self.edited();
         text.trim_start().parse().unwrap_or(0)
     }
 }
@@ -246,7 +295,8 @@ mod tests {
     #[test]
     fn continuation_joined_for_search_only() {
         let m = Message::from_bytes(b"Subject: a,\n b\n\nx".to_vec());
-        assert_eq!(&*m.joined_header(), b"Subject: a,  b\n\n");
+        assert_eq!(m.joined_header(), b"Subject: a,  b\n\n");
+        assert_eq!(m.joined_whole(), b"Subject: a,  b\n\nx");
         assert_eq!(m.header(), b"Subject: a,\n b\n\n");
     }
 

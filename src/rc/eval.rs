@@ -737,7 +737,6 @@ impl<'fx> Eval<'fx> {
             }
         };
         let matched = matched.map(|r| area[r].to_vec());
-        drop(area);
         if let Some(m) = matched {
             self.set_raw(b"MATCH", m);
         }
@@ -1260,24 +1259,16 @@ impl vars::Env for Eval<'_> {
     }
 }
 
-/// The text a condition searches (§5 `H`/`B`, §6.4 `NAME ??`), borrowed
-/// from the message whenever the header has no continued lines.
-fn search_area<'a>(msg: &'a Message, ctx: &'a CondCtx) -> Cow<'a, [u8]> {
-    let joined_whole = || match msg.joined_header() {
-        Cow::Borrowed(_) => Cow::Borrowed(msg.as_bytes()),
-        Cow::Owned(mut h) => {
-            h.extend_from_slice(msg.body());
-            Cow::Owned(h)
-        }
-    };
+/// The text a condition searches (§5 `H`/`B`, §6.4 `NAME ??`).
+fn search_area<'a>(msg: &'a Message, ctx: &'a CondCtx) -> &'a [u8] {
     match &ctx.area {
-        Some(AreaSel::Var(v)) => Cow::Borrowed(v.as_slice()),
+        Some(AreaSel::Var(v)) => v,
         Some(AreaSel::Head) => msg.joined_header(),
-        Some(AreaSel::Body) => Cow::Borrowed(msg.body()),
-        Some(AreaSel::Both) => joined_whole(),
+        Some(AreaSel::Body) => msg.body(),
+        Some(AreaSel::Both) => msg.joined_whole(),
         None => match (ctx.flags.head_search, ctx.flags.body_search) {
-            (true, true) => joined_whole(),
-            (false, true) => Cow::Borrowed(msg.body()),
+            (true, true) => msg.joined_whole(),
+            (false, true) => msg.body(),
             _ => msg.joined_header(),
         },
     }
