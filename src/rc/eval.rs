@@ -636,7 +636,7 @@ impl<'fx> Eval<'fx> {
             }
             CondKind::Program(raw) => {
                 let (req, _, _) = self.command_request(raw, Output::Null, true);
-                let ran = self.fx.run(&req, &search_area(&self.msg, ctx));
+                let ran = self.fx.run(&req, search_area(&self.msg, ctx));
                 self.last_status = ran.status;
                 let ok = ran.status == 0;
                 match ctx.weight {
@@ -707,7 +707,7 @@ impl<'fx> Eval<'fx> {
         let result = match ctx.weight {
             None => {
                 let found = if re.has_match_split() {
-                    match re.find_match(&area) {
+                    match re.find_match(area) {
                         Some(Some(range)) => {
                             matched = Some(range);
                             true
@@ -716,16 +716,16 @@ impl<'fx> Eval<'fx> {
                         None => false,
                     }
                 } else {
-                    re.is_match(&area)
+                    re.is_match(area)
                 };
                 CondResult::Bool(found != ctx.negate)
             }
             Some((w, _)) if ctx.negate => {
-                CondResult::Score(if re.is_match(&area) { 0.0 } else { w })
+                CondResult::Score(if re.is_match(area) { 0.0 } else { w })
             }
             Some((w, x)) => {
                 // Every step through `\/` assigns MATCH, as in procmail.
-                let mut it = re.matches(&area);
+                let mut it = re.matches(area);
                 let steps = std::iter::from_fn(|| {
                     let step = it.next()?;
                     if let Some(r) = it.split() {
