@@ -122,3 +122,64 @@ fn check_reports_location_and_exits_1() {
     assert!(err.contains("bad.rc:2:"), "{err}");
     assert!(err.contains("bad.rc:3:"), "{err}");
 }
+
+/// The shipped rcfiles check clean (the issue's "postroom check reports
+/// examples/ clean").
+#[test]
+fn shipped_rcfiles_check_clean() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut c = cmd("postroom");
+    c.current_dir(root)
+        .args(["check", "examples/procmailrc", "bench/procmailrc"]);
+    let (code, _, err) = run(c, b"");
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+}
+
+/// The README's main-job command: every example message lands where the
+/// example rcfile sends it.
+#[test]
+fn example_run_shows_where_each_message_landed() {
+    if !crate::util::require_tool("formail") {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = Dir::new("examples");
+    // Run a copy so parallel test runs do not share examples/state.
+    let copy = d.join("examples");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(root.join("examples"))
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(copy.join("state"));
+    let out = Command::new("bash")
+        .arg(copy.join("run-deliver.sh"))
+        .env("DELIVER", crate::util::bin("deliver"))
+        .output()
+        .expect("run-deliver.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = [
+        ("01-list-postroom-dev.eml", "list.postroom-dev/new/"),
+        ("02-list-debian-devel.eml", "debian-devel"),
+        ("03-spam.eml", "spam/new/"),
+        ("04-personal-carol.eml", "outbox/000.eml"),
+        ("06-invoice.eml", "invoices/1"),
+        ("08-own-reply-looped.eml", "(nothing written)"),
+    ];
+    for (msg, place) in want {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(msg))
+            .unwrap_or_else(|| panic!("no line for {msg} in:\n{text}"));
+        assert!(line.contains("exit 0"), "{line}");
+        assert!(line.contains(place), "{msg} should land in {place}: {line}");
+    }
+}
