@@ -2,6 +2,7 @@
 
 mod deliver;
 mod diff;
+mod eval;
 mod mailbox;
 mod rc_syntax;
 mod util;
