@@ -46,7 +46,7 @@ const PROCMAIL: &str = "/usr/bin/procmail";
 const DEFAULT_MSGS: &[&str] = &["plain.eml", "postmark.eml"];
 
 /// How long one program may run on one message before it is killed.
-const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `tests/fixtures`.
 fn fixtures() -> PathBuf {
