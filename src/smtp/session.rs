@@ -44,6 +44,13 @@ pub struct Config {
     pub max_hops: usize,
     /// What to do with bare LF / bare CR (module docs of [`super::proto`]).
     pub bare_newline: BareNewline,
+    /// Refuse (`554 5.5.0`, then close) a client that sends more after
+    /// EHLO, HELO or DATA in the same [`Session::feed`] call, i.e. without
+    /// waiting for the reply (mta-semantics B.2, Postfix
+    /// `smtpd_forbid_unauth_pipelining`). Only meaningful when the server
+    /// feeds everything it has read at once; off by default, since RFC
+    /// 2920 clients may legally start a group with message content.
+    pub sync_check: bool,
 }
 
 impl Default for Config {
@@ -57,6 +64,7 @@ impl Default for Config {
             max_errors: 20,
             max_hops: 100,
             bare_newline: BareNewline::Reject,
+            sync_check: false,
         }
     }
 }
@@ -250,17 +258,22 @@ impl<H: Host> Session<H> {
                     if let Some(end) = rx.feed(&mut input) {
                         self.mode = Mode::Command;
                         let reply = self.data_end(end);
-                        out.push(self.count(reply));
+                        out.push(self.finish(reply));
                     }
                 }
                 Mode::Command => {
                     if let Some(line) = self.lines.next(&mut input) {
-                        let reply = self.command(line);
-                        let reply = self.count(reply);
-                        if reply.closes() {
-                            self.close();
-                        }
-                        out.push(reply);
+                        let reply =
+                            if self.config.sync_check && !input.is_empty() && must_end_group(&line)
+                            {
+                                // mta-semantics B.2: the client did not wait
+                                // for the reply to EHLO/HELO/DATA.
+                                Reply::perm(554, (5, 0), "Error: SMTP protocol synchronization")
+                                    .closing()
+                            } else {
+                                self.command(line)
+                            };
+                        out.push(self.finish(reply));
                     }
                 }
             }
@@ -268,9 +281,13 @@ impl<H: Host> Session<H> {
         out
     }
 
-    /// Counts failures towards the error limit. A full recipient list is
-    /// not the client's error: it is told to send the rest later.
-    fn count(&mut self, reply: Reply) -> Reply {
+    /// Counts failures towards the error limit and ends the session after
+    /// a closing reply. A full recipient list is not the client's error:
+    /// it is told to send the rest later.
+    fn finish(&mut self, reply: Reply) -> Reply {
+        if reply.closes() {
+            self.close();
+        }
         let too_many = reply.code() == 452 && reply.enhanced().as_deref() == Some("4.5.3");
         if reply.class().is_some() && !too_many {
             self.errors += 1;
@@ -565,6 +582,18 @@ impl<H: Host> Session<H> {
             }
         }
     }
+}
+
+/// Whether the line is EHLO, HELO or DATA: commands after which a
+/// pipelining client must wait for the reply (RFC 2920 §3.1).
+fn must_end_group(line: &Line) -> bool {
+    let Line::Complete(bytes, _) = line else {
+        return false;
+    };
+    let verb = bytes.split(|&b| b == b' ').next().unwrap_or(&[]);
+    [&b"EHLO"[..], b"HELO", b"DATA"]
+        .iter()
+        .any(|v| verb.eq_ignore_ascii_case(v))
 }
 
 fn bad_address(e: AddressError, rcpt: bool) -> Reply {
@@ -1176,6 +1205,38 @@ mod tests {
         s.eof();
         assert!(s.is_closed());
         assert!(s.feed(b"\r\n").is_empty());
+        assert!(s.host().queued.is_empty());
+    }
+
+    #[test]
+    fn sync_check_refuses_early_talkers() {
+        let c = Config {
+            sync_check: true,
+            ..config()
+        };
+        let mut s = Session::new(c.clone(), MemoryHost::example());
+        let got = s.feed(b"EHLO c\r\nMAIL FROM:<>\r\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].to_string(),
+            "554 5.5.0 Error: SMTP protocol synchronization"
+        );
+        assert!(s.is_closed());
+        // Waiting for each reply is fine; so is pipelining MAIL and RCPT.
+        let mut s = Session::new(c.clone(), MemoryHost::example());
+        let mut got = s.feed(b"EHLO c\r\n");
+        got.extend(s.feed(b"MAIL FROM:<>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"));
+        got.extend(s.feed(b"x\r\n.\r\n"));
+        let got: Vec<u16> = got.iter().map(Reply::code).collect();
+        assert_eq!(got, [250, 250, 250, 354, 250]);
+        // Message text sent with DATA is refused, and never read as mail.
+        let mut s = Session::new(c, MemoryHost::example());
+        s.feed(b"EHLO c\r\n");
+        let got = s.feed(b"MAIL FROM:<>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nx\r\n.\r\n");
+        assert_eq!(
+            got[2].to_string(),
+            "554 5.5.0 Error: SMTP protocol synchronization"
+        );
         assert!(s.host().queued.is_empty());
     }
 
