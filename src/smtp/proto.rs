@@ -147,8 +147,8 @@ pub enum DataEnd {
     Message(Vec<u8>),
     /// Bigger than the size limit; its bytes were counted and dropped.
     TooBig,
-    /// The header section (up to the first empty line) was bigger than its
-    /// limit.
+    /// The header section (its field and continuation lines, up to the
+    /// first line that is neither) was bigger than its limit.
     HeaderTooBig,
     /// A bare LF was seen under [`BareNewline::Reject`].
     BareLf,
@@ -255,8 +255,8 @@ impl DataReceiver {
         }
     }
 
-    /// Counts the octets of the current header line and follows the shape of the current header
-    /// line: the header section ends at an empty line or at a line that is
+    /// Counts the octets of the current header line and follows its shape.
+    /// The header section ends at an empty line or at a line that is
     /// neither a field (`name:`) nor a continuation, so a message without
     /// an empty line is not taken for one huge header.
     fn header_bytes(&mut self, bytes: &[u8]) {

@@ -12,7 +12,7 @@
 //! server around it.
 //!
 //! Room for later: STARTTLS and AUTH are parsed as commands and answered
-//! `502 5.5.1`; offering them means adding a keyword in `ehlo_reply` and a
+//! `502 5.5.1`; offering them means adding a keyword in the EHLO reply and a
 //! state field here, and for STARTTLS a reply the server sees as "switch
 //! the stream now" (the line reader must then be empty, RFC 3207 §4.2).
 
@@ -308,9 +308,10 @@ impl<H: Host> Session<H> {
         if ending == Ending::BareLf && self.config.bare_newline == BareNewline::Reject {
             return Reply::perm(500, (5, 2), "Error: bare <LF> received");
         }
-        // mta-semantics B.6: NUL, bare CR and other controls make the whole
-        // line bad; no C-string truncation.
-        if bytes.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        // mta-semantics B.6: NUL, bare CR and other controls (TAB too:
+        // RFC 5321 separates with SP only) make the whole line bad; no
+        // C-string truncation.
+        if bytes.iter().any(|&b| b < b' ' || b == 0x7f) {
             return Reply::perm(501, (5, 2), "Error: invalid character in command");
         }
         let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -375,7 +376,9 @@ impl<H: Host> Session<H> {
     }
 
     fn helo(&mut self, arg: Option<&str>, esmtp: bool) -> Reply {
-        let name = arg.map(str::trim).unwrap_or("");
+        // The first word only: it goes into Received: later (B.7).
+        let name = arg.and_then(|a| a.split(' ').find(|w| !w.is_empty()));
+        let name = name.unwrap_or("");
         if name.is_empty() {
             let verb = if esmtp { "EHLO" } else { "HELO" };
             return Reply::perm(501, (5, 4), &format!("Syntax: {verb} hostname"));
@@ -811,6 +814,9 @@ mod tests {
     fn ehlo_resets_the_transaction() {
         let (got, _) = run("EHLO a\r\nMAIL FROM:<>\r\nEHLO b\r\nRCPT TO:<alice@example.test>\r\n");
         assert_eq!(heads(&got)[3], "503 5.5.1 Error: need MAIL command");
+        let (_, host) =
+            run("EHLO  a.test b c\r\nMAIL FROM:<>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n.\r\n");
+        assert_eq!(host.queued[0].0.helo, "a.test");
     }
 
     #[test]
@@ -1024,11 +1030,12 @@ mod tests {
     fn bad_bytes_in_commands() {
         let (got, _) = run_with(
             &config(),
-            b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.test>\0<v@evil.test>\r\nRCPT TO:<alice@example.test>\rX\r\nNOOP\n",
+            b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.test>\0<v@evil.test>\r\nRCPT TO:<alice@example.test>\rX\r\nNOOP\tx\r\nNOOP\n",
         );
         assert_eq!(
             &heads(&got)[2..],
             [
+                "501 5.5.2 Error: invalid character in command",
                 "501 5.5.2 Error: invalid character in command",
                 "501 5.5.2 Error: invalid character in command",
                 "500 5.5.2 Error: bare <LF> received",
