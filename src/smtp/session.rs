@@ -1247,6 +1247,82 @@ mod tests {
         assert!(s.host().queued.is_empty());
     }
 
+    /// Random scripts from a vocabulary rich in line-end and dot
+    /// fragments: the replies and the queue never depend on how the input
+    /// is cut (a small deterministic fuzzer; no dependency needed).
+    #[test]
+    fn replies_never_depend_on_chunking() {
+        const TXN: &[u8] = b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n";
+        let words: &[&[u8]] = &[
+            b"EHLO c\r\n",
+            TXN,
+            TXN,
+            TXN,
+            b"MAIL FROM:<a@b.test>\r\n",
+            b"RCPT TO:<alice@example.test>\r\n",
+            b"RCPT TO:<x@evil.test>\r\n",
+            b"DATA\r\n",
+            b"RSET\r\n",
+            b"NOOP\r\n",
+            b"\r\n.\r\n",
+            b".",
+            b"..",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"x",
+            b"Subject: s",
+            b"\0",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut queued = 0;
+        for policy in [BareNewline::Reject, BareNewline::Normalize] {
+            let c = Config {
+                bare_newline: policy,
+                max_line: 40,
+                max_message: 30,
+                max_header: 12,
+                ..config()
+            };
+            for _ in 0..300 {
+                let n = 5 + next() % 30;
+                let mut input = b"EHLO c\r\n".to_vec();
+                for _ in 0..n {
+                    input.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+                }
+                let (want, host) = feed_chunks(&c, &input, &[]);
+                queued += host.queued.len();
+                let all: Vec<usize> = (1..input.len()).collect();
+                let (got, h) = feed_chunks(&c, &input, &all);
+                assert_eq!(
+                    (&got, &h.queued),
+                    (&want, &host.queued),
+                    "{:?}",
+                    input.escape_ascii().to_string()
+                );
+                let mut cuts: Vec<usize> = (0..4)
+                    .map(|_| (next() as usize) % (input.len() + 1))
+                    .collect();
+                cuts.sort();
+                let (got, h) = feed_chunks(&c, &input, &cuts);
+                assert_eq!(
+                    (&got, &h.queued),
+                    (&want, &host.queued),
+                    "{:?}",
+                    input.escape_ascii().to_string()
+                );
+            }
+        }
+        // The scripts must reach the end of DATA now and then.
+        assert!(queued > 30, "only {queued} messages queued");
+    }
+
     #[test]
     fn quit_ignores_the_rest() {
         let mut s = Session::new(config(), MemoryHost::example());
