@@ -69,6 +69,35 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Every way this config breaks RFC 5321's minimums, one lowercase
+    /// message each (empty when it is fine), so a settings loader can
+    /// report them all before refusing to start.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.hostname.is_empty() || self.hostname.contains(|c: char| !c.is_ascii_graphic()) {
+            problems.push(format!(
+                "smtp hostname `{}` is not a host name",
+                self.hostname
+            ));
+        }
+        // RFC 5321 §4.5.3.1.4 and §4.5.3.1.8.
+        if self.max_line < 512 {
+            problems.push(format!("smtp max_line {} is below 512", self.max_line));
+        }
+        if self.max_recipients < 100 {
+            problems.push(format!(
+                "smtp max_recipients {} is below 100",
+                self.max_recipients
+            ));
+        }
+        if self.max_message == 0 || self.max_header == 0 || self.max_errors == 0 {
+            problems.push("smtp limits must not be 0".to_string());
+        }
+        problems
+    }
+}
+
 /// The BODY parameter of MAIL (RFC 6152).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -757,6 +786,24 @@ mod tests {
     /// The first line of each reply, for short assertions.
     fn heads(replies: &[String]) -> Vec<&str> {
         replies.iter().map(|r| r.lines().last().unwrap()).collect()
+    }
+
+    #[test]
+    fn config_check() {
+        assert!(Config::default().check().is_empty());
+        let c = Config {
+            hostname: "mx example".into(),
+            max_line: 100,
+            max_recipients: 10,
+            ..Config::default()
+        };
+        let got = c.check();
+        let want = [
+            "smtp hostname `mx example` is not a host name",
+            "smtp max_line 100 is below 512",
+            "smtp max_recipients 10 is below 100",
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
