@@ -391,6 +391,10 @@ fn local_part(cur: &mut Cur<'_>, utf8: bool) -> Result<(String, bool), AddressEr
                 Some(_) => return Err(AddressError::LocalPart),
             }
         }
+        // mta-semantics B.4: an empty local part is refused, quoted or not.
+        if out.is_empty() {
+            return Err(AddressError::LocalPart);
+        }
         return Ok((out, true));
     }
     let start = cur.i;
@@ -507,6 +511,8 @@ mod tests {
             ("<a@[300.1.1.1]>", Err(AddressError::Domain)),
             ("<a@[x]>", Err(AddressError::Domain)),
             ("<\"unterminated@x.test>", Err(AddressError::LocalPart)),
+            ("<\"\"@x.test>", Err(AddressError::LocalPart)),
+            ("<@x.test:>", Err(AddressError::LocalPart)),
             ("<jöran@x.test>", Err(AddressError::LocalPart)),
         ];
         for (input, want) in cases {
