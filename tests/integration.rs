@@ -5,4 +5,5 @@ mod diff;
 mod eval;
 mod mailbox;
 mod rc_syntax;
+mod smtp_proto;
 mod util;
