@@ -11,4 +11,5 @@ pub mod diag;
 pub mod mailbox;
 pub mod message;
 pub mod rc;
+pub mod route;
 pub mod status;

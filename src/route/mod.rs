@@ -1,0 +1,576 @@
+//! Recipient routing: the sendmail-style tables (`local-host-names`,
+//! `relay-domains`, `virtusertable`, `aliases`, `:include:` lists, mailbox
+//! users) and the resolver that turns one recipient address into a
+//! decision: refuse it, relay it, or deliver it locally to a de-duplicated
+//! list of typed targets (mta-semantics A.1–A.7, E).
+//!
+//! `route` is pure lookups. It reads table files into memory only in
+//! [`config::load`]; resolution never touches a file, the network or a
+//! process, and knows nothing of SMTP sessions (it returns [`Reply`] values
+//! the SMTP layer sends as they are). It depends on nothing in the project
+//! but `diag`.
+
+pub mod aliases;
+pub mod config;
+pub mod domains;
+pub mod mapfile;
+pub mod reply;
+pub mod table;
+pub mod users;
+pub mod virtusertable;
+
+use std::collections::HashSet;
+use std::fmt;
+
+pub use config::{Config, Loaded, Options, RunAs, load};
+pub use reply::{Class, Reply};
+pub use users::{SystemUsers, User, Users, VirtualUsers};
+
+use aliases::Item;
+use domains::normalize;
+use virtusertable::Rhs;
+
+/// sendmail's `MaxAliasRecursion` default: alias and virtusertable hops
+/// allowed per recipient (A.5, A.6.3).
+pub const MAX_ALIAS_DEPTH: usize = 10;
+
+/// An address: local part and domain. The domain is kept in lower case
+/// without a trailing dot; the local part as given (B.4: local parts are
+/// case-sensitive in principle; lookups fold ASCII case where sendmail does).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    /// The local part, unquoted.
+    pub local: Vec<u8>,
+    /// The domain, lower case, no trailing dot; empty for an unqualified
+    /// address.
+    pub domain: Vec<u8>,
+}
+
+impl Address {
+    /// An address with its domain normalized.
+    pub fn new(local: &[u8], domain: &[u8]) -> Address {
+        Address {
+            local: local.to_vec(),
+            domain: normalize(domain),
+        }
+    }
+
+    /// Splits `local@domain` at the last `@`; an address without `@` is
+    /// unqualified (empty domain). `None` for an empty local part.
+    pub fn parse(s: &[u8]) -> Option<Address> {
+        let (local, domain) = match s.iter().rposition(|&b| b == b'@') {
+            Some(at) => (&s[..at], &s[at + 1..]),
+            None => (s, &b""[..]),
+        };
+        (!local.is_empty()).then(|| Address::new(local, domain))
+    }
+
+    /// `local@domain` as bytes (`local` alone when unqualified).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.local.clone();
+        if !self.domain.is_empty() {
+            v.push(b'@');
+            v.extend_from_slice(&self.domain);
+        }
+        v
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+/// One final delivery of a locally resolved recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A mailbox user, with the `+detail` of the address (procmail `-a`).
+    Mailbox {
+        /// The user name, lower case.
+        user: Vec<u8>,
+        /// The detail after the first `+`, if any (may be empty).
+        detail: Option<Vec<u8>>,
+    },
+    /// Append the message to a file (from an alias or a trusted include).
+    File {
+        /// The path as written (absolute).
+        path: Vec<u8>,
+        /// Whose rights the write runs with (A.6.2).
+        run_as: RunAs,
+    },
+    /// Pipe the message to a program.
+    Pipe {
+        /// The command, without the leading `|`.
+        command: Vec<u8>,
+        /// Whose rights the program runs with (A.6.2).
+        run_as: RunAs,
+    },
+    /// Send it on to a remote address by SMTP; the envelope sender is
+    /// unchanged unless the target's `sender` says otherwise.
+    Forward(Address),
+    /// A member that cannot be delivered: report it by DSN (A.6.5).
+    Error {
+        /// The reply that describes the failure.
+        reply: Reply,
+        /// The member that failed, as written.
+        member: Vec<u8>,
+    },
+}
+
+impl Delivery {
+    /// The identity used for de-duplication (A.6.3): kind plus mailbox user
+    /// (lower case) and detail, file path, command, or remote address
+    /// (domain already lower case, local part as is).
+    fn key(&self) -> (u8, Vec<u8>) {
+        match self {
+            Delivery::Mailbox { user, detail } => {
+                let mut k = user.to_ascii_lowercase();
+                if let Some(d) = detail {
+                    k.push(b'+');
+                    k.extend_from_slice(d);
+                }
+                (0, k)
+            }
+            Delivery::File { path, .. } => (1, path.clone()),
+            Delivery::Pipe { command, .. } => (2, command.clone()),
+            Delivery::Forward(a) => (3, a.to_bytes()),
+            Delivery::Error { reply, member } => {
+                let mut k = member.to_ascii_lowercase();
+                k.extend_from_slice(reply.to_string().as_bytes());
+                (4, k)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Delivery::Mailbox { user, detail: None } => write!(f, "mailbox {}", s(user)),
+            Delivery::Mailbox {
+                user,
+                detail: Some(d),
+            } => write!(f, "mailbox {} detail {:?}", s(user), s(d)),
+            Delivery::File { path, run_as } => write!(f, "file {} as {run_as}", s(path)),
+            Delivery::Pipe { command, run_as } => write!(f, "pipe {:?} as {run_as}", s(command)),
+            Delivery::Forward(a) => write!(f, "forward {a}"),
+            Delivery::Error { reply, member } => write!(f, "error {:?}: {reply}", s(member)),
+        }
+    }
+}
+
+/// A delivery with the recipient it came from and its envelope sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// What to do.
+    pub delivery: Delivery,
+    /// The recipient as the client gave it (for ORCPT, X-Original-To and
+    /// DSNs, A.6.3).
+    pub original: Address,
+    /// The envelope sender to use instead of the message's, set when the
+    /// target came through a list with an `owner-` alias (A.6.4, E).
+    pub sender: Option<Vec<u8>>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.delivery)?;
+        if let Some(s) = &self.sender {
+            write!(f, " (sender {})", String::from_utf8_lossy(s))?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do with one recipient (A.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// A local domain and a known recipient: accept (250) and deliver to
+    /// these targets. Some may be [`Delivery::Error`]s, which are reported
+    /// by DSN after acceptance (A.6.5).
+    Local(Vec<Target>),
+    /// A relay domain: accept (250 2.1.5) and queue for the domain's
+    /// primary server (A.4 rule 7).
+    Relay(Address),
+    /// Refuse at RCPT time with this reply.
+    Refused(Reply),
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolution::Local(targets) => {
+                write!(f, "local")?;
+                for t in targets {
+                    write!(f, "\n  {t}")?;
+                }
+                Ok(())
+            }
+            Resolution::Relay(a) => write!(f, "relay {a}"),
+            Resolution::Refused(r) => write!(f, "refused {r}"),
+        }
+    }
+}
+
+/// Whether a local part is a routing, program, file or include form that
+/// must never be honoured from SMTP (A.4 rule 5, F.2, F.8).
+pub fn is_routing_form(local: &[u8]) -> bool {
+    local.iter().any(|&b| matches!(b, b'%' | b'!' | b'@'))
+        || local.starts_with(b"|")
+        || local.starts_with(b"/")
+        || local.starts_with(b"\\")
+        || (local.len() >= 9 && local[..9].eq_ignore_ascii_case(b":include:"))
+}
+
+/// Splits `user+detail` at the first `+`.
+fn split_detail(name: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match name.iter().position(|&b| b == b'+') {
+        Some(p) => (&name[..p], Some(&name[p + 1..])),
+        None => (name, None),
+    }
+}
+
+/// The outcome of following the virtusertable from an address.
+enum Chain {
+    /// Continue with aliases for this local name, at this depth.
+    Name(Vec<u8>, usize),
+    /// A remote forward.
+    Forward(Address),
+}
+
+/// Answers routing questions against one [`Config`] and a user backend.
+pub struct Resolver<'a> {
+    config: &'a Config,
+    users: &'a dyn Users,
+}
+
+/// The state of one recipient's expansion: the targets so far and what has
+/// been seen.
+struct Expansion<'r, 'a> {
+    r: &'r Resolver<'a>,
+    original: Address,
+    seen: HashSet<(u8, Vec<u8>)>,
+    out: Vec<Target>,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver for `config`, finding mailbox users in `users`.
+    pub fn new(config: &'a Config, users: &'a dyn Users) -> Resolver<'a> {
+        Resolver { config, users }
+    }
+
+    /// Classifies one recipient and, for a local one, expands it (A.4).
+    ///
+    /// The address is expected to be syntax-checked by the SMTP layer and
+    /// unquoted; a source route already stripped. An empty domain means an
+    /// unqualified address.
+    pub fn resolve(&self, rcpt: &Address) -> Resolution {
+        let mut local = rcpt.local.clone();
+        let mut domain = normalize(&rcpt.domain);
+        // A.4 rule 3: unqualified `postmaster` (any case) is ours; any
+        // other unqualified address is refused.
+        if domain.is_empty() {
+            if !local.eq_ignore_ascii_case(b"postmaster") {
+                return Resolution::Refused(Reply::unqualified());
+            }
+            local = b"postmaster".to_vec();
+            domain = self.config.host_name.clone();
+        }
+        // A.2: address literals are never local; refused as relay attempts.
+        if domain.starts_with(b"[") {
+            return Resolution::Refused(Reply::relay_denied());
+        }
+        let is_local = self.config.is_local(&domain);
+        let is_relay = !is_local && self.config.relay.matches(&domain);
+        if !is_local && !is_relay {
+            return Resolution::Refused(Reply::relay_denied());
+        }
+        if is_routing_form(&local) {
+            return Resolution::Refused(Reply::routing_form());
+        }
+        let addr = Address { local, domain };
+        if is_relay {
+            return Resolution::Relay(addr);
+        }
+        let mut ex = Expansion {
+            r: self,
+            original: addr.clone(),
+            seen: HashSet::new(),
+            out: Vec::new(),
+        };
+        // A.5: virtusertable results (errors, loops) are RCPT-time replies.
+        match self.virtual_chain(&addr, 0) {
+            Err(reply) => Resolution::Refused(reply),
+            Ok(Chain::Forward(a)) => {
+                ex.push(Delivery::Forward(a), &None);
+                Resolution::Local(ex.out)
+            }
+            Ok(Chain::Name(_, depth)) if depth > MAX_ALIAS_DEPTH => {
+                Resolution::Refused(Reply::alias_loop(depth, MAX_ALIAS_DEPTH))
+            }
+            Ok(Chain::Name(name, depth)) => {
+                // A.4 rule 6 / A.6.5: only an unknown name is refused here.
+                if ex.name(&name, depth, &mut Vec::new(), &None) {
+                    Resolution::Local(ex.out)
+                } else {
+                    Resolution::Refused(Reply::user_unknown())
+                }
+            }
+        }
+    }
+
+    /// Follows the virtusertable from `addr` (domain local) until a local
+    /// name, a remote forward or an error (A.5). Each hop adds one to the
+    /// depth; past [`MAX_ALIAS_DEPTH`] the loop is broken.
+    fn virtual_chain(&self, addr: &Address, depth: usize) -> Result<Chain, Reply> {
+        let mut a = addr.clone();
+        let mut depth = depth;
+        loop {
+            if depth > MAX_ALIAS_DEPTH {
+                return Err(Reply::alias_loop(depth, MAX_ALIAS_DEPTH));
+            }
+            let Some(hit) = self.config.virtusers.lookup(&a.local, &a.domain) else {
+                // A.5: no match continues with the original local part.
+                return Ok(Chain::Name(a.local, depth));
+            };
+            match hit.rhs {
+                Rhs::Error(reply) => return Err(reply),
+                Rhs::Local(name) => return Ok(Chain::Name(name, depth + 1)),
+                Rhs::Address(b) if self.config.is_local(&b.domain) => {
+                    a = b;
+                    depth += 1;
+                }
+                Rhs::Address(b) if self.config.can_forward(&b.domain) => {
+                    return Ok(Chain::Forward(b));
+                }
+                Rhs::Address(_) => return Err(Reply::no_route()),
+            }
+        }
+    }
+
+    /// The envelope sender for the members of alias `key` (A.6.4, sendmail
+    /// rule): the `owner-` alias's value when it is one plain address (no
+    /// `,` `:` `/` `|` `"` or blank), else `owner-NAME` itself, qualified with
+    /// the host name. For names starting with `owner-`, `owner-owner` is the
+    /// owner. `None` without an owner alias.
+    fn owner_sender(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let owner_key = if key.starts_with(b"owner-") {
+            b"owner-owner".to_vec()
+        } else {
+            [&b"owner-"[..], key].concat()
+        };
+        if owner_key == key {
+            return None;
+        }
+        let owner = self.config.aliases.get(&owner_key)?;
+        let plain = !owner.value.iter().any(|&b| b",:/|\" \t".contains(&b));
+        let mut sender = if plain {
+            owner.value.clone()
+        } else {
+            owner_key
+        };
+        if !sender.contains(&b'@') {
+            sender.push(b'@');
+            sender.extend_from_slice(&self.config.host_name);
+        }
+        Some(sender)
+    }
+}
+
+impl Expansion<'_, '_> {
+    /// Adds a target unless an equal one is there (A.6.3).
+    fn push(&mut self, delivery: Delivery, sender: &Option<Vec<u8>>) {
+        if self.seen.insert(delivery.key()) {
+            self.out.push(Target {
+                delivery,
+                original: self.original.clone(),
+                sender: sender.clone(),
+            });
+        }
+    }
+
+    fn error(&mut self, reply: Reply, member: &[u8], sender: &Option<Vec<u8>>) {
+        let member = member.to_vec();
+        self.push(Delivery::Error { reply, member }, sender);
+    }
+
+    /// Delivers to the mailbox user `name` (`user+detail`) without aliasing;
+    /// false when there is no such user.
+    fn mailbox(&mut self, name: &[u8], sender: &Option<Vec<u8>>) -> bool {
+        let (user, detail) = split_detail(name);
+        match self.r.users.lookup(user) {
+            Some(u) => {
+                let detail = detail.map(<[u8]>::to_vec);
+                self.push(
+                    Delivery::Mailbox {
+                        user: u.name,
+                        detail,
+                    },
+                    sender,
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Expands a local name (A.6.3, A.6.6): aliases `user+detail`,
+    /// `user+*`, `user` in that order, else the mailbox user. A name that is
+    /// an alias being expanded above this one is a self reference and goes
+    /// to the mailbox. False when the name is neither alias nor user.
+    fn name(
+        &mut self,
+        name: &[u8],
+        depth: usize,
+        ancestors: &mut Vec<Vec<u8>>,
+        sender: &Option<Vec<u8>>,
+    ) -> bool {
+        if depth > MAX_ALIAS_DEPTH {
+            self.error(Reply::alias_loop(depth, MAX_ALIAS_DEPTH), name, sender);
+            return true;
+        }
+        let lname = name.to_ascii_lowercase();
+        let (user, detail) = split_detail(&lname);
+        let mut keys = vec![lname.clone()];
+        if detail.is_some() {
+            keys.push([user, b"+*"].concat());
+            keys.push(user.to_vec());
+        }
+        for key in keys {
+            if ancestors.contains(&key) {
+                // A.6.3: the self entry means the local mailbox of that name.
+                if !self.mailbox(name, sender) {
+                    self.error(Reply::user_unknown(), name, sender);
+                }
+                return true;
+            }
+            let Some(alias) = self.r.config.aliases.get(&key) else {
+                continue;
+            };
+            let sender = self.r.owner_sender(&key).or_else(|| sender.clone());
+            ancestors.push(key);
+            for m in &alias.members {
+                self.item(&m.item, depth + 1, ancestors, &sender, RunAs::DefaultUser);
+            }
+            ancestors.pop();
+            return true;
+        }
+        self.mailbox(name, sender)
+    }
+
+    /// Expands one alias or include member at `depth`.
+    fn item(
+        &mut self,
+        item: &Item,
+        depth: usize,
+        ancestors: &mut Vec<Vec<u8>>,
+        sender: &Option<Vec<u8>>,
+        run_as: RunAs,
+    ) {
+        if depth > MAX_ALIAS_DEPTH {
+            self.error(
+                Reply::alias_loop(depth, MAX_ALIAS_DEPTH),
+                &item_text(item),
+                sender,
+            );
+            return;
+        }
+        match item {
+            Item::Name(n) => {
+                if !self.name(n, depth, ancestors, sender) {
+                    self.error(Reply::user_unknown(), n, sender);
+                }
+            }
+            Item::NoAlias(n) => {
+                if !self.mailbox(n, sender) {
+                    self.error(Reply::user_unknown(), n, sender);
+                }
+            }
+            Item::Address(a) if self.r.config.is_local(&a.domain) => {
+                match self.r.virtual_chain(a, depth) {
+                    Err(reply) => self.error(reply, &a.to_bytes(), sender),
+                    Ok(Chain::Forward(b)) => self.push(Delivery::Forward(b), sender),
+                    Ok(Chain::Name(n, d)) => {
+                        if !self.name(&n, d, ancestors, sender) {
+                            self.error(Reply::user_unknown(), &a.to_bytes(), sender);
+                        }
+                    }
+                }
+            }
+            Item::Address(a) if self.r.config.can_forward(&a.domain) => {
+                self.push(Delivery::Forward(a.clone()), sender);
+            }
+            Item::Address(a) => self.error(Reply::no_route(), &a.to_bytes(), sender),
+            Item::File(path) => self.push(
+                Delivery::File {
+                    path: path.clone(),
+                    run_as,
+                },
+                sender,
+            ),
+            Item::Pipe(command) => self.push(
+                Delivery::Pipe {
+                    command: command.clone(),
+                    run_as,
+                },
+                sender,
+            ),
+            Item::Include(path) => match self.r.config.include(path) {
+                Ok(inc) => {
+                    for m in &inc.members {
+                        self.item(&m.item, depth + 1, ancestors, sender, inc.run_as);
+                    }
+                }
+                Err(reply) => self.error(reply, &item_text(item), sender),
+            },
+            Item::Refused(reply) => self.error(reply.clone(), &item_text(item), sender),
+        }
+    }
+}
+
+/// A member as text, for error targets.
+fn item_text(item: &Item) -> Vec<u8> {
+    match item {
+        Item::Name(n) => n.clone(),
+        Item::NoAlias(n) => [&b"\\"[..], n].concat(),
+        Item::Address(a) => a.to_bytes(),
+        Item::File(p) => p.clone(),
+        Item::Pipe(c) => [&b"|"[..], c].concat(),
+        Item::Include(p) => [&b":include:"[..], p].concat(),
+        Item::Refused(_) => b"(bad member)".to_vec(),
+    }
+}
+
+/// The targets of a whole envelope, de-duplicated across its recipients as
+/// sendmail does with one send list per envelope (A.6.3: `a` and an alias
+/// containing `a` give one copy; the first target kept wins).
+#[derive(Debug, Default)]
+pub struct Envelope {
+    seen: HashSet<(u8, Vec<u8>)>,
+    targets: Vec<Target>,
+}
+
+impl Envelope {
+    /// An empty envelope.
+    pub fn new() -> Envelope {
+        Envelope::default()
+    }
+
+    /// Adds one recipient's targets; returns how many were new.
+    pub fn add(&mut self, targets: impl IntoIterator<Item = Target>) -> usize {
+        let before = self.targets.len();
+        for t in targets {
+            if self.seen.insert(t.delivery.key()) {
+                self.targets.push(t);
+            }
+        }
+        self.targets.len() - before
+    }
+
+    /// The targets so far, in order.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+}
