@@ -574,3 +574,337 @@ impl Envelope {
         &self.targets
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::config::Include;
+    use crate::route::domains::{DomainList, Matching};
+    use crate::route::virtusertable::VirtUserTable;
+    use std::path::PathBuf;
+
+    const ALIASES: &str = "\
+postmaster: alice
+dup: alice, alice, bob, ALICE
+alice: alice, bob
+plain: \\alice
+team: carol, ghost
+loop1: loop2
+loop2: loop1
+selfish: selfish, carol
+list: carol, bob, /var/mail/list.archive, \"|/usr/bin/archive list\"
+owner-list: dave
+list2: carol, bob
+owner-list2: carol, dave
+owner-owner: dave
+list-request: carol
+plus+special: carol
+plus: bob
+wild+*: carol
+wild: bob
+far: bob@relay.test, eve@nowhere.test
+via: info@example.test
+members: :include:lists/members
+broken: :include:/no/such/file
+d0: d1
+d1: d2
+d2: d3
+d3: d4
+d4: d5
+d5: d6
+d6: d7
+d7: d8
+d8: d9
+d9: carol
+e0: d0
+ownerless-dup: bob, dup
+";
+
+    const VIRTUSERTABLE: &str = "\
+info@example.test sales@other.test
+sales@other.test list
+gone@example.test error:nouser 550 No such user here
+busy@example.test error:4.2.1:450 Mailbox busy
+l1@example.test l2@example.test
+l2@example.test l1@example.test
+@other.test %1%3@relay.test
+fwd@example.test someone@relay.test
+";
+
+    fn config() -> Config {
+        let mut c = Config::new("/etc/postroom", b"MX.example.test");
+        c.local = DomainList::from_names(Matching::Exact, ["example.test", "other.test"]);
+        c.relay = DomainList::from_names(Matching::Subdomains, ["relay.test"]);
+        let (vt, d) = mapfile::parse("virtusertable", VIRTUSERTABLE.as_bytes());
+        assert!(d.is_empty(), "{d:?}");
+        c.virtusers = VirtUserTable::new(vt.table());
+        let (a, d) = aliases::parse("aliases", ALIASES.as_bytes());
+        assert!(d.is_empty(), "{d:?}");
+        c.aliases = a;
+        let (members, _) = aliases::parse_include("lists/members", b"alice\nbob, dave\n", false);
+        let inc = Include {
+            members,
+            run_as: RunAs::Owner { uid: 1, gid: 1 },
+        };
+        c.includes
+            .insert(PathBuf::from("/etc/postroom/lists/members"), Ok(inc));
+        c.includes.insert(
+            PathBuf::from("/no/such/file"),
+            Err(Reply::cannot_open(Class::Perm, "/no/such/file")),
+        );
+        c
+    }
+
+    fn users() -> VirtualUsers {
+        VirtualUsers::with_names(["alice", "bob", "carol", "dave", "plain"])
+    }
+
+    fn resolve(addr: &str) -> String {
+        let c = config();
+        let u = users();
+        let a = Address::parse(addr.as_bytes()).unwrap();
+        Resolver::new(&c, &u).resolve(&a).to_string()
+    }
+
+    /// Runs a table of (address, want) cases; `want` is the Display form.
+    fn check(cases: &[(&str, &str)]) {
+        for &(addr, want) in cases {
+            let got = resolve(addr);
+            assert_eq!(got, want, "resolving {addr}");
+        }
+    }
+
+    #[test]
+    fn classification() {
+        // A.4 rules 3, 5, 6, 7, 8 and A.2 (host name local, literals refused).
+        check(&[
+            ("x@elsewhere.test", "refused 554 5.7.1 Relay access denied"),
+            ("x@[192.0.2.1]", "refused 554 5.7.1 Relay access denied"),
+            ("x@relay.test", "relay x@relay.test"),
+            ("X@Sub.Relay.Test.", "relay X@sub.relay.test"),
+            ("x@xrelay.test", "refused 554 5.7.1 Relay access denied"),
+            (
+                "x@sub.example.test",
+                "refused 554 5.7.1 Relay access denied",
+            ),
+            ("postmaster", "local\n  mailbox alice\n  mailbox bob"),
+            ("PostMaster", "local\n  mailbox alice\n  mailbox bob"),
+            (
+                "bob",
+                "refused 501 5.1.3 Recipient address must be fully qualified",
+            ),
+            ("nobody@example.test", "refused 550 5.1.1 User unknown"),
+            ("bob@EXAMPLE.test.", "local\n  mailbox bob"),
+            ("bob@mx.example.test", "local\n  mailbox bob"),
+        ]);
+    }
+
+    #[test]
+    fn routing_forms_are_refused() {
+        // A.4 rule 5 and F.2/F.8: percent hack, bang path, quoted `@`,
+        // program, file, include and backslash forms, for local and relay
+        // domains alike; foreign domains are plain relay denials.
+        let routing = "refused 550 5.7.1 Routing, program and file addresses are not accepted";
+        check(&[
+            ("u%fd.test@example.test", routing),
+            ("fd.test!u@example.test", routing),
+            ("u@fd.test@example.test", routing),
+            ("|/bin/true@example.test", routing),
+            ("/etc/passwd@example.test", routing),
+            (":include:/etc/x@example.test", routing),
+            ("\\bob@example.test", routing),
+            ("u%fd.test@relay.test", routing),
+            (
+                "u%fd.test@elsewhere.test",
+                "refused 554 5.7.1 Relay access denied",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn virtusertable_results() {
+        // A.5: local name, local address (resolved again), remote forward,
+        // error forms at RCPT time, and the hop limit.
+        check(&[
+            (
+                "info@example.test",
+                "local\n  mailbox carol (sender dave@mx.example.test)\n  mailbox bob (sender dave@mx.example.test)\n  file /var/mail/list.archive as default user (sender dave@mx.example.test)\n  pipe \"/usr/bin/archive list\" as default user (sender dave@mx.example.test)",
+            ),
+            ("x+y@other.test", "local\n  forward x+y@relay.test"),
+            ("fwd@example.test", "local\n  forward someone@relay.test"),
+            ("gone@example.test", "refused 550 5.1.1 No such user here"),
+            ("busy@example.test", "refused 450 4.2.1 Mailbox busy"),
+            (
+                "l1@example.test",
+                "refused 554 5.4.6 aliasing/forwarding loop broken (11 aliases deep; 10 max)",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn plussed_users() {
+        // A.6.6: aliases `user+detail`, `user+*`, `user`; a mailbox user
+        // takes `user+anything` with the detail for `-a`.
+        check(&[
+            ("plus+special@example.test", "local\n  mailbox carol"),
+            ("plus+foo@example.test", "local\n  mailbox bob"),
+            ("wild+x@example.test", "local\n  mailbox carol"),
+            ("wild+@example.test", "local\n  mailbox carol"),
+            ("wild@example.test", "local\n  mailbox bob"),
+            (
+                "bob+Tag@example.test",
+                "local\n  mailbox bob detail \"Tag\"",
+            ),
+            ("bob+@example.test", "local\n  mailbox bob detail \"\""),
+            ("ghost+x@example.test", "refused 550 5.1.1 User unknown"),
+        ]);
+    }
+
+    #[test]
+    fn expansion_rules() {
+        // A.6.2 `\user`; A.6.3 self references, duplicates, loops, depth;
+        // A.6.5 member errors do not refuse a valid alias.
+        check(&[
+            ("dup@example.test", "local\n  mailbox alice\n  mailbox bob"),
+            (
+                "alice@example.test",
+                "local\n  mailbox alice\n  mailbox bob",
+            ),
+            ("plain@example.test", "local\n  mailbox alice"),
+            (
+                "team@example.test",
+                "local\n  mailbox carol\n  error \"ghost\": 550 5.1.1 User unknown",
+            ),
+            (
+                "loop1@example.test",
+                "local\n  error \"loop1\": 550 5.1.1 User unknown",
+            ),
+            (
+                "selfish@example.test",
+                "local\n  error \"selfish\": 550 5.1.1 User unknown\n  mailbox carol",
+            ),
+            ("d0@example.test", "local\n  mailbox carol"),
+            (
+                "e0@example.test",
+                "local\n  error \"carol\": 554 5.4.6 aliasing/forwarding loop broken (11 aliases deep; 10 max)",
+            ),
+            (
+                "via@example.test",
+                "local\n  mailbox carol (sender dave@mx.example.test)\n  mailbox bob (sender dave@mx.example.test)\n  file /var/mail/list.archive as default user (sender dave@mx.example.test)\n  pipe \"/usr/bin/archive list\" as default user (sender dave@mx.example.test)",
+            ),
+            (
+                "far@example.test",
+                "local\n  forward bob@relay.test\n  error \"eve@nowhere.test\": 554 5.3.5 No route to forward domain",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn owners_set_the_envelope_sender() {
+        // A.6.4 (sendmail rule): a plain owner value is the sender, else
+        // `owner-NAME@host`; `owner-owner` owns owner aliases; `-request`
+        // is an ordinary alias.
+        check(&[
+            (
+                "list2@example.test",
+                "local\n  mailbox carol (sender owner-list2@mx.example.test)\n  mailbox bob (sender owner-list2@mx.example.test)",
+            ),
+            (
+                "owner-list@example.test",
+                "local\n  mailbox dave (sender dave@mx.example.test)",
+            ),
+            (
+                "owner-list2@example.test",
+                "local\n  mailbox carol (sender dave@mx.example.test)\n  mailbox dave (sender dave@mx.example.test)",
+            ),
+            ("list-request@example.test", "local\n  mailbox carol"),
+        ]);
+    }
+
+    #[test]
+    fn include_lists() {
+        // A.6.2: relative include paths start at the config directory; the
+        // members expand like alias members; an unreadable file fails that
+        // member with 550 5.2.4 (the RCPT is still accepted, A.6.5).
+        check(&[
+            (
+                "members@example.test",
+                "local\n  mailbox alice\n  mailbox bob\n  mailbox dave",
+            ),
+            (
+                "broken@example.test",
+                "local\n  error \":include:/no/such/file\": 550 5.2.4 Cannot open /no/such/file",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn envelope_deduplicates_across_recipients() {
+        // A.6.3 and section G: `a` plus an alias containing `a` is one copy
+        // (sendmail), where Postfix gives two.
+        let c = config();
+        let u = users();
+        let r = Resolver::new(&c, &u);
+        let mut env = Envelope::new();
+        for rcpt in [
+            "bob@example.test",
+            "dup@example.test",
+            "ownerless-dup@example.test",
+        ] {
+            let Resolution::Local(t) = r.resolve(&Address::parse(rcpt.as_bytes()).unwrap()) else {
+                panic!("{rcpt} not local");
+            };
+            env.add(t);
+        }
+        let got: Vec<String> = env
+            .targets()
+            .iter()
+            .map(|t| format!("{} <- {}", t.delivery, t.original))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "mailbox bob <- bob@example.test",
+                "mailbox alice <- dup@example.test"
+            ]
+        );
+    }
+
+    #[test]
+    fn smarthost_allows_any_forward() {
+        // A.5: forwards need a route; a smarthost is one for every domain.
+        let mut c = config();
+        c.smarthost = true;
+        let u = users();
+        let a = Address::parse(b"far@example.test").unwrap();
+        let got = Resolver::new(&c, &u).resolve(&a).to_string();
+        assert_eq!(
+            got,
+            "local\n  forward bob@relay.test\n  forward eve@nowhere.test"
+        );
+    }
+
+    #[test]
+    fn routing_form_detection() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"bob", false),
+            (b"bob+x", false),
+            (b"a.b-c", false),
+            (b"u%d", true),
+            (b"d!u", true),
+            (b"u@d", true),
+            (b"|cmd", true),
+            (b"/file", true),
+            (b":INCLUDE:x", true),
+            (b"\\bob", true),
+        ];
+        for &(local, want) in cases {
+            assert_eq!(
+                is_routing_form(local),
+                want,
+                "{}",
+                String::from_utf8_lossy(local)
+            );
+        }
+    }
+}
