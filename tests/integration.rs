@@ -4,4 +4,5 @@ mod deliver;
 mod diff;
 mod mailbox;
 mod rc_syntax;
+mod route;
 mod util;

@@ -214,6 +214,37 @@ fn io_class(e: &io::Error) -> Class {
     }
 }
 
+/// The span of the first line of a class file whose first word is `name`.
+fn line_of(src: &[u8], name: &[u8]) -> Span {
+    for (off, line) in super::mapfile::lines(src) {
+        let word: Vec<u8> = line
+            .iter()
+            .copied()
+            .skip_while(|&b| b == b' ' || b == b'\t')
+            .take_while(|&b| b != b' ' && b != b'\t')
+            .collect();
+        if domains::normalize(&word) == name {
+            let start = line.len()
+                - line
+                    .iter()
+                    .skip_while(|&&b| b == b' ' || b == b'\t')
+                    .count();
+            return Span::new(off + start, off + start + word.len());
+        }
+    }
+    Span::default()
+}
+
+/// A short lowercase reason for an OS error.
+fn reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        io::ErrorKind::IsADirectory => "is a directory".to_string(),
+        _ => e.to_string(),
+    }
+}
+
 /// The name to show for `path`: relative to `dir` when inside it.
 fn shown(dir: &Path, path: &Path) -> String {
     path.strip_prefix(dir)
@@ -240,7 +271,7 @@ pub fn load(dir: &Path, opts: &Options) -> Loaded {
                 diags.push(Diagnostic::error(
                     name,
                     Span::default(),
-                    format!("cannot read {name}: {e}"),
+                    format!("cannot read {name}: {}", reason(&e)),
                 ));
                 None
             }
@@ -266,7 +297,7 @@ pub fn load(dir: &Path, opts: &Options) -> Loaded {
             if config.is_local(name) {
                 diags.push(Diagnostic::warning(
                     "relay-domains",
-                    Span::default(),
+                    line_of(&src, name),
                     format!(
                         "`{}` is also a local domain and is treated as local",
                         String::from_utf8_lossy(name)
@@ -409,10 +440,7 @@ fn load_includes(
                 diags.push(Diagnostic::error(
                     &from,
                     span,
-                    format!(
-                        "cannot read include file `{name}`: {}",
-                        io::Error::from(e.kind())
-                    ),
+                    format!("cannot read include file `{name}`: {}", reason(&e)),
                 ));
                 Err(Reply::cannot_open(io_class(&e), &name))
             }

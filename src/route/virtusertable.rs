@@ -374,6 +374,7 @@ pub fn parse(
         }
         table.insert(&e.key, &e.value);
     }
+    diags.sort_by_key(|d| d.span.start);
     (VirtUserTable::new(table), diags)
 }
 
