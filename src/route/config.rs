@@ -25,11 +25,16 @@ use super::users::{self, SystemUsers, Users, VirtualUsers};
 use super::virtusertable::{self, DomainCheck, VirtUserTable};
 
 /// Whose rights a file or program delivery runs with (A.6.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RunAs {
     /// Listed in the system aliases file: an unprivileged default user
     /// (sendmail `DefaultUser`, Postfix `default_privs`), never root.
     DefaultUser,
+    /// Listed in a mailbox user's `.forward`: that user (A.7).
+    User {
+        /// The user's name.
+        name: Vec<u8>,
+    },
     /// Listed in an include file: the owner of that file.
     Owner {
         /// The file's owner.
@@ -43,6 +48,7 @@ impl fmt::Display for RunAs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunAs::DefaultUser => f.write_str("default user"),
+            RunAs::User { name } => write!(f, "user {}", String::from_utf8_lossy(name)),
             RunAs::Owner { .. } => f.write_str("include file owner"),
         }
     }

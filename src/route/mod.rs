@@ -24,7 +24,7 @@ use std::fmt;
 
 pub use config::{Config, Loaded, Options, RunAs, load};
 pub use reply::{Class, Reply};
-pub use users::{SystemUsers, User, Users, VirtualUsers};
+pub use users::{Forward, SystemUsers, User, Users, VirtualUsers};
 
 use aliases::Item;
 use domains::normalize;
@@ -397,23 +397,60 @@ impl Expansion<'_, '_> {
     }
 
     /// Delivers to the mailbox user `name` (`user+detail`) without aliasing;
-    /// false when there is no such user.
-    fn mailbox(&mut self, name: &[u8], sender: &Option<Vec<u8>>) -> bool {
+    /// false when there is no such user. With `use_forward`, the user's
+    /// `.forward` replaces the mailbox (A.7); inside it, the user's own name
+    /// is a self reference and means the mailbox.
+    fn mailbox(
+        &mut self,
+        name: &[u8],
+        depth: usize,
+        ancestors: &mut Vec<Vec<u8>>,
+        sender: &Option<Vec<u8>>,
+        use_forward: bool,
+    ) -> bool {
         let (user, detail) = split_detail(name);
-        match self.r.users.lookup(user) {
-            Some(u) => {
-                let detail = detail.map(<[u8]>::to_vec);
-                self.push(
-                    Delivery::Mailbox {
-                        user: u.name,
-                        detail,
-                    },
-                    sender,
-                );
-                true
+        let Some(u) = self.r.users.lookup(user) else {
+            return false;
+        };
+        // A NUL cannot be in an alias name, so this marker never collides.
+        let marker = [&b"\0forward:"[..], &u.name].concat();
+        if use_forward && !ancestors.contains(&marker) {
+            match self.r.users.forward(&u, detail) {
+                Forward::Found { path, src } => {
+                    let (members, _) = aliases::parse_include(&path.to_string_lossy(), &src, true);
+                    // A.7: an empty .forward means normal delivery.
+                    if !members.is_empty() {
+                        ancestors.push(marker);
+                        let run_as = RunAs::User {
+                            name: u.name.clone(),
+                        };
+                        for m in &members {
+                            self.item(&m.item, depth + 1, ancestors, sender, run_as.clone());
+                        }
+                        ancestors.pop();
+                        return true;
+                    }
+                }
+                Forward::Defer { path } => {
+                    self.error(
+                        Reply::cannot_open(Class::Temp, &path.to_string_lossy()),
+                        name,
+                        sender,
+                    );
+                    return true;
+                }
+                Forward::None | Forward::Unsafe { .. } => {}
             }
-            None => false,
         }
+        let detail = detail.map(<[u8]>::to_vec);
+        self.push(
+            Delivery::Mailbox {
+                user: u.name,
+                detail,
+            },
+            sender,
+        );
+        true
     }
 
     /// Expands a local name (A.6.3, A.6.6): aliases `user+detail`,
@@ -441,7 +478,7 @@ impl Expansion<'_, '_> {
         for key in keys {
             if ancestors.contains(&key) {
                 // A.6.3: the self entry means the local mailbox of that name.
-                if !self.mailbox(name, sender) {
+                if !self.mailbox(name, depth, ancestors, sender, true) {
                     self.error(Reply::user_unknown(), name, sender);
                 }
                 return true;
@@ -457,7 +494,7 @@ impl Expansion<'_, '_> {
             ancestors.pop();
             return true;
         }
-        self.mailbox(name, sender)
+        self.mailbox(name, depth, ancestors, sender, true)
     }
 
     /// Expands one alias or include member at `depth`.
@@ -484,7 +521,7 @@ impl Expansion<'_, '_> {
                 }
             }
             Item::NoAlias(n) => {
-                if !self.mailbox(n, sender) {
+                if !self.mailbox(n, depth, ancestors, sender, false) {
                     self.error(Reply::user_unknown(), n, sender);
                 }
             }
@@ -520,7 +557,7 @@ impl Expansion<'_, '_> {
             Item::Include(path) => match self.r.config.include(path) {
                 Ok(inc) => {
                     for m in &inc.members {
-                        self.item(&m.item, depth + 1, ancestors, sender, inc.run_as);
+                        self.item(&m.item, depth + 1, ancestors, sender, inc.run_as.clone());
                     }
                 }
                 Err(reply) => self.error(reply, &item_text(item), sender),
@@ -882,6 +919,70 @@ fwd@example.test someone@relay.test
             got,
             "local\n  forward bob@relay.test\n  forward eve@nowhere.test"
         );
+    }
+
+    #[test]
+    fn forward_files() {
+        use std::os::unix::fs::PermissionsExt;
+        // A.7: a mailbox user's .forward (or .forward+detail) replaces the
+        // mailbox; `\user` and the user's own plain name mean the mailbox;
+        // programs run as the user; an empty file means normal delivery;
+        // `\user` from an alias skips the .forward.
+        let dir = tempfile::tempdir().unwrap();
+        let mut users = VirtualUsers::default();
+        let forwards = [
+            (
+                "alice",
+                ".forward",
+                "\\alice, \"|/usr/bin/vacation alice\", bob\n",
+            ),
+            ("carol", ".forward", "# mine\ncarol, dave\n"),
+            ("dave", ".forward", "# nothing\n"),
+            ("bob", ".forward+tag", "carol\n"),
+        ];
+        for (name, file, text) in forwards {
+            let home = dir.path().join(name);
+            std::fs::create_dir(&home).unwrap();
+            std::fs::write(home.join(file), text).unwrap();
+            // Not group writable whatever the umask (A.7 safety checks).
+            std::fs::set_permissions(home.join(file), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+            users.insert(User {
+                name: name.as_bytes().to_vec(),
+                home,
+                mailbox: None,
+                uid: None,
+            });
+        }
+        let c = config();
+        let r = Resolver::new(&c, &users);
+        let cases = [
+            (
+                "alice@example.test",
+                "local\n  mailbox alice\n  pipe \"/usr/bin/vacation alice\" as user alice\n  mailbox bob",
+            ),
+            (
+                "carol@example.test",
+                "local\n  mailbox carol\n  mailbox dave",
+            ),
+            ("dave@example.test", "local\n  mailbox dave"),
+            (
+                "bob+tag@example.test",
+                "local\n  mailbox carol\n  mailbox dave",
+            ),
+            (
+                "bob+other@example.test",
+                "local\n  mailbox bob detail \"other\"",
+            ),
+            ("plain@example.test", "local\n  mailbox alice"),
+        ];
+        for (addr, want) in cases {
+            let got = r
+                .resolve(&Address::parse(addr.as_bytes()).unwrap())
+                .to_string();
+            assert_eq!(got, want, "resolving {addr}");
+        }
     }
 
     #[test]

@@ -38,6 +38,36 @@ pub struct User {
     pub home: PathBuf,
     /// The default mailbox, when the user entry names one.
     pub mailbox: Option<PathBuf>,
+    /// The user's own uid (system users); `None` for virtual users, who
+    /// all share the server's uid.
+    pub uid: Option<u32>,
+}
+
+/// What a user's `~/.forward` says (mta-semantics A.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// No usable file: deliver to the mailbox.
+    None,
+    /// A safe file was read.
+    Found {
+        /// Which file.
+        path: PathBuf,
+        /// Its contents.
+        src: Vec<u8>,
+    },
+    /// A file exists but fails the safety checks, so it is ignored (A.7);
+    /// the reason is for the log.
+    Unsafe {
+        /// Which file.
+        path: PathBuf,
+        /// Why it was not used.
+        reason: String,
+    },
+    /// Reading failed in a way that may pass: defer the recipient (A.7).
+    Defer {
+        /// Which file.
+        path: PathBuf,
+    },
 }
 
 /// The mailbox users known to the server.
@@ -45,6 +75,86 @@ pub trait Users {
     /// The user called `name` (an ASCII case-insensitive match, as
     /// sendmail's local mailer without `F=u` folds user names), if any.
     fn lookup(&self, name: &[u8]) -> Option<User>;
+
+    /// The user's `.forward` (A.7). The default reads none.
+    fn forward(&self, user: &User, detail: Option<&[u8]>) -> Forward {
+        let _ = (user, detail);
+        Forward::None
+    }
+}
+
+/// Reads `home/.forward+detail`, then `home/.forward` (A.7, our rule), with
+/// sendmail's safety checks: the file is owned by the user (for virtual
+/// users: the server's uid) or root and is not group or world writable,
+/// and the home directory is not group or world writable; otherwise the
+/// file is ignored. Transient errors defer.
+pub fn read_forward(user: &User, detail: Option<&[u8]>) -> Forward {
+    use std::os::unix::fs::MetadataExt;
+    let owner = user.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    if let Some(d) = detail.filter(|d| !d.is_empty() && !d.contains(&b'/')) {
+        names.push([&b".forward+"[..], d].concat());
+    }
+    names.push(b".forward".to_vec());
+    for name in names {
+        let path = user.home.join(OsStr::from_bytes(&name));
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if transient(&e) => return Forward::Defer { path },
+            Err(e) => {
+                let reason = e.to_string();
+                return Forward::Unsafe { path, reason };
+            }
+        };
+        let unsafe_because = |reason: &str| Forward::Unsafe {
+            path: path.clone(),
+            reason: reason.to_string(),
+        };
+        if !meta.is_file() {
+            return unsafe_because("not a regular file");
+        }
+        if meta.uid() != owner && meta.uid() != 0 {
+            return unsafe_because("owned by someone else");
+        }
+        if meta.mode() & 0o022 != 0 {
+            return unsafe_because("group or world writable");
+        }
+        match std::fs::metadata(&user.home) {
+            Ok(h) if h.mode() & 0o022 != 0 => {
+                return unsafe_because("home directory is group or world writable");
+            }
+            Ok(_) => {}
+            Err(e) if transient(&e) => return Forward::Defer { path },
+            Err(e) => return unsafe_because(&e.to_string()),
+        }
+        return match std::fs::read(&path) {
+            Ok(src) => Forward::Found { path, src },
+            Err(e) if transient(&e) => Forward::Defer { path },
+            Err(e) => Forward::Unsafe {
+                path,
+                reason: e.to_string(),
+            },
+        };
+    }
+    Forward::None
+}
+
+/// Whether an OS error may pass by itself.
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EIO
+                | libc::EAGAIN
+                | libc::EINTR
+                | libc::ENFILE
+                | libc::EMFILE
+                | libc::ENOMEM
+                | libc::ETIMEDOUT
+                | libc::ESTALE
+        )
+    )
 }
 
 /// Users listed in a `users` file, held in memory (also the in-memory twin
@@ -65,16 +175,18 @@ impl VirtualUsers {
         true
     }
 
-    /// Users with these names, homes under `/home` and no mailbox (tests).
+    /// Users with these names, no mailbox, and homes under
+    /// `/nonexistent/home` (so they have no `.forward`; for tests).
     pub fn with_names<N: AsRef<[u8]>>(names: impl IntoIterator<Item = N>) -> VirtualUsers {
         let mut u = VirtualUsers::default();
         for n in names {
             let name = n.as_ref().to_ascii_lowercase();
-            let home = Path::new("/home").join(OsStr::from_bytes(&name));
+            let home = Path::new("/nonexistent/home").join(OsStr::from_bytes(&name));
             u.insert(User {
                 name,
                 home,
                 mailbox: None,
+                uid: None,
             });
         }
         u
@@ -95,6 +207,10 @@ impl Users for VirtualUsers {
     fn lookup(&self, name: &[u8]) -> Option<User> {
         self.map.get(&name.to_ascii_lowercase()).cloned()
     }
+
+    fn forward(&self, user: &User, detail: Option<&[u8]>) -> Forward {
+        read_forward(user, detail)
+    }
 }
 
 /// Users from the passwd database (getpwnam).
@@ -112,7 +228,12 @@ impl Users for SystemUsers {
             name: name.into_bytes(),
             home: pw.dir,
             mailbox: None,
+            uid: Some(pw.uid.as_raw()),
         })
+    }
+
+    fn forward(&self, user: &User, detail: Option<&[u8]>) -> Forward {
+        read_forward(user, detail)
     }
 }
 
@@ -187,6 +308,7 @@ pub fn parse(file: &str, src: &[u8], base: &Path) -> (VirtualUsers, Vec<Diagnost
             name,
             home: path(fields[1]),
             mailbox: fields.get(2).filter(|m| !m.is_empty()).map(|m| path(m)),
+            uid: None,
         });
     }
     (users, diags)
@@ -214,6 +336,48 @@ mod tests {
         let bob = users.lookup(b"bob").unwrap();
         assert_eq!(bob.mailbox.as_deref(), Some(Path::new("/srv/bob/Maildir/")));
         assert_eq!(users.len(), 2);
+    }
+
+    #[test]
+    fn forward_files() {
+        // A.7: `.forward+detail` before `.forward`; unsafe files ignored.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let user = User {
+            name: b"alice".to_vec(),
+            home: home.clone(),
+            mailbox: None,
+            uid: None,
+        };
+        assert_eq!(read_forward(&user, None), Forward::None);
+        std::fs::write(home.join(".forward"), "plain\n").unwrap();
+        std::fs::write(home.join(".forward+lists"), "lists\n").unwrap();
+        for f in [".forward", ".forward+lists"] {
+            std::fs::set_permissions(home.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let src = |f: Forward| match f {
+            Forward::Found { src, .. } => String::from_utf8(src).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(src(read_forward(&user, Some(b"lists"))), "lists\n");
+        assert_eq!(src(read_forward(&user, Some(b"other"))), "plain\n");
+        assert_eq!(src(read_forward(&user, None)), "plain\n");
+        std::fs::set_permissions(
+            home.join(".forward"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        assert!(matches!(read_forward(&user, None), Forward::Unsafe { .. }));
+        std::fs::set_permissions(
+            home.join(".forward"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(read_forward(&user, None), Forward::Unsafe { .. }));
     }
 
     #[test]
