@@ -144,6 +144,9 @@ fn broken_config_reports_every_problem() {
     let loaded = route::load(&fixture_dir("broken"), &options());
     assert!(loaded.has_errors());
     insta::assert_snapshot!(loaded.render());
+    // A.1: a table set with errors is never swapped in on reload.
+    assert!(loaded.clean().is_err());
+    assert!(route::load(&fixture_dir("ok"), &options()).clean().is_ok());
 }
 
 #[test]

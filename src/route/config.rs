@@ -190,6 +190,17 @@ impl Loaded {
             .any(|d| d.severity == Severity::Error)
     }
 
+    /// The configuration when no diagnostic is an error, else `self` back:
+    /// a reload swaps in only a whole, clean table set (A.1: never half a
+    /// table; the running one stays and the errors are logged).
+    pub fn clean(self) -> Result<Config, Loaded> {
+        if self.has_errors() {
+            Err(self)
+        } else {
+            Ok(self.config)
+        }
+    }
+
     /// All diagnostics rendered rustc-style, in order.
     pub fn render(&self) -> String {
         let empty = Vec::new();

@@ -144,6 +144,36 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// The `deliver` (procmail) arguments for a mailbox delivery, the
+    /// caller adding `-f sender` (A.10: sendmail's `FEATURE(local_procmail)`
+    /// runs `procmail -Y -a $h -d $u` once per recipient user): `-a detail`
+    /// when the address had a `+detail`, then `-d user`. `None` for other
+    /// deliveries.
+    pub fn deliver_args(&self) -> Option<Vec<Vec<u8>>> {
+        let Delivery::Mailbox { user, detail } = self else {
+            return None;
+        };
+        let mut args = Vec::new();
+        if let Some(d) = detail {
+            args.push(b"-a".to_vec());
+            args.push(d.clone());
+        }
+        args.push(b"-d".to_vec());
+        args.push(user.clone());
+        Some(args)
+    }
+}
+
+/// Whether a pipe command needs `/bin/sh -c` (A.10: only when it has shell
+/// metacharacters, as Postfix does; otherwise it is split at blanks and run
+/// directly).
+pub fn needs_shell(command: &[u8]) -> bool {
+    command
+        .iter()
+        .any(|b| b"!\"#$%&'()*;<>?[\\]`{|}~\n\r".contains(b))
+}
+
 impl fmt::Display for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -982,6 +1012,47 @@ fwd@example.test someone@relay.test
                 .resolve(&Address::parse(addr.as_bytes()).unwrap())
                 .to_string();
             assert_eq!(got, want, "resolving {addr}");
+        }
+    }
+
+    #[test]
+    fn deliver_arguments() {
+        // A.10: one `deliver -a detail -d user` per mailbox user.
+        let args = |d: Delivery| {
+            d.deliver_args().map(|a| {
+                a.into_iter()
+                    .map(|x| String::from_utf8(x).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let plain = Delivery::Mailbox {
+            user: b"bob".to_vec(),
+            detail: None,
+        };
+        assert_eq!(args(plain), Some(vec!["-d".to_string(), "bob".to_string()]));
+        let tagged = Delivery::Mailbox {
+            user: b"bob".to_vec(),
+            detail: Some(b"Tag".to_vec()),
+        };
+        let want = ["-a", "Tag", "-d", "bob"].map(String::from).to_vec();
+        assert_eq!(args(tagged), Some(want));
+        assert_eq!(args(Delivery::Forward(Address::new(b"a", b"b.test"))), None);
+    }
+
+    #[test]
+    fn shell_only_for_metacharacters() {
+        // A.10: programs via /bin/sh -c only with shell metacharacters.
+        let cases: &[(&[u8], bool)] = &[
+            (b"/usr/bin/vacation alice", false),
+            (b"/usr/bin/prog -x --y=z", false),
+            (b"/usr/bin/prog > /tmp/x", true),
+            (b"prog $HOME", true),
+            (b"a; b", true),
+            (b"a | b", true),
+            (b"echo 'x'", true),
+        ];
+        for &(cmd, want) in cases {
+            assert_eq!(needs_shell(cmd), want, "{}", String::from_utf8_lossy(cmd));
         }
     }
 
