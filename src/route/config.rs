@@ -193,9 +193,9 @@ impl Loaded {
     /// The configuration when no diagnostic is an error, else `self` back:
     /// a reload swaps in only a whole, clean table set (A.1: never half a
     /// table; the running one stays and the errors are logged).
-    pub fn clean(self) -> Result<Config, Loaded> {
+    pub fn clean(self) -> Result<Config, Box<Loaded>> {
         if self.has_errors() {
-            Err(self)
+            Err(Box::new(self))
         } else {
             Ok(self.config)
         }
