@@ -434,7 +434,20 @@ fn load_includes(
         let result = match std::fs::read(&path).and_then(|src| Ok((std::fs::metadata(&path)?, src)))
         {
             Ok((meta, src)) => {
-                let (mut members, d) = aliases::parse_include(&name, &src, trusted.contains(&path));
+                let mut trust = trusted.contains(&path);
+                // A.6.2: sendmail refuses files and programs named by an
+                // unsafe controlling file; a writable list is one.
+                if trust && meta.mode() & 0o022 != 0 {
+                    diags.push(Diagnostic::warning(
+                        &from,
+                        span,
+                        format!(
+                            "include file `{name}` is group or world writable, so it is not trusted"
+                        ),
+                    ));
+                    trust = false;
+                }
+                let (mut members, d) = aliases::parse_include(&name, &src, trust);
                 diags.extend(d);
                 for m in &mut members {
                     let mut changed = false;
@@ -445,13 +458,16 @@ fn load_includes(
                 more.reverse();
                 todo.extend(more);
                 sources.insert(name.clone(), src);
-                Ok(Include {
-                    members,
-                    run_as: RunAs::Owner {
-                        uid: meta.uid(),
+                // A.6.2: never as root; a root-owned list runs as the
+                // default user, like the aliases file itself.
+                let run_as = match meta.uid() {
+                    0 => RunAs::DefaultUser,
+                    uid => RunAs::Owner {
+                        uid,
                         gid: meta.gid(),
                     },
-                })
+                };
+                Ok(Include { members, run_as })
             }
             Err(e) => {
                 diags.push(Diagnostic::error(
