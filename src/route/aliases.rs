@@ -212,10 +212,14 @@ pub fn parse_item(raw: &[u8]) -> Result<Item, String> {
         } else {
             return Err("text after a quoted string".to_string());
         }
-    } else if let (Some(lt), Some(gt)) = (
-        s.iter().position(|&b| b == b'<'),
-        s.iter().rposition(|&b| b == b'>'),
-    ) {
+    } else if !s.starts_with(b"|")
+        && !s.starts_with(b"\\|")
+        && !s.starts_with(b"/")
+        && let (Some(lt), Some(gt)) = (
+            s.iter().position(|&b| b == b'<'),
+            s.iter().rposition(|&b| b == b'>'),
+        )
+    {
         // `Phrase <addr>`: the address inside the brackets counts.
         if gt < lt {
             return Err("unbalanced `<` and `>`".to_string());
@@ -539,11 +543,12 @@ mod tests {
     fn member_forms() {
         // A.6.2 table: name, \name, user@domain, /file, |prog, "|prog args",
         // :include:, quoted names; commas inside quotes do not split.
-        let src = "all: bob, \\carol, dave@Other.Test, /var/log/all.mbox, |/bin/true, \"|/usr/bin/prog a, b\", :include:lists/all, \"a name\", \\|/bin/cat, Eve <eve@x.test>\n";
+        let src = "all: bob, \\carol, \"|/bin/sort < /dev/null > /tmp/x\", dave@Other.Test, /var/log/all.mbox, |/bin/true, \"|/usr/bin/prog a, b\", :include:lists/all, \"a name\", \\|/bin/cat, Eve <eve@x.test>\n";
         let got = items(src, "all");
         let want = vec![
             name("bob"),
             Item::NoAlias(b"carol".to_vec()),
+            Item::Pipe(b"/bin/sort < /dev/null > /tmp/x".to_vec()),
             Item::Address(Address::new(b"dave", b"other.test")),
             Item::File(b"/var/log/all.mbox".to_vec()),
             Item::Pipe(b"/bin/true".to_vec()),
@@ -554,6 +559,19 @@ mod tests {
             Item::Address(Address::new(b"eve", b"x.test")),
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn unquoted_pipe_keeps_its_redirections() {
+        // A.6.2: `|command` is the whole item; `<` `>` are not an address.
+        let got = items("p: |/bin/sort < /dev/null > /tmp/x, bob\n", "p");
+        assert_eq!(
+            got,
+            [
+                Item::Pipe(b"/bin/sort < /dev/null > /tmp/x".to_vec()),
+                name("bob")
+            ]
+        );
     }
 
     #[test]
