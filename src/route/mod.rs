@@ -396,8 +396,10 @@ impl<'a> Resolver<'a> {
         }
         let owner = self.config.aliases.get(&owner_key)?;
         let plain = !owner.value.iter().any(|&b| b",:/|\" \t".contains(&b));
+        // sendmail parses the plain value as an address, which drops the
+        // quoting backslash of `\user`.
         let mut sender = if plain {
-            owner.value.clone()
+            owner.value.strip_prefix(b"\\").unwrap_or(&owner.value).to_vec()
         } else {
             owner_key
         };
@@ -660,7 +662,7 @@ loop1: loop2
 loop2: loop1
 selfish: selfish, carol
 list: carol, bob, /var/mail/list.archive, \"|/usr/bin/archive list\"
-owner-list: dave
+owner-list: \\dave
 list2: carol, bob
 owner-list2: carol, dave
 owner-owner: dave
