@@ -399,7 +399,11 @@ impl<'a> Resolver<'a> {
         // sendmail parses the plain value as an address, which drops the
         // quoting backslash of `\user`.
         let mut sender = if plain {
-            owner.value.strip_prefix(b"\\").unwrap_or(&owner.value).to_vec()
+            owner
+                .value
+                .strip_prefix(b"\\")
+                .unwrap_or(&owner.value)
+                .to_vec()
         } else {
             owner_key
         };
