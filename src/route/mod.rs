@@ -5,10 +5,11 @@
 //! list of typed targets (mta-semantics A.1–A.7, E).
 //!
 //! `route` is pure lookups. It reads table files into memory only in
-//! [`config::load`]; resolution never touches a file, the network or a
-//! process, and knows nothing of SMTP sessions (it returns [`Reply`] values
-//! the SMTP layer sends as they are). It depends on nothing in the project
-//! but `diag`.
+//! [`config::load`]; resolution reads no file except a mailbox user's
+//! `~/.forward` through the [`Users`] backend (A.7), never touches the
+//! network or starts a process, and knows nothing of SMTP sessions (it
+//! returns [`Reply`] values the SMTP layer sends with the address added).
+//! It depends on nothing in the project but `diag`.
 
 pub mod aliases;
 pub mod config;
