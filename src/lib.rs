@@ -11,5 +11,6 @@ pub mod diag;
 pub mod mailbox;
 pub mod message;
 pub mod rc;
+pub mod route;
 pub mod smtp;
 pub mod status;

@@ -5,5 +5,6 @@ mod diff;
 mod eval;
 mod mailbox;
 mod rc_syntax;
+mod route;
 mod smtp_proto;
 mod util;
