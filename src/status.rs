@@ -1,11 +1,23 @@
-//! Delivery outcomes and their classes.
+//! Delivery outcomes, their classes, and the one SMTP reply type.
 //!
 //! An [`Outcome`] is what happened to one message for one recipient. Its
 //! [`Class`] is a type, not a number: the sysexits code handed to an MTA, the
 //! SMTP reply code and the enhanced status code all come from the same value
-//! in [`Outcome::exit_code`] and [`Outcome::smtp`], so a temporary failure can
-//! never be reported with a permanent enhanced code. OS errors are mapped to a
-//! class in one place, [`Class::of_io`]. This module is a leaf.
+//! in [`Outcome::exit_code`] and [`Reply::from_outcome`], so a temporary
+//! failure can never be reported with a permanent enhanced code. OS errors
+//! met while delivering are mapped to a class in one place,
+//! [`Class::of_io`].
+//!
+//! A [`Reply`] is every SMTP reply the crate sends or decides, whether the
+//! session builds it or routing does. A failing reply is built from a
+//! [`Class`], which gives the first digit of its enhanced code; the class is
+//! read from a number in exactly one constructor, [`Reply::from_code`], for
+//! codes a person wrote in a table (maddy's bug in STYLE.md: a 4xx reply
+//! sent with a 5.x.x code because the class was recomputed from a number).
+//! Reply text is generic; details belong in the log.
+//!
+//! This module is a leaf: it uses nothing else in the project, does no I/O
+//! and never decides policy (which code a situation gets is its callers').
 
 use std::fmt;
 use std::io;
@@ -68,11 +80,21 @@ impl Class {
         }
     }
 
-    /// First digit of the enhanced status code: `4` or `5`.
-    fn digit(self) -> u16 {
+    /// The first digit of both the basic and the enhanced code: `4` or `5`.
+    pub fn digit(self) -> u16 {
         match self {
             Class::Temp => 4,
             Class::Perm => 5,
+        }
+    }
+
+    /// The basic reply code of a failure of this class when nothing more
+    /// specific applies: `451` (local error in processing) or `550`
+    /// (requested action not taken), RFC 5321 4.2.3.
+    pub fn basic_code(self) -> u16 {
+        match self {
+            Class::Temp => 451,
+            Class::Perm => 550,
         }
     }
 }
@@ -144,18 +166,14 @@ impl Outcome {
         }
     }
 
-    /// The SMTP reply code and enhanced status code, both from one class.
+    /// The SMTP reply code and enhanced status code, both from one class
+    /// (the codes of [`Reply::from_outcome`]).
     pub fn smtp(&self) -> (u16, String) {
-        match self {
-            Outcome::Delivered => (250, "2.0.0".to_string()),
-            Outcome::Failed { class, detail, .. } => {
-                let code = match class {
-                    Class::Temp => 451,
-                    Class::Perm => 550,
-                };
-                (code, format!("{}.{}.{}", class.digit(), detail.0, detail.1))
-            }
-        }
+        let reply = Reply::from_outcome(self);
+        let enhanced = reply
+            .enhanced()
+            .expect("an outcome's reply has an enhanced code");
+        (reply.code(), enhanced)
     }
 }
 
@@ -165,6 +183,210 @@ impl fmt::Display for Outcome {
             Outcome::Delivered => f.write_str("delivered"),
             Outcome::Failed { reason, .. } => f.write_str(reason),
         }
+    }
+}
+
+/// One SMTP reply, possibly of several lines: a basic code, an enhanced
+/// status code (RFC 3463) when the reply has one, and generic text.
+///
+/// Invariants, kept by every constructor: the code is in 200..=599; a
+/// failure (4xx/5xx) has a [`Class`] whose digit is the code's first digit
+/// and the enhanced code's first digit; a success has no class and a `2.x.x`
+/// enhanced code if any; text lines hold no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Reply {
+    code: u16,
+    class: Option<Class>,
+    enhanced: Option<(u16, u16)>,
+    lines: Vec<String>,
+    closes: bool,
+}
+
+/// Replaces control characters so that a reply line can never be split or
+/// forged by text that came from a client or a table. A tab stays: RFC
+/// 5321 4.2 allows it in reply text, and sendmail sends a table's text as
+/// written.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
+impl Reply {
+    /// A reply without an enhanced code: the greeting, EHLO/HELO and 354
+    /// (RFC 2034 leaves these out; mta-semantics B.2, B.3).
+    ///
+    /// Panics if `code` is not 2xx or 3xx (an invariant of the callers).
+    pub fn plain(code: u16, text: &str) -> Reply {
+        assert!((200..400).contains(&code), "plain reply with code {code}");
+        Reply::build(code, None, None, text)
+    }
+
+    /// A positive reply with enhanced code `2.<detail>`, e.g.
+    /// `Reply::ok(250, (1, 0), "Ok")` is `250 2.1.0 Ok`.
+    ///
+    /// Panics if `code` is not 2xx.
+    pub fn ok(code: u16, detail: (u16, u16), text: &str) -> Reply {
+        assert!((200..300).contains(&code), "ok reply with code {code}");
+        Reply::build(code, None, Some(detail), text)
+    }
+
+    /// A failure of class `class`: `Reply::fail(Class::Perm, 550, (1, 1), t)`
+    /// is `550 5.1.1 t`.
+    ///
+    /// Panics if the first digit of `code` does not match `class`: codes
+    /// given here are constants in the callers, so a mismatch is a
+    /// programming error. A code from user input goes through
+    /// [`Reply::from_code`] instead.
+    pub fn fail(class: Class, code: u16, detail: (u16, u16), text: &str) -> Reply {
+        assert!(
+            code / 100 == class.digit(),
+            "{class:?} reply with code {code}"
+        );
+        Reply::build(code, Some(class), Some(detail), text)
+    }
+
+    /// A temporary failure (4xx, enhanced `4.x.x`).
+    pub fn temp(code: u16, detail: (u16, u16), text: &str) -> Reply {
+        Reply::fail(Class::Temp, code, detail, text)
+    }
+
+    /// A permanent failure (5xx, enhanced `5.x.x`).
+    pub fn perm(code: u16, detail: (u16, u16), text: &str) -> Reply {
+        Reply::fail(Class::Perm, code, detail, text)
+    }
+
+    /// A failure whose class is read from `code`, a number a person wrote
+    /// (a virtusertable `error:CODE text` entry, mta-semantics A.5): 4xx is
+    /// temporary, 5xx permanent. This is the only place a class is parsed
+    /// from a number; callers that also hold a class (a keyword, the first
+    /// digit of a written enhanced code) compare it with [`Reply::class`].
+    ///
+    /// Fails with a lowercase message when `code` is not 4xx or 5xx or a
+    /// part of the enhanced code has more than three digits (RFC 3463).
+    pub fn from_code(code: u16, detail: (u16, u16), text: &str) -> Result<Reply, String> {
+        let class = match code {
+            400..=499 => Class::Temp,
+            500..=599 => Class::Perm,
+            _ => return Err(format!("reply code {code} is not a 4xx or 5xx code")),
+        };
+        if detail.0 > 999 || detail.1 > 999 {
+            return Err(format!(
+                "enhanced status code x.{}.{} is out of range",
+                detail.0, detail.1
+            ));
+        }
+        Ok(Reply::fail(class, code, detail, text))
+    }
+
+    /// The reply for a delivery or queueing [`Outcome`]: `250 2.0.0 Ok`, or
+    /// the class's [`Class::basic_code`] with the outcome's own class and
+    /// detail. The outcome's reason is for the log and is not shown.
+    pub fn from_outcome(outcome: &Outcome) -> Reply {
+        match outcome {
+            Outcome::Delivered => Reply::ok(250, (0, 0), "Ok"),
+            Outcome::Failed { class, detail, .. } => {
+                let text = match class {
+                    Class::Temp => "Error: local error in processing",
+                    Class::Perm => "Error: requested action not taken",
+                };
+                Reply::fail(*class, class.basic_code(), *detail, text)
+            }
+        }
+    }
+
+    fn build(code: u16, class: Option<Class>, enhanced: Option<(u16, u16)>, text: &str) -> Reply {
+        Reply {
+            code,
+            class,
+            enhanced,
+            lines: vec![clean(text)],
+            closes: false,
+        }
+    }
+
+    /// Adds a line (for multi-line replies such as EHLO).
+    pub fn with_line(mut self, text: &str) -> Reply {
+        self.lines.push(clean(text));
+        self
+    }
+
+    /// Puts `subject: ` before the first line, e.g. the recipient in
+    /// `554 5.7.1 <a@b.test>: Relay access denied`: routing decides the
+    /// generic text, the SMTP layer says which address it is about.
+    pub fn about(mut self, subject: &str) -> Reply {
+        self.lines[0] = format!("{}: {}", clean(subject), self.lines[0]);
+        self
+    }
+
+    /// Marks the reply as the last one: the server closes the connection
+    /// after sending it.
+    pub fn closing(mut self) -> Reply {
+        self.closes = true;
+        self
+    }
+
+    /// The basic reply code, e.g. 550.
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    /// `Some(class)` for a 4xx/5xx reply, `None` for 2xx/3xx.
+    pub fn class(&self) -> Option<Class> {
+        self.class
+    }
+
+    /// The enhanced status code, e.g. `"5.1.1"`, when the reply has one;
+    /// its first digit is the class's, `2` for a success.
+    pub fn enhanced(&self) -> Option<String> {
+        let first = self.class.map_or(2, Class::digit);
+        self.enhanced.map(|(a, b)| format!("{first}.{a}.{b}"))
+    }
+
+    /// The text lines, without codes.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// Whether the connection must be closed after this reply.
+    pub fn closes(&self) -> bool {
+        self.closes
+    }
+
+    /// The reply as sent: one `code-`/`code ` line per text line, each
+    /// ending in CRLF.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut out = String::new();
+        self.write_lines(&mut out, "\r\n");
+        out.into_bytes()
+    }
+
+    fn write_lines(&self, out: &mut String, eol: &str) {
+        let enhanced = self.enhanced();
+        let n = self.lines.len();
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            out.push_str(&format!("{}{sep}", self.code));
+            if let Some(e) = &enhanced {
+                out.push_str(e);
+                if !line.is_empty() {
+                    out.push(' ');
+                }
+            }
+            out.push_str(line);
+            out.push_str(eol);
+        }
+    }
+}
+
+/// The wire form with `\n` line ends and no final newline (for logs,
+/// transcripts and snapshots).
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        self.write_lines(&mut out, "\n");
+        out.pop();
+        f.write_str(&out)
     }
 }
 
@@ -186,5 +408,113 @@ mod tests {
     fn full_disk_is_temporary() {
         let e = io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(Class::of_io(&e), Class::Temp);
+    }
+
+    #[test]
+    fn class_gives_both_digits() {
+        let cases = [
+            (Reply::perm(550, (1, 1), "x"), "550 5.1.1 x"),
+            (Reply::temp(452, (5, 3), "x"), "452 4.5.3 x"),
+            (Reply::fail(Class::Temp, 451, (2, 4), "x"), "451 4.2.4 x"),
+            (Reply::ok(250, (1, 5), "Ok"), "250 2.1.5 Ok"),
+            (Reply::plain(354, "go"), "354 go"),
+        ];
+        for (reply, want) in cases {
+            let got = reply.to_string();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    #[should_panic]
+    fn temp_class_with_5xx_code_panics() {
+        let _ = Reply::temp(550, (1, 1), "x");
+    }
+
+    #[test]
+    #[should_panic]
+    fn perm_class_with_4xx_code_panics() {
+        let _ = Reply::perm(451, (1, 1), "x");
+    }
+
+    #[test]
+    fn class_comes_from_a_written_code() {
+        let cases = [
+            (451, Class::Temp, "451 4.2.4 x"),
+            (450, Class::Temp, "450 4.2.4 x"),
+            (550, Class::Perm, "550 5.2.4 x"),
+            (554, Class::Perm, "554 5.2.4 x"),
+        ];
+        for (code, class, want) in cases {
+            let got = Reply::from_code(code, (2, 4), "x").unwrap();
+            assert_eq!(got.class(), Some(class), "code {code}");
+            assert_eq!(got.to_string(), want, "code {code}");
+        }
+    }
+
+    #[test]
+    fn only_written_4xx_and_5xx_codes_are_failures() {
+        for code in [99, 250, 354, 399, 600, 999] {
+            let got = Reply::from_code(code, (0, 0), "x");
+            assert_eq!(
+                got,
+                Err(format!("reply code {code} is not a 4xx or 5xx code"))
+            );
+        }
+        assert!(Reply::from_code(550, (1000, 0), "x").is_err());
+        assert!(Reply::from_code(550, (0, 1000), "x").is_err());
+        assert!(Reply::from_code(550, (999, 999), "x").is_ok());
+    }
+
+    #[test]
+    fn multi_line_wire_form() {
+        let r = Reply::plain(250, "mx greets c")
+            .with_line("PIPELINING")
+            .with_line("8BITMIME");
+        let got = String::from_utf8(r.to_wire()).unwrap();
+        assert_eq!(got, "250-mx greets c\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+        let r = Reply::ok(250, (0, 0), "a").with_line("b");
+        assert_eq!(r.to_string(), "250-2.0.0 a\n250 2.0.0 b");
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_lines() {
+        let r = Reply::perm(550, (1, 1), "<a\r\n250 ok>");
+        assert_eq!(r.to_wire(), b"550 5.1.1 <a??250 ok>\r\n");
+        let r = Reply::perm(550, (1, 1), "a\0b\x1bc\td");
+        assert_eq!(r.to_wire(), b"550 5.1.1 a?b?c\td\r\n");
+        let r = Reply::perm(554, (7, 1), "Relay access denied").about("<a\r\n250 ok>");
+        assert_eq!(
+            r.to_wire(),
+            b"554 5.7.1 <a??250 ok>: Relay access denied\r\n"
+        );
+    }
+
+    #[test]
+    fn about_names_the_subject_on_the_first_line_only() {
+        let r = Reply::perm(550, (1, 1), "User unknown")
+            .with_line("second")
+            .about("<a@b.test>");
+        assert_eq!(
+            r.to_string(),
+            "550-5.1.1 <a@b.test>: User unknown\n550 5.1.1 second"
+        );
+    }
+
+    #[test]
+    fn outcome_class_survives() {
+        let got = Reply::from_outcome(&Outcome::temp((3, 1), "disk full"));
+        assert_eq!(
+            (got.code(), got.enhanced().unwrap()),
+            (451, "4.3.1".to_string())
+        );
+        let got = Reply::from_outcome(&Outcome::perm((1, 1), sysexits::EX_NOUSER, "no user"));
+        assert_eq!(
+            (got.code(), got.enhanced().unwrap()),
+            (550, "5.1.1".to_string())
+        );
+        assert!(!got.to_string().contains("no user"), "reason leaked: {got}");
+        let got = Reply::from_outcome(&Outcome::Delivered);
+        assert_eq!(got.to_string(), "250 2.0.0 Ok");
     }
 }

@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 
 use crate::diag::{Diagnostic, Span};
+use crate::status::Reply;
 
 use super::Address;
 use super::domains::invalid_domain;
 use super::mapfile::{is_blank, lines};
-use super::reply::Reply;
+use super::reply;
 
 /// One member of an alias (or of an include list), as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,7 +301,7 @@ fn members(
                 Ok(item) => item,
                 Err(why) => {
                     diags.push(Diagnostic::error(file, span, format!("bad member: {why}")));
-                    Item::Refused(Reply::bad_member())
+                    Item::Refused(reply::bad_member())
                 }
             };
             Member { item, span }
@@ -508,7 +509,7 @@ pub fn parse_include(
                     )
                     .with_note("list this include file as trusted to allow them"),
                 );
-                m.item = Item::Refused(Reply::not_allowed_here());
+                m.item = Item::Refused(reply::not_allowed_here());
             }
             out.push(m);
         }
@@ -647,7 +648,7 @@ mod tests {
         let got = items(src, "good");
         assert_eq!(
             got,
-            [name("a"), Item::Refused(Reply::bad_member()), name("c")]
+            [name("a"), Item::Refused(reply::bad_member()), name("c")]
         );
     }
 
@@ -662,8 +663,8 @@ mod tests {
             name("alice"),
             name("bob"),
             Item::Address(Address::new(b"carol", b"x.test")),
-            Item::Refused(Reply::not_allowed_here()),
-            Item::Refused(Reply::not_allowed_here()),
+            Item::Refused(reply::not_allowed_here()),
+            Item::Refused(reply::not_allowed_here()),
         ];
         assert_eq!(got, want);
         assert_eq!(d.len(), 2);

@@ -17,10 +17,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Severity, Span};
+use crate::status::{Class, Reply};
 
 use super::aliases::{self, Aliases, Item, Member};
 use super::domains::{self, DomainList, Matching};
-use super::reply::{Class, Reply};
+use super::reply;
 use super::users::{self, SystemUsers, Users, VirtualUsers};
 use super::virtusertable::{self, DomainCheck, VirtUserTable};
 
@@ -144,7 +145,7 @@ impl Config {
         match self.includes.get(&path) {
             Some(Ok(inc)) => Ok(inc),
             Some(Err(reply)) => Err(reply.clone()),
-            None => Err(Reply::cannot_open(Class::Perm, &path.to_string_lossy())),
+            None => Err(reply::cannot_open(Class::Perm, &path.to_string_lossy())),
         }
     }
 
@@ -393,7 +394,7 @@ fn check_member(
             )
             .with_note("forwards need a relay domain or a smarthost"),
         );
-        m.item = Item::Refused(Reply::no_route());
+        m.item = Item::Refused(reply::no_route());
         *changed = true;
     }
 }
@@ -475,7 +476,7 @@ fn load_includes(
                     span,
                     format!("cannot read include file `{name}`: {}", reason(&e)),
                 ));
-                Err(Reply::cannot_open(io_class(&e), &name))
+                Err(reply::cannot_open(io_class(&e), &name))
             }
         };
         config.includes.insert(path, result);
@@ -497,7 +498,7 @@ mod tests {
         ];
         for (errno, want) in cases {
             let got =
-                Reply::cannot_open(io_class(&io::Error::from_raw_os_error(errno)), "x").to_string();
+                reply::cannot_open(io_class(&io::Error::from_raw_os_error(errno)), "x").to_string();
             assert_eq!(got, want, "errno {errno}");
         }
     }

@@ -9,7 +9,7 @@
 //! `~/.forward` through the [`Users`] backend (A.7), never touches the
 //! network or starts a process, and knows nothing of SMTP sessions (it
 //! returns [`Reply`] values the SMTP layer sends with the address added).
-//! It depends on nothing in the project but `diag`.
+//! It depends on nothing in the project but the leaves `diag` and `status`.
 
 pub mod aliases;
 pub mod config;
@@ -24,8 +24,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 pub use config::{Config, Loaded, Options, RunAs, load};
-pub use reply::{Class, Reply};
 pub use users::{Forward, SystemUsers, User, Users, VirtualUsers};
+
+use crate::status::{Class, Reply};
 
 use aliases::Item;
 use domains::normalize;
@@ -304,22 +305,22 @@ impl<'a> Resolver<'a> {
         // other unqualified address is refused.
         if domain.is_empty() {
             if !local.eq_ignore_ascii_case(b"postmaster") {
-                return Resolution::Refused(Reply::unqualified());
+                return Resolution::Refused(reply::unqualified());
             }
             local = b"postmaster".to_vec();
             domain = self.config.host_name.clone();
         }
         // A.2: address literals are never local; refused as relay attempts.
         if domain.starts_with(b"[") {
-            return Resolution::Refused(Reply::relay_denied());
+            return Resolution::Refused(reply::relay_denied());
         }
         let is_local = self.config.is_local(&domain);
         let is_relay = !is_local && self.config.relay.matches(&domain);
         if !is_local && !is_relay {
-            return Resolution::Refused(Reply::relay_denied());
+            return Resolution::Refused(reply::relay_denied());
         }
         if is_routing_form(&local) {
-            return Resolution::Refused(Reply::routing_form());
+            return Resolution::Refused(reply::routing_form());
         }
         let addr = Address { local, domain };
         if is_relay {
@@ -339,14 +340,14 @@ impl<'a> Resolver<'a> {
                 Resolution::Local(ex.out)
             }
             Ok(Chain::Name(_, depth)) if depth > MAX_ALIAS_DEPTH => {
-                Resolution::Refused(Reply::alias_loop(depth, MAX_ALIAS_DEPTH))
+                Resolution::Refused(reply::alias_loop(depth, MAX_ALIAS_DEPTH))
             }
             Ok(Chain::Name(name, depth)) => {
                 // A.4 rule 6 / A.6.5: only an unknown name is refused here.
                 if ex.name(&name, depth, &mut Vec::new(), &None) {
                     Resolution::Local(ex.out)
                 } else {
-                    Resolution::Refused(Reply::user_unknown())
+                    Resolution::Refused(reply::user_unknown())
                 }
             }
         }
@@ -360,7 +361,7 @@ impl<'a> Resolver<'a> {
         let mut depth = depth;
         loop {
             if depth > MAX_ALIAS_DEPTH {
-                return Err(Reply::alias_loop(depth, MAX_ALIAS_DEPTH));
+                return Err(reply::alias_loop(depth, MAX_ALIAS_DEPTH));
             }
             let Some(hit) = self.config.virtusers.lookup(&a.local, &a.domain) else {
                 // A.5: no match continues with the original local part.
@@ -376,7 +377,7 @@ impl<'a> Resolver<'a> {
                 Rhs::Address(b) if self.config.can_forward(&b.domain) => {
                     return Ok(Chain::Forward(b));
                 }
-                Rhs::Address(_) => return Err(Reply::no_route()),
+                Rhs::Address(_) => return Err(reply::no_route()),
             }
         }
     }
@@ -470,7 +471,7 @@ impl Expansion<'_, '_> {
                 }
                 Forward::Defer { path } => {
                     self.error(
-                        Reply::cannot_open(Class::Temp, &path.to_string_lossy()),
+                        reply::cannot_open(Class::Temp, &path.to_string_lossy()),
                         name,
                         sender,
                     );
@@ -502,7 +503,7 @@ impl Expansion<'_, '_> {
         sender: &Option<Vec<u8>>,
     ) -> bool {
         if depth > MAX_ALIAS_DEPTH {
-            self.error(Reply::alias_loop(depth, MAX_ALIAS_DEPTH), name, sender);
+            self.error(reply::alias_loop(depth, MAX_ALIAS_DEPTH), name, sender);
             return true;
         }
         let lname = name.to_ascii_lowercase();
@@ -516,7 +517,7 @@ impl Expansion<'_, '_> {
             if ancestors.contains(&key) {
                 // A.6.3: the self entry means the local mailbox of that name.
                 if !self.mailbox(name, depth, ancestors, sender, true) {
-                    self.error(Reply::user_unknown(), name, sender);
+                    self.error(reply::user_unknown(), name, sender);
                 }
                 return true;
             }
@@ -545,7 +546,7 @@ impl Expansion<'_, '_> {
     ) {
         if depth > MAX_ALIAS_DEPTH {
             self.error(
-                Reply::alias_loop(depth, MAX_ALIAS_DEPTH),
+                reply::alias_loop(depth, MAX_ALIAS_DEPTH),
                 &item_text(item),
                 sender,
             );
@@ -554,12 +555,12 @@ impl Expansion<'_, '_> {
         match item {
             Item::Name(n) => {
                 if !self.name(n, depth, ancestors, sender) {
-                    self.error(Reply::user_unknown(), n, sender);
+                    self.error(reply::user_unknown(), n, sender);
                 }
             }
             Item::NoAlias(n) => {
                 if !self.mailbox(n, depth, ancestors, sender, false) {
-                    self.error(Reply::user_unknown(), n, sender);
+                    self.error(reply::user_unknown(), n, sender);
                 }
             }
             Item::Address(a) if self.r.config.is_local(&a.domain) => {
@@ -568,7 +569,7 @@ impl Expansion<'_, '_> {
                     Ok(Chain::Forward(b)) => self.push(Delivery::Forward(b), sender),
                     Ok(Chain::Name(n, d)) => {
                         if !self.name(&n, d, ancestors, sender) {
-                            self.error(Reply::user_unknown(), &a.to_bytes(), sender);
+                            self.error(reply::user_unknown(), &a.to_bytes(), sender);
                         }
                     }
                 }
@@ -576,7 +577,7 @@ impl Expansion<'_, '_> {
             Item::Address(a) if self.r.config.can_forward(&a.domain) => {
                 self.push(Delivery::Forward(a.clone()), sender);
             }
-            Item::Address(a) => self.error(Reply::no_route(), &a.to_bytes(), sender),
+            Item::Address(a) => self.error(reply::no_route(), &a.to_bytes(), sender),
             Item::File(path) => self.push(
                 Delivery::File {
                     path: path.clone(),
@@ -724,7 +725,7 @@ fwd@example.test someone@relay.test
             .insert(PathBuf::from("/etc/postroom/lists/members"), Ok(inc));
         c.includes.insert(
             PathBuf::from("/no/such/file"),
-            Err(Reply::cannot_open(Class::Perm, "/no/such/file")),
+            Err(reply::cannot_open(Class::Perm, "/no/such/file")),
         );
         c
     }

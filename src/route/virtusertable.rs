@@ -7,11 +7,12 @@
 //! file itself; lookups go through the [`Table`] trait.
 
 use crate::diag::{Diagnostic, Span};
+use crate::status::{Class, Reply};
 
 use super::Address;
 use super::domains::{invalid_domain, normalize};
 use super::mapfile;
-use super::reply::{Class, Reply};
+use super::reply;
 use super::table::{MemTable, Table};
 
 /// What an entry's right-hand side says, after substitution.
@@ -126,8 +127,8 @@ pub fn parse_error(spec: &[u8]) -> Result<Reply, String> {
                 String::from_utf8_lossy(first)
             ));
         };
-        let reply = Reply::new(code, sub, det, text_or(text, "Address rejected"))?;
-        if c != reply.class().digit() {
+        let reply = Reply::from_code(code, (sub, det), &text_or(text, "Address rejected"))?;
+        if reply.class().map(Class::digit) != Some(c) {
             return Err(format!(
                 "enhanced status code {c}.{sub}.{det} does not match reply code {code}"
             ));
@@ -136,7 +137,7 @@ pub fn parse_error(spec: &[u8]) -> Result<Reply, String> {
     }
     // CODE text
     if let Some(code) = reply_code(first) {
-        return Reply::new(code, 0, 0, text_or(text, "Address rejected"));
+        return Reply::from_code(code, (0, 0), &text_or(text, "Address rejected"));
     }
     // KEYWORD [CODE] [text]
     let lower = first.to_ascii_lowercase();
@@ -150,11 +151,10 @@ pub fn parse_error(spec: &[u8]) -> Result<Reply, String> {
     let (maybe_code, after) = word(text);
     let (code, text) = match reply_code(maybe_code) {
         Some(code) => (code, after),
-        None if class == Class::Temp => (451, text),
-        None => (550, text),
+        None => (class.basic_code(), text),
     };
-    let reply = Reply::new(code, sub, det, text_or(text, default))?;
-    if reply.class() != class {
+    let reply = Reply::from_code(code, (sub, det), &text_or(text, default))?;
+    if reply.class() != Some(class) {
         return Err(format!(
             "reply code {code} does not match the class of `{}`",
             String::from_utf8_lossy(first)
@@ -266,11 +266,7 @@ impl<T: Table> VirtUserTable<T> {
             if let Some(value) = self.table.lookup(&key) {
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                 let value = substitute(value, &refs);
-                let rhs = parse_rhs(&value).unwrap_or_else(|_| {
-                    Rhs::Error(
-                        Reply::new(554, 3, 5, "Local configuration error").expect("valid reply"),
-                    )
-                });
+                let rhs = parse_rhs(&value).unwrap_or_else(|_| Rhs::Error(reply::config_error()));
                 return Some(Hit { key, rhs });
             }
         }

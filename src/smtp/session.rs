@@ -16,6 +16,8 @@
 //! state field here, and for STARTTLS a reply the server sees as "switch
 //! the stream now" (the line reader must then be empty, RFC 3207 §4.2).
 
+use crate::route;
+
 use super::address::{
     AddressError, Domain, ForwardPath, ReversePath, parse_forward_path, parse_reverse_path,
 };
@@ -146,8 +148,8 @@ impl RcptVerdict {
     /// `550 5.1.1 <a>: Recipient address rejected: User unknown`
     /// (mta-semantics B.3, A.4 rule 6).
     pub fn unknown_user(to: &ForwardPath) -> RcptVerdict {
-        let text = format!("{to}: Recipient address rejected: User unknown");
-        RcptVerdict::Refuse(Reply::perm(550, (1, 1), &text))
+        let about = format!("{to}: Recipient address rejected");
+        RcptVerdict::Refuse(route::reply::user_unknown().about(&about))
     }
 
     /// `554 5.7.1 <a>: Relay access denied` (mta-semantics B.3, A.4 rule
@@ -158,7 +160,7 @@ impl RcptVerdict {
 }
 
 fn relay_denied(to: &ForwardPath) -> Reply {
-    Reply::perm(554, (7, 1), &format!("{to}: Relay access denied"))
+    route::reply::relay_denied().about(&to.to_string())
 }
 
 /// What a session asks of the rest of the server: routing tables and the
