@@ -5,8 +5,9 @@
 //! SMTP reply code and the enhanced status code all come from the same value
 //! in [`Outcome::exit_code`] and [`Reply::from_outcome`], so a temporary
 //! failure can never be reported with a permanent enhanced code. OS errors
-//! met while delivering are mapped to a class in one place,
-//! [`Class::of_io`].
+//! are mapped to a class only here: [`Class::of_io`] for writing a
+//! mailbox or running a program, [`Class::of_open`] for opening a file a
+//! person keeps (an `:include:` list, a `.forward`).
 //!
 //! A [`Reply`] is every SMTP reply the crate sends or decides, whether the
 //! session builds it or routing does. A failing reply is built from a
@@ -77,6 +78,29 @@ impl Class {
         match err.raw_os_error() {
             Some(libc::ENAMETOOLONG) | Some(libc::ELOOP) | Some(libc::EFBIG) => Class::Perm,
             _ => Class::Temp,
+        }
+    }
+
+    /// The class of an OS error met while opening or reading a file a
+    /// person keeps, such as an `:include:` list or a `~/.forward`
+    /// (mta-semantics A.6.2, A.7; sendmail's `include()`): errors that pass
+    /// by themselves (I/O, no memory or descriptors, a stale NFS handle, a
+    /// lock) defer that recipient; the rest (missing, no permission, ...)
+    /// are permanent, because only the person can fix them.
+    pub fn of_open(err: &io::Error) -> Class {
+        match err.raw_os_error() {
+            Some(
+                libc::EIO
+                | libc::EAGAIN
+                | libc::EINTR
+                | libc::ENFILE
+                | libc::EMFILE
+                | libc::ENOMEM
+                | libc::ETIMEDOUT
+                | libc::ESTALE
+                | libc::ENOLCK,
+            ) => Class::Temp,
+            _ => Class::Perm,
         }
     }
 
@@ -408,6 +432,22 @@ mod tests {
     fn full_disk_is_temporary() {
         let e = io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(Class::of_io(&e), Class::Temp);
+    }
+
+    #[test]
+    fn opening_a_kept_file_defers_only_passing_errors() {
+        let cases = [
+            (libc::EIO, Class::Temp),
+            (libc::EAGAIN, Class::Temp),
+            (libc::ESTALE, Class::Temp),
+            (libc::ENOENT, Class::Perm),
+            (libc::EACCES, Class::Perm),
+            (libc::ELOOP, Class::Perm),
+        ];
+        for (errno, want) in cases {
+            let got = Class::of_open(&io::Error::from_raw_os_error(errno));
+            assert_eq!(got, want, "errno {errno}");
+        }
     }
 
     #[test]

@@ -213,25 +213,6 @@ impl Loaded {
     }
 }
 
-/// Whether an error opening a file may go away by itself (sendmail
-/// `include()`: transient errors defer, the rest bounce).
-fn io_class(e: &io::Error) -> Class {
-    match e.raw_os_error() {
-        Some(
-            libc::EIO
-            | libc::EAGAIN
-            | libc::EINTR
-            | libc::ENFILE
-            | libc::EMFILE
-            | libc::ENOMEM
-            | libc::ETIMEDOUT
-            | libc::ESTALE
-            | libc::ENOLCK,
-        ) => Class::Temp,
-        _ => Class::Perm,
-    }
-}
-
 /// The span of the first line of a class file whose first word is `name`.
 fn line_of(src: &[u8], name: &[u8]) -> Span {
     for (off, line) in super::mapfile::lines(src) {
@@ -476,7 +457,7 @@ fn load_includes(
                     span,
                     format!("cannot read include file `{name}`: {}", reason(&e)),
                 ));
-                Err(reply::cannot_open(io_class(&e), &name))
+                Err(reply::cannot_open(Class::of_open(&e), &name))
             }
         };
         config.includes.insert(path, result);
@@ -497,8 +478,8 @@ mod tests {
             (libc::EACCES, "550 5.2.4 Cannot open x"),
         ];
         for (errno, want) in cases {
-            let got =
-                reply::cannot_open(io_class(&io::Error::from_raw_os_error(errno)), "x").to_string();
+            let got = reply::cannot_open(Class::of_open(&io::Error::from_raw_os_error(errno)), "x")
+                .to_string();
             assert_eq!(got, want, "errno {errno}");
         }
     }

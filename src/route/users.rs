@@ -26,6 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Span};
+use crate::status::Class;
 
 use super::mapfile::lines;
 
@@ -140,21 +141,9 @@ pub fn read_forward(user: &User, detail: Option<&[u8]>) -> Forward {
     Forward::None
 }
 
-/// Whether an OS error may pass by itself.
+/// Whether an OS error may pass by itself (A.7: defer the recipient).
 fn transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::EIO
-                | libc::EAGAIN
-                | libc::EINTR
-                | libc::ENFILE
-                | libc::EMFILE
-                | libc::ENOMEM
-                | libc::ETIMEDOUT
-                | libc::ESTALE
-        )
-    )
+    Class::of_open(e) == Class::Temp
 }
 
 /// Users listed in a `users` file, held in memory (also the in-memory twin
