@@ -24,9 +24,12 @@
 //! delivered" one atomic step, and the other order (record first) would lose
 //! the message if the crash came before the delivery.
 //!
-//! One process owns a spool at a time: updates to one entry are serialised
-//! by a lock inside [`Spool`], not between processes. This module never
-//! opens a socket and never runs `deliver`.
+//! One process owns a spool at a time: [`Spool::open`] takes an exclusive
+//! `flock` on `lock` in the root and holds it while the [`Spool`] lives
+//! (recovery clears `tmp/`, which would break another process's enqueue),
+//! and updates are serialised by a mutex inside it; share one `Spool`
+//! between the server and the runner threads. This module never opens a
+//! socket and never runs `deliver`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -34,6 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::entry::{Attempt, Entry, Envelope, State};
 use super::schedule::Schedule;
@@ -124,6 +130,8 @@ pub(crate) enum Step {
 /// The durable file spool.
 pub struct Spool {
     root: PathBuf,
+    /// Held for the spool's lifetime; released when dropped.
+    _owner: Flock<File>,
     schedule: Schedule,
     clock: Arc<dyn Clock>,
     lock: Mutex<()>,
@@ -167,8 +175,29 @@ impl Spool {
             fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
         }
         sync_dir(&root)?;
+        let lock_path = root.join("lock");
+        let lock_file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        let owner = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+            let source = io::Error::from_raw_os_error(e as i32);
+            let op = if e == Errno::EWOULDBLOCK {
+                "lock (another process has the spool open)"
+            } else {
+                "lock"
+            };
+            QueueError::Io {
+                op,
+                path: lock_path.clone(),
+                source,
+            }
+        })?;
         let spool = Spool {
             root,
+            _owner: owner,
             schedule,
             clock,
             lock: Mutex::new(()),
@@ -566,6 +595,23 @@ mod tests {
         assert_eq!(rec.dropped_updates, vec![id.clone()]);
         assert_eq!(spool.entry(&id).unwrap(), before);
         assert!(!spool.entry_dir(&id).join("envelope.new").exists());
+    }
+
+    #[test]
+    fn a_second_owner_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let clock = Arc::new(ManualClock::at(0));
+        let err = Spool::open(dir.path(), Schedule::default(), clock.clone())
+            .err()
+            .expect("second open must fail");
+        assert!(
+            err.to_string()
+                .contains("another process has the spool open"),
+            "{err}"
+        );
+        drop(spool);
+        assert!(Spool::open(dir.path(), Schedule::default(), clock).is_ok());
     }
 
     #[test]
