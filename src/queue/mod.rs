@@ -27,6 +27,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::status::Outcome;
+
 pub use entry::{Address, Attempt, Entry, Envelope, Failure, Recipient, State};
 pub use memory::MemoryQueue;
 pub use schedule::Schedule;
@@ -132,8 +134,18 @@ pub enum QueueError {
         why: String,
     },
     /// The crash test stopped enqueue here (never returned outside tests).
+    #[doc(hidden)]
     #[error("queue: simulated crash while writing {0}")]
     Crashed(QueueId),
+}
+
+impl QueueError {
+    /// The outcome to answer the SMTP client with: every queue error is
+    /// temporary, `451 4.3.0` (mta-semantics B.8 step 3), so the client
+    /// keeps the message and tries again.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::temp((3, 0), self.to_string())
+    }
 }
 
 /// A queue backend.
@@ -367,6 +379,13 @@ mod tests {
         );
         assert_eq!(got, want);
         assert_eq!(mailq(&Listing::default()), "Mail queue is empty\n");
+    }
+
+    #[test]
+    fn every_queue_error_is_a_451_4_3_0() {
+        let got = QueueError::NoRecipients.outcome();
+        assert_eq!(got.smtp(), (451, "4.3.0".to_string()));
+        assert_eq!(got.exit_code(), 75);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! corrupt/<id>[.n]/  entries that could not be read, moved aside
 //! ```
 //!
+//! Directories are created mode 0700 and files 0600: queued mail is private.
+//!
 //! An entry exists exactly when `active/<id>/` exists, and it appears there
 //! in one `rename()` of a directory whose files are already fsync'ed, so a
 //! crash at any point leaves either no entry or a whole one (mta-semantics
@@ -31,8 +33,9 @@
 //! between the server and the runner threads. This module never opens a
 //! socket and never runs `deliver`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,6 +157,7 @@ fn write_new(path: &Path, data: &[u8]) -> Result<(), QueueError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .map_err(io_err("create", path))?;
     f.write_all(data).map_err(io_err("write", path))?;
@@ -172,7 +176,11 @@ impl Spool {
         let root = root.into();
         for d in ["", "tmp", "active", "corrupt"] {
             let p = root.join(d);
-            fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .map_err(io_err("create directory", &p))?;
         }
         sync_dir(&root)?;
         let lock_path = root.join("lock");
@@ -180,6 +188,7 @@ impl Spool {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(io_err("open", &lock_path))?;
         let owner = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
@@ -270,7 +279,7 @@ impl Spool {
         let (id, dir) = loop {
             let id = QueueId::generate(now);
             let dir = tmp.join(id.as_str());
-            match fs::create_dir(&dir) {
+            match DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => break (id, dir),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err("create", &dir)(e)),
@@ -595,6 +604,19 @@ mod tests {
         assert_eq!(rec.dropped_updates, vec![id.clone()]);
         assert_eq!(spool.entry(&id).unwrap(), before);
         assert!(!spool.entry_dir(&id).join("envelope.new").exists());
+    }
+
+    #[test]
+    fn queued_mail_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let id = spool.enqueue(&envelope(), b"x").unwrap();
+        let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path().join("active")), 0o700);
+        assert_eq!(mode(spool.entry_dir(&id)), 0o700);
+        assert_eq!(mode(spool.entry_dir(&id).join("message")), 0o600);
+        assert_eq!(mode(spool.entry_dir(&id).join("envelope")), 0o600);
     }
 
     #[test]
