@@ -757,6 +757,25 @@ mod tests {
         assert!(text.ends_with("\nend\n"));
     }
 
+    /// The example in the module docs is a valid file.
+    #[test]
+    fn module_doc_example_parses() {
+        let src = include_str!("entry.rs");
+        let start = src.find("//! ```text\n").unwrap() + "//! ```text\n".len();
+        let end = start + src[start..].find("//! ```\n").unwrap();
+        let text: String = src[start..end]
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("//! ").unwrap()))
+            .collect();
+        let e = Entry::parse(text.as_bytes()).unwrap();
+        assert_eq!(e.to_text(), text);
+        let State::Deferred { next, error } = &e.recipients[0].state else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*next, 1_795_695_300);
+        assert_eq!(error.diagnostic, "smtp; 421 busy");
+    }
+
     #[test]
     fn null_sender_is_written_as_a_dash() {
         let mut env = envelope();
