@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod diag;
 pub mod mailbox;
 pub mod message;
+pub mod queue;
 pub mod rc;
 pub mod route;
 pub mod smtp;

@@ -4,6 +4,7 @@ mod deliver;
 mod diff;
 mod eval;
 mod mailbox;
+mod queue;
 mod rc_syntax;
 mod route;
 mod smtp_proto;
