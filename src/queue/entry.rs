@@ -108,11 +108,7 @@ impl Failure {
     /// The enhanced status code, `4.4.1`; its first digit comes from the
     /// class, never from a number (STYLE.md, maddy's bug).
     pub fn status(&self) -> String {
-        let digit = match self.class {
-            Class::Temp => 4,
-            Class::Perm => 5,
-        };
-        format!("{digit}.{}.{}", self.detail.0, self.detail.1)
+        format!("{}.{}.{}", self.class.digit(), self.detail.0, self.detail.1)
     }
 }
 
