@@ -13,6 +13,8 @@
 //! a [`Diagnostic`] for `postroom check`. This module never expands
 //! variables, runs programs or touches files.
 
+use std::cell::OnceCell;
+
 use pest::Parser as _;
 use pest::iterators::Pair;
 
@@ -40,16 +42,17 @@ use grammar::{RcParser, Rule};
 /// follow it anyway), so that the "Missing closing brace" item that ends
 /// the outermost unclosed block is still reached when the block is entered.
 pub fn parse(file: &str, src: &[u8]) -> (Rcfile, Vec<Diagnostic>) {
-    // pest reads `&str`; mail is bytes. The shadow has the same length and
-    // maps every non-ASCII byte to DEL, which no rule gives a meaning.
-    let shadow: String = src
-        .iter()
-        .map(|&b| if b < 0x80 { char::from(b) } else { '\x7f' })
-        .collect();
+    parse_with(file, src, true)
+}
+
+/// [`parse`], with or without the fast path (see [`quick`]); the tests
+/// parse both ways and compare.
+fn parse_with(file: &str, src: &[u8], fast: bool) -> (Rcfile, Vec<Diagnostic>) {
     let mut reader = Reader {
         file,
         src,
-        shadow: &shadow,
+        shadow: OnceCell::new(),
+        fast,
         pos: 0,
         diags: Vec::new(),
     };
@@ -58,7 +61,7 @@ pub fn parse(file: &str, src: &[u8]) -> (Rcfile, Vec<Diagnostic>) {
 }
 
 /// A pest pair with absolute offsets, owned.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Node {
     rule: Rule,
     start: usize,
@@ -124,6 +127,9 @@ struct Word {
     text: Vec<u8>,
     /// Source offset of each byte of `text`.
     at: Vec<usize>,
+    /// Whether `text` and `at` are filled in (only recipe headers need
+    /// them; leaving them empty elsewhere saves two allocations a word).
+    with_text: bool,
     open: Option<Open>,
 }
 
@@ -191,13 +197,29 @@ fn close(stack: &mut Vec<Frame>) {
 struct Reader<'a> {
     file: &'a str,
     src: &'a [u8],
-    shadow: &'a str,
+    /// What pest reads: `src` with every byte >= 0x80 turned into DEL
+    /// (pest reads `&str`; mail is bytes). Same length, so offsets carry
+    /// over, and no rule gives DEL a meaning. Made the first time pest
+    /// runs, which for most rcfiles is never.
+    shadow: OnceCell<String>,
+    /// Whether [`quick`] may answer before pest.
+    fast: bool,
     pos: usize,
     diags: Vec<Diagnostic>,
 }
 
 impl<'a> Reader<'a> {
-    /// Matches `rule` at offset `at`.
+    /// Matches `rule` at offset `at`: what [`quick`] says, else pest.
+    fn run(&self, rule: Rule, at: usize) -> Option<Node> {
+        if self.fast
+            && let Some(found) = quick(self.src, rule, at)
+        {
+            return found;
+        }
+        self.run_pest(rule, at)
+    }
+
+    /// Matches `rule` at offset `at` with pest.
     ///
     /// pest indexes the lines of all the input it is given, so giving it
     /// the rest of the file each time would make parsing quadratic. It gets
@@ -205,8 +227,12 @@ impl<'a> Reader<'a> {
     /// window's end (only there can the rest of the file change it).
     /// No match is final: of the rules used here only `name` can fail,
     /// and whether it matches depends on its first byte.
-    fn run(&self, rule: Rule, at: usize) -> Option<Node> {
-        let rest = &self.shadow[at..];
+    fn run_pest(&self, rule: Rule, at: usize) -> Option<Node> {
+        let shadow = self.shadow.get_or_init(|| {
+            let ascii = self.src.iter().map(|&b| b.min(0x7f)).collect();
+            String::from_utf8(ascii).expect("bytes below 0x80 are UTF-8")
+        });
+        let rest = &shadow[at..];
         let line_end = |from: usize| rest[from..].find('\n').map_or(rest.len(), |n| from + n + 1);
         let mut window = line_end(line_end(0));
         loop {
@@ -433,7 +459,7 @@ impl<'a> Reader<'a> {
                     .kids
                     .iter()
                     .find(|k| k.rule == Rule::word)
-                    .map(|k| self.word(k));
+                    .map(|k| self.word(k, false));
                 let (value, end) = match word {
                     Some(w) => {
                         if let Some(open) = &w.open {
@@ -517,8 +543,9 @@ impl<'a> Reader<'a> {
     // ---- words ---------------------------------------------------------
 
     /// The words of the line at `self.pos` (procmail's `readparse` with
-    /// argument splitting), moving past its newline.
-    fn line(&mut self) -> Line {
+    /// argument splitting), moving past its newline. `with_text`: see
+    /// [`Word::with_text`].
+    fn line(&mut self, with_text: bool) -> Line {
         let node = self
             .run(Rule::line_words, self.pos)
             .expect("line_words matches anywhere");
@@ -532,7 +559,7 @@ impl<'a> Reader<'a> {
             .kids
             .iter()
             .filter(|k| k.rule == Rule::word)
-            .map(|k| self.word(k))
+            .map(|k| self.word(k, with_text))
             .collect();
         Line { words, end }
     }
@@ -547,7 +574,7 @@ impl<'a> Reader<'a> {
     /// Words `from..` the end of `line` as raw text: the source with
     /// backslash-newlines removed, the comment and trailing blanks dropped.
     fn line_raw(&self, from: usize, line: &Line) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(line.end.saturating_sub(from));
         let mut p = from;
         for w in &line.words {
             out.extend(
@@ -561,12 +588,14 @@ impl<'a> Reader<'a> {
         out
     }
 
-    fn word(&mut self, node: &Node) -> Word {
+    fn word(&mut self, node: &Node, with_text: bool) -> Word {
+        let len = node.end - node.start;
         let mut w = Word {
             span: Span::new(node.start, node.end),
-            raw: Vec::new(),
-            text: Vec::new(),
-            at: Vec::new(),
+            raw: Vec::with_capacity(len + 2),
+            text: Vec::with_capacity(if with_text { len } else { 0 }),
+            at: Vec::with_capacity(if with_text { len } else { 0 }),
+            with_text,
             open: None,
         };
         for piece in &node.kids {
@@ -576,8 +605,10 @@ impl<'a> Reader<'a> {
     }
 
     fn push_text(&self, w: &mut Word, from: usize, to: usize) {
-        w.text.extend_from_slice(&self.src[from..to]);
-        w.at.extend(from..to);
+        if w.with_text {
+            w.text.extend_from_slice(&self.src[from..to]);
+            w.at.extend(from..to);
+        }
     }
 
     /// Adds `node`'s source to `w.text`, without its backslash-newlines.
@@ -688,7 +719,7 @@ impl<'a> Reader<'a> {
         let node = self
             .run(Rule::logical_line, self.pos)
             .expect("logical_line matches anywhere");
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(node.end - node.start);
         let mut last = node.start;
         for part in &node.kids {
             let text = &self.src[part.start..part.end];
@@ -716,7 +747,7 @@ impl<'a> Reader<'a> {
         loop {
             let colon = self.pos;
             self.pos += 1;
-            let line = self.line();
+            let line = self.line(true);
             let span = Span::new(colon, line.end);
             self.line_eol(items, &line);
             let head = self.header(&line.words);
@@ -937,7 +968,7 @@ impl<'a> Reader<'a> {
         match first {
             b'!' => {
                 self.pos += 1;
-                let line = self.line();
+                let line = self.line(false);
                 self.line_eol(items, &line);
                 return Parsed::Action(Action::Forward(self.line_raw(a + 1, &line)));
             }
@@ -973,7 +1004,7 @@ impl<'a> Reader<'a> {
                         // prints; it is the command procmail would run for
                         // `! args` (`$SENDMAIL` one word, flags split).
                         self.pos = p + 1;
-                        let line = self.line();
+                        let line = self.line(false);
                         self.line_eol(items, &line);
                         let mut cmd = b"\"$SENDMAIL\" $SENDMAILFLAGS".to_vec();
                         cmd.extend(self.line_raw(p + 1, &line));
@@ -988,7 +1019,7 @@ impl<'a> Reader<'a> {
             self.pos = a + 2;
             return Parsed::Block(a);
         }
-        let line = self.line();
+        let line = self.line(false);
         self.line_eol(items, &line);
         Parsed::Action(Action::Folder(self.line_raw(a, &line)))
     }
@@ -1006,6 +1037,145 @@ fn shown(text: &str) -> String {
             escaped
         })
         .collect()
+}
+
+// ---- the fast path ---------------------------------------------------
+
+/// What pest answers for `rule` at `at`, worked out by hand for the
+/// commonest text: names, blanks, unquoted words, comments and lines that
+/// do not end in a backslash. `None` when the text holds anything else
+/// (a quote, a backquote, a backslash where it matters); pest decides then.
+///
+/// pest costs some hundreds of instructions a byte, and `deliver` parses
+/// the rcfile once a message. This mirrors the grammar rule for rule and
+/// gives the same [`Node`]s; the tests check it against pest at every
+/// offset of every fixture and of mutated files. The grammar stays the
+/// definition: change a rule used here and `quick` must follow.
+fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Node>> {
+    let leaf = |rule, start, end| Node {
+        rule,
+        start,
+        end,
+        kids: Vec::new(),
+    };
+    let blanks = |mut p: usize| {
+        while let Some(b' ' | b'\t') = src.get(p) {
+            p += 1;
+        }
+        p
+    };
+    let line_end = |p: usize| {
+        src[p..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(src.len(), |n| p + n)
+    };
+    // `"\n" | EOI` at `p` (a newline or the end of the file): the end of
+    // the match; EOI is a pair of its own.
+    let newline = |kids: &mut Vec<Node>, p: usize| {
+        if p == src.len() {
+            kids.push(leaf(Rule::EOI, p, p));
+            p
+        } else {
+            p + 1
+        }
+    };
+    // A `word` from `p` (not a blank, a newline or the end of the file)
+    // made of `plain` runs and `escape`s; `None` if it holds a quote, a
+    // backquote or a backslash before a newline or the end of the file.
+    let word = |p: usize| -> Option<Node> {
+        let mut kids = Vec::new();
+        let mut q = p;
+        loop {
+            match src.get(q) {
+                None | Some(b' ' | b'\t' | b'\n') => break,
+                Some(b'\'' | b'"' | b'`') => return None,
+                Some(b'\\') => {
+                    if matches!(src.get(q + 1), None | Some(b'\n')) {
+                        return None;
+                    }
+                    kids.push(leaf(Rule::escape, q, q + 2));
+                    q += 2;
+                }
+                Some(_) => {
+                    let end = src[q..]
+                        .iter()
+                        .position(|b| b" \t\n'\"`\\".contains(b))
+                        .map_or(src.len(), |n| q + n);
+                    kids.push(leaf(Rule::plain, q, end));
+                    q = end;
+                }
+            }
+        }
+        Some(Node {
+            rule: Rule::word,
+            start: p,
+            end: q,
+            kids,
+        })
+    };
+    let mut kids = Vec::new();
+    let end = match rule {
+        Rule::name => {
+            let is_start = |b: &u8| b.is_ascii_alphabetic() || *b == b'_';
+            if !src.get(at).is_some_and(is_start) {
+                return Some(None);
+            }
+            let is_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+            at + src[at..].iter().take_while(|b| is_char(b)).count()
+        }
+        Rule::logical_line => {
+            let end = line_end(at);
+            if end < src.len() && end > at && src[end - 1] == b'\\' {
+                return None;
+            }
+            kids.push(leaf(Rule::line_text, at, end));
+            newline(&mut kids, end)
+        }
+        Rule::line_words => {
+            let mut p = at;
+            loop {
+                p = blanks(p);
+                match src.get(p) {
+                    None | Some(b'\n') => break newline(&mut kids, p),
+                    Some(b'#') => {
+                        let end = line_end(p);
+                        kids.push(leaf(Rule::comment, p, end));
+                        break newline(&mut kids, end);
+                    }
+                    Some(_) => {
+                        let w = word(p)?;
+                        p = w.end;
+                        kids.push(w);
+                    }
+                }
+            }
+        }
+        Rule::assign_value => {
+            let p = blanks(at);
+            match src.get(p) {
+                None | Some(b'\n') => newline(&mut kids, p),
+                Some(b'#') => {
+                    let end = line_end(p);
+                    kids.push(leaf(Rule::comment, p, end));
+                    newline(&mut kids, end)
+                }
+                Some(_) => {
+                    let w = word(p)?;
+                    let end = w.end;
+                    kids.push(w);
+                    newline(&mut kids, end)
+                }
+            }
+        }
+        _ => return None,
+    };
+    Some(Some(Node {
+        rule,
+        start: at,
+        end,
+        kids,
+    }))
 }
 
 #[cfg(test)]
@@ -1125,6 +1295,120 @@ mod tests {
         assert_eq!(depth, MAX_DEPTH);
         assert!(matches!(&items[..], [Item::Invalid { log, .. }] if log == "Nesting too deep"));
         assert!(diags.iter().any(|d| d.message.contains("nested more than")));
+    }
+
+    /// Every rcfile of the project: the fixtures and the benchmark's.
+    fn corpus() -> Vec<(String, Vec<u8>)> {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut files = Vec::new();
+        for dir in ["tests/fixtures/rc/ok", "tests/fixtures/rc/errors", "bench"] {
+            for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.ends_with(".rc") || name == "procmailrc" {
+                    files.push((format!("{dir}/{name}"), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        assert!(files.len() > 40, "the rcfile corpus is missing");
+        files
+    }
+
+    /// `src` with a few bytes replaced, inserted or removed, chosen from
+    /// the bytes that mean something to the grammar.
+    fn mutate(src: &[u8], seed: &mut u32) -> Vec<u8> {
+        let alphabet = b":*{}|!=\"'`\\\n \t#$^a0_\r\xe9";
+        let mut s = src.to_vec();
+        for _ in 0..3 {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 17;
+            *seed ^= *seed << 5;
+            let at = *seed as usize % (s.len() + 1);
+            let b = alphabet[(*seed >> 8) as usize % alphabet.len()];
+            match (*seed >> 16) % 3 {
+                0 if at < s.len() => s[at] = b,
+                1 if at < s.len() => {
+                    s.remove(at);
+                }
+                _ => s.insert(at, b),
+            }
+        }
+        s
+    }
+
+    /// The fast path gives pest's very nodes wherever it answers: every
+    /// rule it knows, at every offset of every rcfile and of mutants.
+    #[test]
+    fn quick_agrees_with_pest() {
+        let rules = [
+            Rule::name,
+            Rule::line_words,
+            Rule::assign_value,
+            Rule::logical_line,
+        ];
+        let mut inputs: Vec<Vec<u8>> = corpus().into_iter().map(|(_, src)| src).collect();
+        let mut seed = 0x9e37_79b9_u32;
+        for k in 0..inputs.len() * 8 {
+            let m = mutate(&inputs[k % inputs.len()], &mut seed);
+            inputs.push(m);
+        }
+        let (mut answered, mut declined) = (0, 0);
+        for src in &inputs {
+            let reader = Reader {
+                file: "rc",
+                src,
+                shadow: OnceCell::new(),
+                fast: false,
+                pos: 0,
+                diags: Vec::new(),
+            };
+            for at in 0..=src.len() {
+                for rule in rules {
+                    let Some(got) = quick(src, rule, at) else {
+                        declined += 1;
+                        continue;
+                    };
+                    answered += 1;
+                    let want = reader.run_pest(rule, at);
+                    let near = &src[at.saturating_sub(20)..(at + 40).min(src.len())];
+                    assert_eq!(
+                        got,
+                        want,
+                        "{rule:?} at {at}, near {:?}",
+                        near.escape_ascii().to_string()
+                    );
+                }
+            }
+        }
+        // Both paths were exercised.
+        assert!(
+            answered > 100_000 && declined > 10_000,
+            "{answered} {declined}"
+        );
+    }
+
+    /// Whole files parse to the same items and diagnostics with and
+    /// without the fast path.
+    #[test]
+    fn fast_path_gives_the_same_ast() {
+        let mut seed = 0x2545_f491_u32;
+        for (name, src) in corpus() {
+            let want = parse_with(&name, &src, false);
+            let got = parse_with(&name, &src, true);
+            assert_eq!(got, want, "{name}");
+            for _ in 0..50 {
+                let m = mutate(&src, &mut seed);
+                let want = parse_with(&name, &m, false);
+                let got = parse_with(&name, &m, true);
+                assert_eq!(
+                    got,
+                    want,
+                    "{name} mutated: {:?}",
+                    m.escape_ascii().to_string()
+                );
+            }
+        }
     }
 
     // Every construct, cut at every byte and mutated: the parser must not
