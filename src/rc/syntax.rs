@@ -60,32 +60,83 @@ fn parse_with(file: &str, src: &[u8], fast: bool) -> (Rcfile, Vec<Diagnostic>) {
     (Rcfile { items }, reader.diags)
 }
 
-/// A pest pair with absolute offsets, owned.
-#[derive(Debug, PartialEq)]
-struct Node {
+/// One pest pair with absolute offsets, in a [`Tree`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tok {
     rule: Rule,
     start: usize,
     end: usize,
-    kids: Vec<Node>,
+    /// How many pairs inside it follow it in the tree.
+    inner: usize,
 }
 
-impl Node {
-    fn from_pair(pair: Pair<'_, Rule>, base: usize) -> Node {
-        let span = pair.as_span();
+/// One match: its pairs in source order, each followed by the pairs inside
+/// it (pest's own queue, flattened). One allocation however many pairs.
+#[derive(Debug, PartialEq)]
+struct Tree(Vec<Tok>);
+
+impl Tree {
+    fn from_pair(pair: Pair<'_, Rule>, base: usize) -> Tree {
+        fn push(pair: Pair<'_, Rule>, base: usize, out: &mut Vec<Tok>) {
+            let span = pair.as_span();
+            let at = out.len();
+            out.push(Tok {
+                rule: pair.as_rule(),
+                start: base + span.start(),
+                end: base + span.end(),
+                inner: 0,
+            });
+            for p in pair.into_inner() {
+                push(p, base, out);
+            }
+            out[at].inner = out.len() - at - 1;
+        }
+        let mut out = Vec::new();
+        push(pair, base, &mut out);
+        Tree(out)
+    }
+
+    fn root(&self) -> Node<'_> {
+        Node::at(&self.0)
+    }
+}
+
+/// A pair of a [`Tree`] and the pairs inside it.
+#[derive(Clone, Copy)]
+struct Node<'t> {
+    rule: Rule,
+    start: usize,
+    end: usize,
+    /// The pairs inside it, flattened.
+    inner: &'t [Tok],
+}
+
+impl<'t> Node<'t> {
+    /// The pair that starts `toks`.
+    fn at(toks: &'t [Tok]) -> Node<'t> {
+        let t = toks[0];
         Node {
-            rule: pair.as_rule(),
-            start: base + span.start(),
-            end: base + span.end(),
-            kids: pair
-                .into_inner()
-                .map(|p| Node::from_pair(p, base))
-                .collect(),
+            rule: t.rule,
+            start: t.start,
+            end: t.end,
+            inner: &toks[1..=t.inner],
         }
     }
 
-    /// Every descendant with `rule`, in source order.
+    /// The pairs directly inside it, in source order.
+    fn kids(&self) -> impl Iterator<Item = Node<'t>> + use<'t> {
+        let mut rest = self.inner;
+        std::iter::from_fn(move || {
+            let kid = Node::at(rest.first().map(|_| rest)?);
+            rest = &rest[1 + kid.inner.len()..];
+            Some(kid)
+        })
+    }
+
+    /// Every descendant with `rule`, in source order (not those inside
+    /// one that has it).
     fn find(&self, rule: Rule, out: &mut Vec<Span>) {
-        for kid in &self.kids {
+        for kid in self.kids() {
             if kid.rule == rule {
                 out.push(Span::new(kid.start, kid.end));
             } else {
@@ -95,9 +146,7 @@ impl Node {
     }
 
     fn has(&self, rule: Rule) -> bool {
-        let mut found = Vec::new();
-        self.find(rule, &mut found);
-        !found.is_empty()
+        self.inner.iter().any(|t| t.rule == rule)
     }
 }
 
@@ -210,7 +259,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// Matches `rule` at offset `at`: what [`quick`] says, else pest.
-    fn run(&self, rule: Rule, at: usize) -> Option<Node> {
+    fn run(&self, rule: Rule, at: usize) -> Option<Tree> {
         if self.fast
             && let Some(found) = quick(self.src, rule, at)
         {
@@ -227,7 +276,7 @@ impl<'a> Reader<'a> {
     /// window's end (only there can the rest of the file change it).
     /// No match is final: of the rules used here only `name` can fail,
     /// and whether it matches depends on its first byte.
-    fn run_pest(&self, rule: Rule, at: usize) -> Option<Node> {
+    fn run_pest(&self, rule: Rule, at: usize) -> Option<Tree> {
         let shadow = self.shadow.get_or_init(|| {
             let ascii = self.src.iter().map(|&b| b.min(0x7f)).collect();
             String::from_utf8(ascii).expect("bytes below 0x80 are UTF-8")
@@ -239,9 +288,9 @@ impl<'a> Reader<'a> {
             let found = RcParser::parse(rule, &rest[..window])
                 .ok()
                 .and_then(|mut pairs| pairs.next())
-                .map(|p| Node::from_pair(p, at));
+                .map(|p| Tree::from_pair(p, at));
             match found {
-                Some(node) if node.end == at + window && window < rest.len() => {
+                Some(tree) if tree.root().end == at + window && window < rest.len() => {
                     window = (window * 2).min(rest.len());
                 }
                 found => return found,
@@ -293,7 +342,10 @@ impl<'a> Reader<'a> {
 
     /// The end of a variable name starting at `at`, if one does.
     fn name_end(&self, at: usize) -> Option<usize> {
-        self.run(Rule::name, at).map(|n| n.end)
+        if self.fast {
+            return quick_name(self.src, at);
+        }
+        self.run(Rule::name, at).map(|t| t.root().end)
     }
 
     /// Whether only blanks stand between the start of its line and `at`.
@@ -451,15 +503,15 @@ impl<'a> Reader<'a> {
                 }
                 self.pos += 1;
                 let after_eq = self.pos;
-                let node = self
+                let tree = self
                     .run(Rule::assign_value, after_eq)
                     .expect("assign_value matches anywhere");
+                let node = tree.root();
                 self.pos = node.end;
                 let word = node
-                    .kids
-                    .iter()
+                    .kids()
                     .find(|k| k.rule == Rule::word)
-                    .map(|k| self.word(k, false));
+                    .map(|k| self.word(&k, false));
                 let (value, end) = match word {
                     Some(w) => {
                         if let Some(open) = &w.open {
@@ -546,9 +598,10 @@ impl<'a> Reader<'a> {
     /// argument splitting), moving past its newline. `with_text`: see
     /// [`Word::with_text`].
     fn line(&mut self, with_text: bool) -> Line {
-        let node = self
+        let tree = self
             .run(Rule::line_words, self.pos)
             .expect("line_words matches anywhere");
+        let node = tree.root();
         self.pos = node.end;
         let end = if self.src[..node.end].ends_with(b"\n") {
             node.end - 1
@@ -556,10 +609,9 @@ impl<'a> Reader<'a> {
             node.end
         };
         let words = node
-            .kids
-            .iter()
+            .kids()
             .filter(|k| k.rule == Rule::word)
-            .map(|k| self.word(k, with_text))
+            .map(|k| self.word(&k, with_text))
             .collect();
         Line { words, end }
     }
@@ -598,8 +650,8 @@ impl<'a> Reader<'a> {
             with_text,
             open: None,
         };
-        for piece in &node.kids {
-            self.piece(piece, &mut w);
+        for piece in node.kids() {
+            self.piece(&piece, &mut w);
         }
         w
     }
@@ -644,7 +696,7 @@ impl<'a> Reader<'a> {
             }
             Rule::squote => {
                 w.raw.extend_from_slice(&self.src[k.start..k.end]);
-                if let Some(t) = k.kids.iter().find(|t| t.rule == Rule::squote_text) {
+                if let Some(t) = k.kids().find(|t| t.rule == Rule::squote_text) {
                     self.push_text(w, t.start, t.end);
                 }
                 if k.has(Rule::unterminated) {
@@ -664,7 +716,7 @@ impl<'a> Reader<'a> {
                 k.find(Rule::dangling, &mut cut);
                 cut.sort_by_key(|c| c.start);
                 w.raw.extend(self.bytes_without(k.start, k.end, &cut));
-                for part in &k.kids {
+                for part in k.kids() {
                     match part.rule {
                         Rule::dq_escape => {
                             // procmailrc(5) quoting: inside double quotes a
@@ -678,13 +730,12 @@ impl<'a> Reader<'a> {
                             self.push_text(w, from, part.end);
                         }
                         Rule::continuation | Rule::unterminated | Rule::dangling => {}
-                        _ => self.push_joined(w, part),
+                        _ => self.push_joined(w, &part),
                     }
                 }
                 if k.has(Rule::unterminated) {
                     let in_alt = k
-                        .kids
-                        .iter()
+                        .kids()
                         .any(|p| p.rule == Rule::dq_alt && p.has(Rule::unterminated));
                     w.raw.extend_from_slice(if in_alt { b"}\"" } else { b"\"" });
                     w.open.get_or_insert(Open {
@@ -716,12 +767,13 @@ impl<'a> Reader<'a> {
     /// only a backslash gives just the newline (spec §4.6). Moves past the
     /// final newline and returns the text and its span.
     fn logical_line(&mut self) -> (Vec<u8>, Span) {
-        let node = self
+        let tree = self
             .run(Rule::logical_line, self.pos)
             .expect("logical_line matches anywhere");
+        let node = tree.root();
         let mut out = Vec::with_capacity(node.end - node.start);
         let mut last = node.start;
-        for part in &node.kids {
+        for part in node.kids() {
             let text = &self.src[part.start..part.end];
             match part.rule {
                 Rule::cont_line => {
@@ -1048,43 +1100,54 @@ fn shown(text: &str) -> String {
 ///
 /// pest costs some hundreds of instructions a byte, and `deliver` parses
 /// the rcfile once a message. This mirrors the grammar rule for rule and
-/// gives the same [`Node`]s; the tests check it against pest at every
+/// gives the same [`Tree`]s; the tests check it against pest at every
 /// offset of every fixture and of mutated files. The grammar stays the
 /// definition: change a rule used here and `quick` must follow.
-fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Node>> {
-    let leaf = |rule, start, end| Node {
-        rule,
-        start,
-        end,
-        kids: Vec::new(),
-    };
-    let blanks = |mut p: usize| {
+fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Tree>> {
+    fn tok(rule: Rule, start: usize, end: usize) -> Tok {
+        Tok {
+            rule,
+            start,
+            end,
+            inner: 0,
+        }
+    }
+    fn blanks(src: &[u8], mut p: usize) -> usize {
         while let Some(b' ' | b'\t') = src.get(p) {
             p += 1;
         }
         p
-    };
-    let line_end = |p: usize| {
+    }
+    fn line_end(src: &[u8], p: usize) -> usize {
         src[p..]
             .iter()
             .position(|&b| b == b'\n')
             .map_or(src.len(), |n| p + n)
-    };
-    // `"\n" | EOI` at `p` (a newline or the end of the file): the end of
-    // the match; EOI is a pair of its own.
-    let newline = |kids: &mut Vec<Node>, p: usize| {
+    }
+    // `"\n" | EOI` at `p` (a newline or the end of the file), or a blank
+    // where one byte is all that can be there: the end of the match. EOI
+    // is a pair of its own.
+    fn newline(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> usize {
         if p == src.len() {
-            kids.push(leaf(Rule::EOI, p, p));
+            toks.push(tok(Rule::EOI, p, p));
             p
         } else {
             p + 1
         }
-    };
-    // A `word` from `p` (not a blank, a newline or the end of the file)
-    // made of `plain` runs and `escape`s; `None` if it holds a quote, a
+    }
+    // `comment` at `p` and the end of its line.
+    fn comment(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> usize {
+        let end = line_end(src, p);
+        toks.push(tok(Rule::comment, p, end));
+        newline(src, toks, end)
+    }
+    // A `word` at `p` (not a blank, a newline or the end of the file) made
+    // of `plain` runs and `escape`s; `None` if it holds a quote, a
     // backquote or a backslash before a newline or the end of the file.
-    let word = |p: usize| -> Option<Node> {
-        let mut kids = Vec::new();
+    // Returns its end.
+    fn word(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
+        let at = toks.len();
+        toks.push(tok(Rule::word, p, p));
         let mut q = p;
         loop {
             match src.get(q) {
@@ -1094,88 +1157,77 @@ fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Node>> {
                     if matches!(src.get(q + 1), None | Some(b'\n')) {
                         return None;
                     }
-                    kids.push(leaf(Rule::escape, q, q + 2));
+                    toks.push(tok(Rule::escape, q, q + 2));
                     q += 2;
                 }
                 Some(_) => {
                     let end = src[q..]
                         .iter()
-                        .position(|b| b" \t\n'\"`\\".contains(b))
+                        .position(|b| {
+                            matches!(b, b' ' | b'\t' | b'\n' | b'\'' | b'"' | b'`' | b'\\')
+                        })
                         .map_or(src.len(), |n| q + n);
-                    kids.push(leaf(Rule::plain, q, end));
+                    toks.push(tok(Rule::plain, q, end));
                     q = end;
                 }
             }
         }
-        Some(Node {
-            rule: Rule::word,
-            start: p,
-            end: q,
-            kids,
-        })
-    };
-    let mut kids = Vec::new();
+        toks[at].end = q;
+        toks[at].inner = toks.len() - at - 1;
+        Some(q)
+    }
+
+    if rule == Rule::name {
+        return Some(quick_name(src, at).map(|end| Tree(vec![tok(rule, at, end)])));
+    }
+    let mut toks = Vec::with_capacity(8);
+    toks.push(tok(rule, at, at));
     let end = match rule {
-        Rule::name => {
-            let is_start = |b: &u8| b.is_ascii_alphabetic() || *b == b'_';
-            if !src.get(at).is_some_and(is_start) {
-                return Some(None);
-            }
-            let is_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-            at + src[at..].iter().take_while(|b| is_char(b)).count()
-        }
         Rule::logical_line => {
-            let end = line_end(at);
+            let end = line_end(src, at);
             if end < src.len() && end > at && src[end - 1] == b'\\' {
                 return None;
             }
-            kids.push(leaf(Rule::line_text, at, end));
-            newline(&mut kids, end)
+            toks.push(tok(Rule::line_text, at, end));
+            newline(src, &mut toks, end)
         }
         Rule::line_words => {
             let mut p = at;
             loop {
-                p = blanks(p);
+                p = blanks(src, p);
                 match src.get(p) {
-                    None | Some(b'\n') => break newline(&mut kids, p),
-                    Some(b'#') => {
-                        let end = line_end(p);
-                        kids.push(leaf(Rule::comment, p, end));
-                        break newline(&mut kids, end);
-                    }
-                    Some(_) => {
-                        let w = word(p)?;
-                        p = w.end;
-                        kids.push(w);
-                    }
+                    None | Some(b'\n') => break newline(src, &mut toks, p),
+                    Some(b'#') => break comment(src, &mut toks, p),
+                    Some(_) => p = word(src, &mut toks, p)?,
                 }
             }
         }
         Rule::assign_value => {
-            let p = blanks(at);
+            let p = blanks(src, at);
             match src.get(p) {
-                None | Some(b'\n') => newline(&mut kids, p),
-                Some(b'#') => {
-                    let end = line_end(p);
-                    kids.push(leaf(Rule::comment, p, end));
-                    newline(&mut kids, end)
-                }
+                None | Some(b'\n') => newline(src, &mut toks, p),
+                Some(b'#') => comment(src, &mut toks, p),
                 Some(_) => {
-                    let w = word(p)?;
-                    let end = w.end;
-                    kids.push(w);
-                    newline(&mut kids, end)
+                    let end = word(src, &mut toks, p)?;
+                    newline(src, &mut toks, end)
                 }
             }
         }
         _ => return None,
     };
-    Some(Some(Node {
-        rule,
-        start: at,
-        end,
-        kids,
-    }))
+    toks[0].end = end;
+    toks[0].inner = toks.len() - 1;
+    Some(Some(Tree(toks)))
+}
+
+/// The end of the `name` at `at`, if one starts there: [`quick`] for
+/// `name`, without building a [`Tree`].
+fn quick_name(src: &[u8], at: usize) -> Option<usize> {
+    let is_start = |b: &u8| b.is_ascii_alphabetic() || *b == b'_';
+    let is_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    src.get(at)
+        .is_some_and(is_start)
+        .then(|| at + src[at..].iter().take_while(|b| is_char(b)).count())
 }
 
 #[cfg(test)]
