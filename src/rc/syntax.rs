@@ -13,7 +13,8 @@
 //! a [`Diagnostic`] for `postroom check`. This module never expands
 //! variables, runs programs or touches files.
 
-use std::cell::OnceCell;
+use std::borrow::Cow;
+use std::cell::{Cell, OnceCell};
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -53,6 +54,7 @@ fn parse_with(file: &str, src: &[u8], fast: bool) -> (Rcfile, Vec<Diagnostic>) {
         src,
         shadow: OnceCell::new(),
         fast,
+        spare: Cell::new(Vec::new()),
         pos: 0,
         diags: Vec::new(),
     };
@@ -164,27 +166,44 @@ struct Open {
 const READS_TO_EOF: &str =
     "procmail reads the rest of the file into it and logs \"Unexpected EOL\"";
 
-/// One word as procmail's `readparse` splits a line.
-struct Word {
+/// One word as procmail's `readparse` splits a line. Most words are one
+/// `plain` piece: their texts borrow the source.
+struct Word<'a> {
     span: Span,
     /// The source text with backslash-newlines removed (outside single
     /// quotes) and a missing closing quote added.
-    raw: Vec<u8>,
+    raw: Cow<'a, [u8]>,
     /// The text with quotes and backslashes removed, `$` and backquotes
     /// left alone (used for recipe flags, which procmail reads after
-    /// expansion).
+    /// expansion). Only recipe headers need it: empty elsewhere for words
+    /// of more than one piece.
+    text: Cow<'a, [u8]>,
+    /// Source offset of each byte of `text`; `None` when `text` is the
+    /// source from `span.start` on.
+    at: Option<Vec<usize>>,
+    open: Option<Open>,
+}
+
+impl Word<'_> {
+    /// The source offset of byte `j` of `text`.
+    fn at(&self, j: usize) -> usize {
+        self.at.as_ref().map_or(self.span.start + j, |at| at[j])
+    }
+}
+
+/// A word of more than one piece, as it is put together.
+struct Pieces {
+    raw: Vec<u8>,
     text: Vec<u8>,
-    /// Source offset of each byte of `text`.
     at: Vec<usize>,
-    /// Whether `text` and `at` are filled in (only recipe headers need
-    /// them; leaving them empty elsewhere saves two allocations a word).
+    /// Whether `text` and `at` are wanted (see [`Word::text`]).
     with_text: bool,
     open: Option<Open>,
 }
 
 /// The words of one logical line.
-struct Line {
-    words: Vec<Word>,
+struct Line<'a> {
+    words: Vec<Word<'a>>,
     /// Offset of the newline that ended the line (or of the end of file).
     end: usize,
 }
@@ -253,19 +272,29 @@ struct Reader<'a> {
     shadow: OnceCell<String>,
     /// Whether [`quick`] may answer before pest.
     fast: bool,
+    /// Storage for [`quick`]'s next tree (see [`Reader::recycle`]).
+    spare: Cell<Vec<Tok>>,
     pos: usize,
     diags: Vec<Diagnostic>,
 }
 
 impl<'a> Reader<'a> {
     /// Matches `rule` at offset `at`: what [`quick`] says, else pest.
+    /// Give the tree back with [`Reader::recycle`] when done with it.
     fn run(&self, rule: Rule, at: usize) -> Option<Tree> {
-        if self.fast
-            && let Some(found) = quick(self.src, rule, at)
-        {
-            return found;
+        if self.fast {
+            match quick(self.src, rule, at, self.spare.take()) {
+                Ok(found) => return found,
+                Err(spare) => self.spare.set(spare),
+            }
         }
         self.run_pest(rule, at)
+    }
+
+    /// Keeps a tree's storage for the next match (one allocation for the
+    /// whole file rather than one a line).
+    fn recycle(&self, tree: Tree) {
+        self.spare.set(tree.0);
     }
 
     /// Matches `rule` at offset `at` with pest.
@@ -512,12 +541,13 @@ impl<'a> Reader<'a> {
                     .kids()
                     .find(|k| k.rule == Rule::word)
                     .map(|k| self.word(&k, false));
+                self.recycle(tree);
                 let (value, end) = match word {
                     Some(w) => {
                         if let Some(open) = &w.open {
                             self.unexpected_eol(items, open);
                         }
-                        (w.raw, w.span.end)
+                        (w.raw.into_owned(), w.span.end)
                     }
                     None => (Vec::new(), after_eq),
                 };
@@ -597,7 +627,7 @@ impl<'a> Reader<'a> {
     /// The words of the line at `self.pos` (procmail's `readparse` with
     /// argument splitting), moving past its newline. `with_text`: see
     /// [`Word::with_text`].
-    fn line(&mut self, with_text: bool) -> Line {
+    fn line(&mut self, with_text: bool) -> Line<'a> {
         let tree = self
             .run(Rule::line_words, self.pos)
             .expect("line_words matches anywhere");
@@ -613,6 +643,7 @@ impl<'a> Reader<'a> {
             .filter(|k| k.rule == Rule::word)
             .map(|k| self.word(&k, with_text))
             .collect();
+        self.recycle(tree);
         Line { words, end }
     }
 
@@ -640,10 +671,25 @@ impl<'a> Reader<'a> {
         out
     }
 
-    fn word(&mut self, node: &Node, with_text: bool) -> Word {
+    /// The word `node`; `with_text`: see [`Word::text`].
+    fn word(&mut self, node: &Node, with_text: bool) -> Word<'a> {
+        let span = Span::new(node.start, node.end);
+        let mut kids = node.kids();
+        if let (Some(k), None) = (kids.next(), kids.next())
+            && k.rule == Rule::plain
+        {
+            let src: &'a [u8] = self.src;
+            let text = &src[node.start..node.end];
+            return Word {
+                span,
+                raw: Cow::Borrowed(text),
+                text: Cow::Borrowed(text),
+                at: None,
+                open: None,
+            };
+        }
         let len = node.end - node.start;
-        let mut w = Word {
-            span: Span::new(node.start, node.end),
+        let mut w = Pieces {
             raw: Vec::with_capacity(len + 2),
             text: Vec::with_capacity(if with_text { len } else { 0 }),
             at: Vec::with_capacity(if with_text { len } else { 0 }),
@@ -653,10 +699,16 @@ impl<'a> Reader<'a> {
         for piece in node.kids() {
             self.piece(&piece, &mut w);
         }
-        w
+        Word {
+            span,
+            raw: Cow::Owned(w.raw),
+            text: Cow::Owned(w.text),
+            at: Some(w.at),
+            open: w.open,
+        }
     }
 
-    fn push_text(&self, w: &mut Word, from: usize, to: usize) {
+    fn push_text(&self, w: &mut Pieces, from: usize, to: usize) {
         if w.with_text {
             w.text.extend_from_slice(&self.src[from..to]);
             w.at.extend(from..to);
@@ -664,7 +716,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Adds `node`'s source to `w.text`, without its backslash-newlines.
-    fn push_joined(&self, w: &mut Word, node: &Node) {
+    fn push_joined(&self, w: &mut Pieces, node: &Node) {
         let mut cut = Vec::new();
         node.find(Rule::continuation, &mut cut);
         let mut p = node.start;
@@ -675,7 +727,7 @@ impl<'a> Reader<'a> {
         self.push_text(w, p, node.end);
     }
 
-    fn piece(&mut self, k: &Node, w: &mut Word) {
+    fn piece(&mut self, k: &Node, w: &mut Pieces) {
         match k.rule {
             Rule::plain => {
                 w.raw.extend_from_slice(&self.src[k.start..k.end]);
@@ -766,28 +818,40 @@ impl<'a> Reader<'a> {
     /// a backslash-newline stays in the text, except that a line holding
     /// only a backslash gives just the newline (spec §4.6). Moves past the
     /// final newline and returns the text and its span.
-    fn logical_line(&mut self) -> (Vec<u8>, Span) {
+    fn logical_line(&mut self) -> (Cow<'a, [u8]>, Span) {
         let tree = self
             .run(Rule::logical_line, self.pos)
             .expect("logical_line matches anywhere");
         let node = tree.root();
-        let mut out = Vec::with_capacity(node.end - node.start);
-        let mut last = node.start;
-        for part in node.kids() {
-            let text = &self.src[part.start..part.end];
-            match part.rule {
-                Rule::cont_line => {
-                    if text != b"\\" {
-                        out.extend_from_slice(text);
-                    }
-                    out.push(b'\n');
-                }
-                _ => out.extend_from_slice(text),
-            }
-            last = part.end;
-        }
         self.pos = node.end;
-        (out, Span::new(node.start, last))
+        let src: &'a [u8] = self.src;
+        let found = match node.kids().next().filter(|k| k.rule == Rule::line_text) {
+            // No continued line: the text is the source.
+            Some(k) => (
+                Cow::Borrowed(&src[k.start..k.end]),
+                Span::new(k.start, k.end),
+            ),
+            None => {
+                let mut out = Vec::with_capacity(node.end - node.start);
+                let mut last = node.start;
+                for part in node.kids() {
+                    let text = &src[part.start..part.end];
+                    match part.rule {
+                        Rule::cont_line => {
+                            if text != b"\\" {
+                                out.extend_from_slice(text);
+                            }
+                            out.push(b'\n');
+                        }
+                        _ => out.extend_from_slice(text),
+                    }
+                    last = part.end;
+                }
+                (Cow::Owned(out), Span::new(node.start, last))
+            }
+        };
+        self.recycle(tree);
+        found
     }
 
     // ---- recipes -------------------------------------------------------
@@ -908,11 +972,11 @@ impl<'a> Reader<'a> {
                     // The lockfile is the rest of this word or, if the `:`
                     // ends it, the next word; what follows is skipped.
                     let next = if j + 1 < w.text.len() {
-                        let from = w.at[j + 1];
+                        let from = w.at(j + 1);
                         head.lock = Some(Lock::Named(self.src[from..w.span.end].to_vec()));
                         k + 1
                     } else if let Some(name) = words.get(k + 1) {
-                        head.lock = Some(Lock::Named(name.raw.clone()));
+                        head.lock = Some(Lock::Named(name.raw.to_vec()));
                         k + 2
                     } else {
                         head.lock = Some(Lock::Implicit);
@@ -941,7 +1005,7 @@ impl<'a> Reader<'a> {
                     rest.push(' ');
                     rest.push_str(&more);
                 }
-                let at = w.at[j];
+                let at = w.at(j);
                 let letter: String = c.escape_ascii().map(char::from).collect();
                 let mut d = Diagnostic::error(
                     self.file,
@@ -999,13 +1063,14 @@ impl<'a> Reader<'a> {
                 }
             }
             self.skip_blanks();
-            let (mut text, span) = self.logical_line();
+            let (line, span) = self.logical_line();
             // procmail strips trailing blanks before looking at a condition.
-            while let Some(b' ' | b'\t') = text.last() {
-                text.pop();
+            let mut text: &[u8] = &line;
+            while let [rest @ .., b' ' | b'\t'] = text {
+                text = rest;
             }
             conds.push(Cond {
-                kind: cond::parse(&text),
+                kind: cond::parse(text),
                 span,
             });
         }
@@ -1026,7 +1091,7 @@ impl<'a> Reader<'a> {
             }
             b'|' => {
                 self.pos += 1;
-                return Parsed::Action(Action::Pipe(self.logical_line().0));
+                return Parsed::Action(Action::Pipe(self.logical_line().0.into_owned()));
             }
             _ => {}
         }
@@ -1048,7 +1113,7 @@ impl<'a> Reader<'a> {
                 match self.src.get(p) {
                     Some(b'|') => {
                         self.pos = p + 1;
-                        let cmd = self.logical_line().0;
+                        let cmd = self.logical_line().0.into_owned();
                         return Parsed::Action(Action::Capture { name, cmd });
                     }
                     Some(b'!') => {
@@ -1103,7 +1168,10 @@ fn shown(text: &str) -> String {
 /// gives the same [`Tree`]s; the tests check it against pest at every
 /// offset of every fixture and of mutated files. The grammar stays the
 /// definition: change a rule used here and `quick` must follow.
-fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Tree>> {
+///
+/// The tree is built in `toks` (cleared first), which comes back as the
+/// error when pest must decide.
+fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option<Tree>, Vec<Tok>> {
     fn tok(rule: Rule, start: usize, end: usize) -> Tok {
         Tok {
             rule,
@@ -1178,15 +1246,19 @@ fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Tree>> {
     }
 
     if rule == Rule::name {
-        return Some(quick_name(src, at).map(|end| Tree(vec![tok(rule, at, end)])));
+        return Ok(quick_name(src, at).map(|end| {
+            toks.clear();
+            toks.push(tok(rule, at, end));
+            Tree(toks)
+        }));
     }
-    let mut toks = Vec::with_capacity(8);
+    toks.clear();
     toks.push(tok(rule, at, at));
     let end = match rule {
         Rule::logical_line => {
             let end = line_end(src, at);
             if end < src.len() && end > at && src[end - 1] == b'\\' {
-                return None;
+                return Err(toks);
             }
             toks.push(tok(Rule::line_text, at, end));
             newline(src, &mut toks, end)
@@ -1198,7 +1270,10 @@ fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Tree>> {
                 match src.get(p) {
                     None | Some(b'\n') => break newline(src, &mut toks, p),
                     Some(b'#') => break comment(src, &mut toks, p),
-                    Some(_) => p = word(src, &mut toks, p)?,
+                    Some(_) => match word(src, &mut toks, p) {
+                        Some(end) => p = end,
+                        None => return Err(toks),
+                    },
                 }
             }
         }
@@ -1207,17 +1282,17 @@ fn quick(src: &[u8], rule: Rule, at: usize) -> Option<Option<Tree>> {
             match src.get(p) {
                 None | Some(b'\n') => newline(src, &mut toks, p),
                 Some(b'#') => comment(src, &mut toks, p),
-                Some(_) => {
-                    let end = word(src, &mut toks, p)?;
-                    newline(src, &mut toks, end)
-                }
+                Some(_) => match word(src, &mut toks, p) {
+                    Some(end) => newline(src, &mut toks, end),
+                    None => return Err(toks),
+                },
             }
         }
-        _ => return None,
+        _ => return Err(toks),
     };
     toks[0].end = end;
     toks[0].inner = toks.len() - 1;
-    Some(Some(Tree(toks)))
+    Ok(Some(Tree(toks)))
 }
 
 /// The end of the `name` at `at`, if one starts there: [`quick`] for
@@ -1412,12 +1487,13 @@ mod tests {
                 src,
                 shadow: OnceCell::new(),
                 fast: false,
+                spare: Cell::new(Vec::new()),
                 pos: 0,
                 diags: Vec::new(),
             };
             for at in 0..=src.len() {
                 for rule in rules {
-                    let Some(got) = quick(src, rule, at) else {
+                    let Ok(got) = quick(src, rule, at, Vec::new()) else {
                         declined += 1;
                         continue;
                     };
