@@ -1216,18 +1216,76 @@ fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option
         toks.push(tok(Rule::comment, p, end));
         newline(src, toks, end)
     }
+    // `dquote` at `p`, without backslashes, backquotes or `${NAME:-...}`
+    // inside and closed before the end of the file. Returns its end.
+    fn dquote(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
+        let at = toks.len();
+        toks.push(tok(Rule::dquote, p, p));
+        let mut q = p + 1;
+        let braced = |q: usize| src.get(q) == Some(&b'$') && src.get(q + 1) == Some(&b'{');
+        loop {
+            match src.get(q) {
+                None | Some(b'\\' | b'`') => return None,
+                Some(b'"') => break,
+                Some(_) if braced(q) => {
+                    // `dq_alt`, or else `dq_text`'s lone `${`.
+                    if let Some(mut r) = quick_name(src, q + 2) {
+                        r += usize::from(src.get(r) == Some(&b':'));
+                        if let Some(b'-' | b'+') = src.get(r) {
+                            return None;
+                        }
+                    }
+                    toks.push(tok(Rule::dq_text, q, q + 2));
+                    q += 2;
+                }
+                Some(_) => {
+                    let mut end = q;
+                    while end < src.len() && !b"\"\\`".contains(&src[end]) && !braced(end) {
+                        end += 1;
+                    }
+                    toks.push(tok(Rule::dq_text, q, end));
+                    q = end;
+                }
+            }
+        }
+        toks[at].end = q + 1;
+        toks[at].inner = toks.len() - at - 1;
+        Some(q + 1)
+    }
+
     // A `word` at `p` (not a blank, a newline or the end of the file) made
-    // of `plain` runs and `escape`s; `None` if it holds a quote, a
-    // backquote or a backslash before a newline or the end of the file.
-    // Returns its end.
+    // of `plain` runs, `escape`s, and quotes and backquotes without
+    // backslashes inside; `None` if it holds anything else (or ends in a
+    // backslash or an open quote). Returns its end.
     fn word(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
         let at = toks.len();
         toks.push(tok(Rule::word, p, p));
         let mut q = p;
+        // The offset of the next `c` after `q`, if no backslash comes first.
+        let closing = |q: usize, c: u8| {
+            let n = src[q + 1..].iter().position(|&b| b == c || b == b'\\')?;
+            (src[q + 1 + n] == c).then_some(q + 1 + n)
+        };
         loop {
             match src.get(q) {
                 None | Some(b' ' | b'\t' | b'\n') => break,
-                Some(b'\'' | b'"' | b'`') => return None,
+                Some(b'\'') => {
+                    // Backslashes mean nothing in single quotes.
+                    let n = src[q + 1..].iter().position(|&b| b == b'\'')?;
+                    let end = q + 1 + n;
+                    toks.push(Tok {
+                        inner: 1,
+                        ..tok(Rule::squote, q, end + 1)
+                    });
+                    toks.push(tok(Rule::squote_text, q + 1, end));
+                    q = end + 1;
+                }
+                Some(b'`') => {
+                    let end = closing(q, b'`')?;
+                    toks.push(tok(Rule::bquote, q, end + 1));
+                    q = end + 1;
+                }
+                Some(b'"') => q = dquote(src, toks, q)?,
                 Some(b'\\') => {
                     if matches!(src.get(q + 1), None | Some(b'\n')) {
                         return None;
@@ -1436,6 +1494,13 @@ mod tests {
         b":0 Bc: l # c\n* ^a\\\n b\n* ! 1^1 x\n{ A=\"q\\\"${X:-\"y\"}`z\"`\" `x\\` 'y\\\n'\n \
         :2\n\n\n | c\\\n\\\nd\n V=|e\n W=! f\n}\n}\n:0\n{foo}\n-x y\\\n\xe9\r\nB=\\";
 
+    /// Quotes of every shape `quick` knows, and some it leaves to pest.
+    const QUOTING: &[u8] = b"A=\"${HOME}/x\" \"${X:-y} z\" \"${X-y}\"\nB=\"${X+y}\" \"${X:+y}\"\n\
+        C=\"${1:-y}\" \"${:-y}\" \"$${X:-y}\" \"${X:y}\" \"a${\"b \"${\"\n\
+        D='x\ny' '' \"\" 'a\\'b `date` `a\\`b` a'b'\"c\"`d`e\n\
+        :0 \"B\":'l'\n\"x y\"\n:0\n! \"a b\" 'c'\n:0\n`f` \"$X\"y # c\n\
+        E=\"a\nb\" F=\"\xe9\"\nG=\"`x`\"\nH='\n";
+
     /// Every rcfile of the project: the fixtures and the benchmark's.
     fn corpus() -> Vec<(String, Vec<u8>)> {
         let root = env!("CARGO_MANIFEST_DIR");
@@ -1488,8 +1553,9 @@ mod tests {
         ];
         let mut inputs: Vec<Vec<u8>> = corpus().into_iter().map(|(_, src)| src).collect();
         inputs.push(EVERY_CONSTRUCT.to_vec());
+        inputs.push(QUOTING.to_vec());
         let mut seed = 0x9e37_79b9_u32;
-        for k in 0..inputs.len() * 8 {
+        for k in 0..inputs.len() * 4 {
             let m = mutate(&inputs[k % inputs.len()], &mut seed);
             inputs.push(m);
         }
@@ -1538,10 +1604,11 @@ mod tests {
             let got = parse_with(name, src, true);
             assert_eq!(got, want, "{name}: {:?}", src.escape_ascii().to_string());
         };
-        let n = EVERY_CONSTRUCT.len();
-        for k in 0..=n {
-            same("cut", &EVERY_CONSTRUCT[..k]);
-            same("cut", &EVERY_CONSTRUCT[k..]);
+        for sample in [EVERY_CONSTRUCT, QUOTING] {
+            for k in 0..=sample.len() {
+                same("cut", &sample[..k]);
+                same("cut", &sample[k..]);
+            }
         }
         let mut seed = 0x2545_f491_u32;
         for (name, src) in corpus() {
