@@ -9,8 +9,8 @@
 //! `deliver` parses the rcfile once a message, and pest costs hundreds of
 //! instructions a byte. So lines are matched first by `quick`, a
 //! hand-written mirror of the rules involved that gives pest's very
-//! pairs, and only its few rare leftovers (an open quote at the end of the
-//! file, `${NAME:-word}` or a backquote inside double quotes) go to pest. The grammar stays the one definition of the syntax: the tests
+//! pairs; only what it leaves (a quote the end of the file cuts off, a
+//! backslash at the end of the file) goes to pest. The grammar stays the one definition of the syntax: the tests
 //! compare the two at every offset of every rcfile the project has.
 //!
 //! procmail never rejects an rcfile: it complains about a piece when it
@@ -1166,11 +1166,9 @@ fn shown(text: &str) -> String {
 // ---- the fast path ---------------------------------------------------
 
 /// What pest answers for `name`, `line_words`, `assign_value` or
-/// `logical_line` at `at`, worked out by hand for all but the rare
-/// shapes: a quote or a backslash cut off by the end of the file, a
-/// backquote inside double quotes, `${NAME:-word}` inside double quotes.
-/// For those (and other rules) it gives `toks` back as the error and pest
-/// decides.
+/// `logical_line` at `at`, worked out by hand, except where the end of the
+/// file cuts off a quote or follows a backslash: for those (and for other
+/// rules) it gives `toks` back as the error and pest decides.
 ///
 /// pest costs some hundreds of instructions a byte (and its first call
 /// 120 K more for its stack guard), and `deliver` parses the rcfile once a
@@ -1236,8 +1234,31 @@ fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option
         toks.push(tok(Rule::comment, p, end));
         newline(src, toks, end)
     }
-    // `dquote` at `p`, without backquotes or `${NAME:-...}` inside and
-    // closed before the end of the file. Returns its end.
+    // Closes the pair at `toks[at]` at `end` around the pairs after it.
+    fn close(toks: &mut [Tok], at: usize, end: usize) {
+        toks[at].end = end;
+        toks[at].inner = toks.len() - at - 1;
+    }
+    // From `q` to the first unescaped `close` (consumed) or `stop` (not
+    // consumed), a backslash and the byte after it making an `escaped`;
+    // `None` at the end of the file. Returns the end.
+    fn until(
+        src: &[u8],
+        toks: &mut Vec<Tok>,
+        mut q: usize,
+        ends: (u8, u8),
+        escaped: Rule,
+    ) -> Option<usize> {
+        loop {
+            match *src.get(q)? {
+                b'\\' => q = backslash(src, toks, q, escaped)?,
+                c if c == ends.0 => return Some(q + 1),
+                c if c == ends.1 => return Some(q),
+                _ => q += 1,
+            }
+        }
+    }
+    // `dquote` at `p`, closed before the end of the file. Returns its end.
     fn dquote(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
         let at = toks.len();
         toks.push(tok(Rule::dquote, p, p));
@@ -1245,19 +1266,36 @@ fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option
         let mut q = p + 1;
         loop {
             match src.get(q) {
-                None | Some(b'`') => return None,
+                None => return None,
                 Some(b'"') => break,
                 Some(b'\\') => q = backslash(src, toks, q, Rule::dq_escape)?,
+                Some(b'`') => {
+                    // A backquote ends at a double quote too (left to
+                    // close the `dquote`).
+                    let bq = toks.len();
+                    toks.push(tok(Rule::bquote_in_dq, q, q));
+                    let end = until(src, toks, q + 1, (b'`', b'"'), Rule::bq_escape)?;
+                    close(toks, bq, end);
+                    q = end;
+                }
                 Some(_) if braced(q) => {
-                    // `dq_alt`, or else `dq_text`'s lone `${`.
-                    if let Some(mut r) = quick_name(src, q + 2) {
-                        r += usize::from(src.get(r) == Some(&b':'));
-                        if let Some(b'-' | b'+') = src.get(r) {
-                            return None;
-                        }
-                    }
-                    toks.push(tok(Rule::dq_text, q, q + 2));
-                    q += 2;
+                    // `${NAME:-word}` (`dq_alt`, in which a `"` is text),
+                    // or else `dq_text`'s lone `${`.
+                    let alt = quick_name(src, q + 2).and_then(|name| {
+                        let r = name + usize::from(src.get(name) == Some(&b':'));
+                        matches!(src.get(r), Some(b'-' | b'+')).then_some((name, r + 1))
+                    });
+                    let Some((name, from)) = alt else {
+                        toks.push(tok(Rule::dq_text, q, q + 2));
+                        q += 2;
+                        continue;
+                    };
+                    let alt = toks.len();
+                    toks.push(tok(Rule::dq_alt, q, q));
+                    toks.push(tok(Rule::name, q + 2, name));
+                    let end = until(src, toks, from, (b'}', b'}'), Rule::dq_escape)?;
+                    close(toks, alt, end);
+                    q = end;
                 }
                 Some(_) => {
                     let mut end = q;
@@ -1269,25 +1307,16 @@ fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option
                 }
             }
         }
-        toks[at].end = q + 1;
-        toks[at].inner = toks.len() - at - 1;
+        close(toks, at, q + 1);
         Some(q + 1)
     }
     // `bquote` at `p`, closed before the end of the file. Returns its end.
     fn bquote(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
         let at = toks.len();
         toks.push(tok(Rule::bquote, p, p));
-        let mut q = p + 1;
-        loop {
-            match src.get(q)? {
-                b'`' => break,
-                b'\\' => q = backslash(src, toks, q, Rule::bq_escape)?,
-                _ => q += 1,
-            }
-        }
-        toks[at].end = q + 1;
-        toks[at].inner = toks.len() - at - 1;
-        Some(q + 1)
+        let end = until(src, toks, p + 1, (b'`', b'`'), Rule::bq_escape)?;
+        close(toks, at, end);
+        Some(end)
     }
     // `squote` at `p`, closed before the end of the file (backslashes mean
     // nothing inside). Returns its end.
@@ -1326,8 +1355,7 @@ fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option
                 }
             };
         }
-        toks[at].end = q;
-        toks[at].inner = toks.len() - at - 1;
+        close(toks, at, q);
         Some(q)
     }
 
@@ -1525,7 +1553,9 @@ mod tests {
         C=\"${1:-y}\" \"${:-y}\" \"$${X:-y}\" \"${X:y}\" \"a${\"b \"${\"\n\
         D='x\ny' '' \"\" 'a\\'b `date` `a\\`b` a'b'\"c\"`d`e\n\
         :0 \"B\":'l'\n\"x y\"\n:0\n! \"a b\" 'c'\n:0\n`f` \"$X\"y # c\n\
-        E=\"a\nb\" F=\"\xe9\"\nG=\"`x`\"\nH='\n";
+        E=\"a\nb\" F=\"\xe9\"\nG=\"`x`\" \"a`b\" \"`x\\\"y`\" \"`a\\\nb`\"\n\
+        I=\"${X:-a\"b}\" \"${X:-a}b}\" \"${X:-{\\}}\" \"${X+\\\ny}\" \"${X:-\n\
+        J=`a\\\nb\\`c` \"a\\\nb\\$c\" x\\\ny\\ \\\n z\nH='\n";
 
     /// Every rcfile of the project: the fixtures and the benchmark's.
     fn corpus() -> Vec<(String, Vec<u8>)> {
