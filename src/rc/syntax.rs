@@ -10,8 +10,9 @@
 //! instructions a byte. So lines are matched first by `quick`, a
 //! hand-written mirror of the rules involved that gives pest's very
 //! pairs; only what it leaves (a quote the end of the file cuts off, a
-//! backslash at the end of the file) goes to pest. The grammar stays the one definition of the syntax: the tests
-//! compare the two at every offset of every rcfile the project has.
+//! backslash at the end of the file) goes to pest. The grammar stays the
+//! one definition of the syntax: the tests compare the two at every
+//! offset of every rcfile the project has.
 //!
 //! procmail never rejects an rcfile: it complains about a piece when it
 //! reaches it and goes on. So [`parse`] never fails either. Each complaint
