@@ -61,6 +61,10 @@ pub fn parse(text: &[u8]) -> CondKind {
 /// is `^Subject:Dinner`). A newline that is not escaped stays, and the
 /// blanks after it go too (only a line holding a lone `\` makes one).
 pub fn squeeze(text: &[u8]) -> Vec<u8> {
+    // Without a newline there is nothing to squeeze (the common case).
+    if !text.contains(&b'\n') {
+        return text.to_vec();
+    }
     let mut out = Vec::with_capacity(text.len());
     // 0 = ordinary, 1 = after a backslash, 2 = at the start of a line.
     let mut state = 0;

@@ -6,12 +6,23 @@
 //! the way procmail's main loop reads it, turning pest pairs into the owned
 //! AST with byte spans into the original text.
 //!
+//! `deliver` parses the rcfile once a message, and pest costs hundreds of
+//! instructions a byte. So lines are matched first by `quick`, a
+//! hand-written mirror of the rules involved that gives pest's very
+//! pairs; only what it leaves (a quote the end of the file cuts off, a
+//! backslash at the end of the file) goes to pest. The grammar stays the
+//! one definition of the syntax: the tests compare the two at every
+//! offset of every rcfile the project has.
+//!
 //! procmail never rejects an rcfile: it complains about a piece when it
 //! reaches it and goes on. So [`parse`] never fails either. Each complaint
 //! becomes an [`Item::Invalid`] (or, at the top level, an [`Item::Abort`]
 //! when the file ends inside a recipe) placed where procmail logs it, plus
 //! a [`Diagnostic`] for `postroom check`. This module never expands
 //! variables, runs programs or touches files.
+
+use std::borrow::Cow;
+use std::cell::{Cell, OnceCell};
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -40,16 +51,18 @@ use grammar::{RcParser, Rule};
 /// follow it anyway), so that the "Missing closing brace" item that ends
 /// the outermost unclosed block is still reached when the block is entered.
 pub fn parse(file: &str, src: &[u8]) -> (Rcfile, Vec<Diagnostic>) {
-    // pest reads `&str`; mail is bytes. The shadow has the same length and
-    // maps every non-ASCII byte to DEL, which no rule gives a meaning.
-    let shadow: String = src
-        .iter()
-        .map(|&b| if b < 0x80 { char::from(b) } else { '\x7f' })
-        .collect();
+    parse_with(file, src, true)
+}
+
+/// [`parse`], with or without the fast path (see [`quick`]); the tests
+/// parse both ways and compare.
+fn parse_with(file: &str, src: &[u8], fast: bool) -> (Rcfile, Vec<Diagnostic>) {
     let mut reader = Reader {
         file,
         src,
-        shadow: &shadow,
+        shadow: OnceCell::new(),
+        fast,
+        spare: Cell::new(Vec::new()),
         pos: 0,
         diags: Vec::new(),
     };
@@ -57,32 +70,83 @@ pub fn parse(file: &str, src: &[u8]) -> (Rcfile, Vec<Diagnostic>) {
     (Rcfile { items }, reader.diags)
 }
 
-/// A pest pair with absolute offsets, owned.
-#[derive(Debug)]
-struct Node {
+/// One pest pair with absolute offsets, in a [`Tree`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tok {
     rule: Rule,
     start: usize,
     end: usize,
-    kids: Vec<Node>,
+    /// How many pairs inside it follow it in the tree.
+    inner: usize,
 }
 
-impl Node {
-    fn from_pair(pair: Pair<'_, Rule>, base: usize) -> Node {
-        let span = pair.as_span();
+/// One match: its pairs in source order, each followed by the pairs inside
+/// it (pest's own queue, flattened). One allocation however many pairs.
+#[derive(Debug, PartialEq)]
+struct Tree(Vec<Tok>);
+
+impl Tree {
+    fn from_pair(pair: Pair<'_, Rule>, base: usize) -> Tree {
+        fn push(pair: Pair<'_, Rule>, base: usize, out: &mut Vec<Tok>) {
+            let span = pair.as_span();
+            let at = out.len();
+            out.push(Tok {
+                rule: pair.as_rule(),
+                start: base + span.start(),
+                end: base + span.end(),
+                inner: 0,
+            });
+            for p in pair.into_inner() {
+                push(p, base, out);
+            }
+            out[at].inner = out.len() - at - 1;
+        }
+        let mut out = Vec::new();
+        push(pair, base, &mut out);
+        Tree(out)
+    }
+
+    fn root(&self) -> Node<'_> {
+        Node::at(&self.0)
+    }
+}
+
+/// A pair of a [`Tree`] and the pairs inside it.
+#[derive(Clone, Copy)]
+struct Node<'t> {
+    rule: Rule,
+    start: usize,
+    end: usize,
+    /// The pairs inside it, flattened.
+    inner: &'t [Tok],
+}
+
+impl<'t> Node<'t> {
+    /// The pair that starts `toks`.
+    fn at(toks: &'t [Tok]) -> Node<'t> {
+        let t = toks[0];
         Node {
-            rule: pair.as_rule(),
-            start: base + span.start(),
-            end: base + span.end(),
-            kids: pair
-                .into_inner()
-                .map(|p| Node::from_pair(p, base))
-                .collect(),
+            rule: t.rule,
+            start: t.start,
+            end: t.end,
+            inner: &toks[1..=t.inner],
         }
     }
 
-    /// Every descendant with `rule`, in source order.
+    /// The pairs directly inside it, in source order.
+    fn kids(&self) -> impl Iterator<Item = Node<'t>> + use<'t> {
+        let mut rest = self.inner;
+        std::iter::from_fn(move || {
+            let kid = Node::at(rest.first().map(|_| rest)?);
+            rest = &rest[1 + kid.inner.len()..];
+            Some(kid)
+        })
+    }
+
+    /// Every descendant with `rule`, in source order (not those inside
+    /// one that has it).
     fn find(&self, rule: Rule, out: &mut Vec<Span>) {
-        for kid in &self.kids {
+        for kid in self.kids() {
             if kid.rule == rule {
                 out.push(Span::new(kid.start, kid.end));
             } else {
@@ -92,9 +156,7 @@ impl Node {
     }
 
     fn has(&self, rule: Rule) -> bool {
-        let mut found = Vec::new();
-        self.find(rule, &mut found);
-        !found.is_empty()
+        self.inner.iter().any(|t| t.rule == rule)
     }
 }
 
@@ -112,24 +174,44 @@ struct Open {
 const READS_TO_EOF: &str =
     "procmail reads the rest of the file into it and logs \"Unexpected EOL\"";
 
-/// One word as procmail's `readparse` splits a line.
-struct Word {
+/// One word as procmail's `readparse` splits a line. Most words are one
+/// `plain` piece: their texts borrow the source.
+struct Word<'a> {
     span: Span,
     /// The source text with backslash-newlines removed (outside single
     /// quotes) and a missing closing quote added.
-    raw: Vec<u8>,
+    raw: Cow<'a, [u8]>,
     /// The text with quotes and backslashes removed, `$` and backquotes
     /// left alone (used for recipe flags, which procmail reads after
-    /// expansion).
+    /// expansion). Only recipe headers need it: empty elsewhere for words
+    /// of more than one piece.
+    text: Cow<'a, [u8]>,
+    /// Source offset of each byte of `text`; `None` when `text` is the
+    /// source from `span.start` on.
+    at: Option<Vec<usize>>,
+    open: Option<Open>,
+}
+
+impl Word<'_> {
+    /// The source offset of byte `j` of `text`.
+    fn at(&self, j: usize) -> usize {
+        self.at.as_ref().map_or(self.span.start + j, |at| at[j])
+    }
+}
+
+/// A word of more than one piece, as it is put together.
+struct Pieces {
+    raw: Vec<u8>,
     text: Vec<u8>,
-    /// Source offset of each byte of `text`.
     at: Vec<usize>,
+    /// Whether `text` and `at` are wanted (see [`Word::text`]).
+    with_text: bool,
     open: Option<Open>,
 }
 
 /// The words of one logical line.
-struct Line {
-    words: Vec<Word>,
+struct Line<'a> {
+    words: Vec<Word<'a>>,
     /// Offset of the newline that ended the line (or of the end of file).
     end: usize,
 }
@@ -191,13 +273,39 @@ fn close(stack: &mut Vec<Frame>) {
 struct Reader<'a> {
     file: &'a str,
     src: &'a [u8],
-    shadow: &'a str,
+    /// What pest reads: `src` with every byte >= 0x80 turned into DEL
+    /// (pest reads `&str`; mail is bytes). Same length, so offsets carry
+    /// over, and no rule gives DEL a meaning. Made the first time pest
+    /// runs, which for most rcfiles is never.
+    shadow: OnceCell<String>,
+    /// Whether [`quick`] may answer before pest.
+    fast: bool,
+    /// Storage for [`quick`]'s next tree (see [`Reader::recycle`]).
+    spare: Cell<Vec<Tok>>,
     pos: usize,
     diags: Vec<Diagnostic>,
 }
 
 impl<'a> Reader<'a> {
-    /// Matches `rule` at offset `at`.
+    /// Matches `rule` at offset `at`: what [`quick`] says, else pest.
+    /// Give the tree back with [`Reader::recycle`] when done with it.
+    fn run(&self, rule: Rule, at: usize) -> Option<Tree> {
+        if self.fast {
+            match quick(self.src, rule, at, self.spare.take()) {
+                Ok(found) => return found,
+                Err(spare) => self.spare.set(spare),
+            }
+        }
+        self.run_pest(rule, at)
+    }
+
+    /// Keeps a tree's storage for the next match (one allocation for the
+    /// whole file rather than one a line).
+    fn recycle(&self, tree: Tree) {
+        self.spare.set(tree.0);
+    }
+
+    /// Matches `rule` at offset `at` with pest.
     ///
     /// pest indexes the lines of all the input it is given, so giving it
     /// the rest of the file each time would make parsing quadratic. It gets
@@ -205,17 +313,21 @@ impl<'a> Reader<'a> {
     /// window's end (only there can the rest of the file change it).
     /// No match is final: of the rules used here only `name` can fail,
     /// and whether it matches depends on its first byte.
-    fn run(&self, rule: Rule, at: usize) -> Option<Node> {
-        let rest = &self.shadow[at..];
+    fn run_pest(&self, rule: Rule, at: usize) -> Option<Tree> {
+        let shadow = self.shadow.get_or_init(|| {
+            let ascii = self.src.iter().map(|&b| b.min(0x7f)).collect();
+            String::from_utf8(ascii).expect("bytes below 0x80 are UTF-8")
+        });
+        let rest = &shadow[at..];
         let line_end = |from: usize| rest[from..].find('\n').map_or(rest.len(), |n| from + n + 1);
         let mut window = line_end(line_end(0));
         loop {
             let found = RcParser::parse(rule, &rest[..window])
                 .ok()
                 .and_then(|mut pairs| pairs.next())
-                .map(|p| Node::from_pair(p, at));
+                .map(|p| Tree::from_pair(p, at));
             match found {
-                Some(node) if node.end == at + window && window < rest.len() => {
+                Some(tree) if tree.root().end == at + window && window < rest.len() => {
                     window = (window * 2).min(rest.len());
                 }
                 found => return found,
@@ -267,7 +379,10 @@ impl<'a> Reader<'a> {
 
     /// The end of a variable name starting at `at`, if one does.
     fn name_end(&self, at: usize) -> Option<usize> {
-        self.run(Rule::name, at).map(|n| n.end)
+        if self.fast {
+            return quick_name(self.src, at);
+        }
+        self.run(Rule::name, at).map(|t| t.root().end)
     }
 
     /// Whether only blanks stand between the start of its line and `at`.
@@ -425,21 +540,22 @@ impl<'a> Reader<'a> {
                 }
                 self.pos += 1;
                 let after_eq = self.pos;
-                let node = self
+                let tree = self
                     .run(Rule::assign_value, after_eq)
                     .expect("assign_value matches anywhere");
+                let node = tree.root();
                 self.pos = node.end;
                 let word = node
-                    .kids
-                    .iter()
+                    .kids()
                     .find(|k| k.rule == Rule::word)
-                    .map(|k| self.word(k));
+                    .map(|k| self.word(&k, false));
+                self.recycle(tree);
                 let (value, end) = match word {
                     Some(w) => {
                         if let Some(open) = &w.open {
                             self.unexpected_eol(items, open);
                         }
-                        (w.raw, w.span.end)
+                        (w.raw.into_owned(), w.span.end)
                     }
                     None => (Vec::new(), after_eq),
                 };
@@ -517,11 +633,13 @@ impl<'a> Reader<'a> {
     // ---- words ---------------------------------------------------------
 
     /// The words of the line at `self.pos` (procmail's `readparse` with
-    /// argument splitting), moving past its newline.
-    fn line(&mut self) -> Line {
-        let node = self
+    /// argument splitting), moving past its newline. `with_text`: see
+    /// [`Word::text`].
+    fn line(&mut self, with_text: bool) -> Line<'a> {
+        let tree = self
             .run(Rule::line_words, self.pos)
             .expect("line_words matches anywhere");
+        let node = tree.root();
         self.pos = node.end;
         let end = if self.src[..node.end].ends_with(b"\n") {
             node.end - 1
@@ -529,11 +647,11 @@ impl<'a> Reader<'a> {
             node.end
         };
         let words = node
-            .kids
-            .iter()
+            .kids()
             .filter(|k| k.rule == Rule::word)
-            .map(|k| self.word(k))
+            .map(|k| self.word(&k, with_text))
             .collect();
+        self.recycle(tree);
         Line { words, end }
     }
 
@@ -547,7 +665,7 @@ impl<'a> Reader<'a> {
     /// Words `from..` the end of `line` as raw text: the source with
     /// backslash-newlines removed, the comment and trailing blanks dropped.
     fn line_raw(&self, from: usize, line: &Line) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(line.end.saturating_sub(from));
         let mut p = from;
         for w in &line.words {
             out.extend(
@@ -561,27 +679,52 @@ impl<'a> Reader<'a> {
         out
     }
 
-    fn word(&mut self, node: &Node) -> Word {
-        let mut w = Word {
-            span: Span::new(node.start, node.end),
-            raw: Vec::new(),
-            text: Vec::new(),
-            at: Vec::new(),
+    /// The word `node`; `with_text`: see [`Word::text`].
+    fn word(&mut self, node: &Node, with_text: bool) -> Word<'a> {
+        let span = Span::new(node.start, node.end);
+        let mut kids = node.kids();
+        if let (Some(k), None) = (kids.next(), kids.next())
+            && k.rule == Rule::plain
+        {
+            let src: &'a [u8] = self.src;
+            let text = &src[node.start..node.end];
+            return Word {
+                span,
+                raw: Cow::Borrowed(text),
+                text: Cow::Borrowed(text),
+                at: None,
+                open: None,
+            };
+        }
+        let len = node.end - node.start;
+        let mut w = Pieces {
+            raw: Vec::with_capacity(len + 2),
+            text: Vec::with_capacity(if with_text { len } else { 0 }),
+            at: Vec::with_capacity(if with_text { len } else { 0 }),
+            with_text,
             open: None,
         };
-        for piece in &node.kids {
-            self.piece(piece, &mut w);
+        for piece in node.kids() {
+            self.piece(&piece, &mut w);
         }
-        w
+        Word {
+            span,
+            raw: Cow::Owned(w.raw),
+            text: Cow::Owned(w.text),
+            at: Some(w.at),
+            open: w.open,
+        }
     }
 
-    fn push_text(&self, w: &mut Word, from: usize, to: usize) {
-        w.text.extend_from_slice(&self.src[from..to]);
-        w.at.extend(from..to);
+    fn push_text(&self, w: &mut Pieces, from: usize, to: usize) {
+        if w.with_text {
+            w.text.extend_from_slice(&self.src[from..to]);
+            w.at.extend(from..to);
+        }
     }
 
     /// Adds `node`'s source to `w.text`, without its backslash-newlines.
-    fn push_joined(&self, w: &mut Word, node: &Node) {
+    fn push_joined(&self, w: &mut Pieces, node: &Node) {
         let mut cut = Vec::new();
         node.find(Rule::continuation, &mut cut);
         let mut p = node.start;
@@ -592,7 +735,7 @@ impl<'a> Reader<'a> {
         self.push_text(w, p, node.end);
     }
 
-    fn piece(&mut self, k: &Node, w: &mut Word) {
+    fn piece(&mut self, k: &Node, w: &mut Pieces) {
         match k.rule {
             Rule::plain => {
                 w.raw.extend_from_slice(&self.src[k.start..k.end]);
@@ -613,7 +756,7 @@ impl<'a> Reader<'a> {
             }
             Rule::squote => {
                 w.raw.extend_from_slice(&self.src[k.start..k.end]);
-                if let Some(t) = k.kids.iter().find(|t| t.rule == Rule::squote_text) {
+                if let Some(t) = k.kids().find(|t| t.rule == Rule::squote_text) {
                     self.push_text(w, t.start, t.end);
                 }
                 if k.has(Rule::unterminated) {
@@ -633,7 +776,7 @@ impl<'a> Reader<'a> {
                 k.find(Rule::dangling, &mut cut);
                 cut.sort_by_key(|c| c.start);
                 w.raw.extend(self.bytes_without(k.start, k.end, &cut));
-                for part in &k.kids {
+                for part in k.kids() {
                     match part.rule {
                         Rule::dq_escape => {
                             // procmailrc(5) quoting: inside double quotes a
@@ -647,13 +790,12 @@ impl<'a> Reader<'a> {
                             self.push_text(w, from, part.end);
                         }
                         Rule::continuation | Rule::unterminated | Rule::dangling => {}
-                        _ => self.push_joined(w, part),
+                        _ => self.push_joined(w, &part),
                     }
                 }
                 if k.has(Rule::unterminated) {
                     let in_alt = k
-                        .kids
-                        .iter()
+                        .kids()
                         .any(|p| p.rule == Rule::dq_alt && p.has(Rule::unterminated));
                     w.raw.extend_from_slice(if in_alt { b"}\"" } else { b"\"" });
                     w.open.get_or_insert(Open {
@@ -684,27 +826,40 @@ impl<'a> Reader<'a> {
     /// a backslash-newline stays in the text, except that a line holding
     /// only a backslash gives just the newline (spec §4.6). Moves past the
     /// final newline and returns the text and its span.
-    fn logical_line(&mut self) -> (Vec<u8>, Span) {
-        let node = self
+    fn logical_line(&mut self) -> (Cow<'a, [u8]>, Span) {
+        let tree = self
             .run(Rule::logical_line, self.pos)
             .expect("logical_line matches anywhere");
-        let mut out = Vec::new();
-        let mut last = node.start;
-        for part in &node.kids {
-            let text = &self.src[part.start..part.end];
-            match part.rule {
-                Rule::cont_line => {
-                    if text != b"\\" {
-                        out.extend_from_slice(text);
-                    }
-                    out.push(b'\n');
-                }
-                _ => out.extend_from_slice(text),
-            }
-            last = part.end;
-        }
+        let node = tree.root();
         self.pos = node.end;
-        (out, Span::new(node.start, last))
+        let src: &'a [u8] = self.src;
+        let found = match node.kids().next().filter(|k| k.rule == Rule::line_text) {
+            // No continued line: the text is the source.
+            Some(k) => (
+                Cow::Borrowed(&src[k.start..k.end]),
+                Span::new(k.start, k.end),
+            ),
+            None => {
+                let mut out = Vec::with_capacity(node.end - node.start);
+                let mut last = node.start;
+                for part in node.kids() {
+                    let text = &src[part.start..part.end];
+                    match part.rule {
+                        Rule::cont_line => {
+                            if text != b"\\" {
+                                out.extend_from_slice(text);
+                            }
+                            out.push(b'\n');
+                        }
+                        _ => out.extend_from_slice(text),
+                    }
+                    last = part.end;
+                }
+                (Cow::Owned(out), Span::new(node.start, last))
+            }
+        };
+        self.recycle(tree);
+        found
     }
 
     // ---- recipes -------------------------------------------------------
@@ -716,7 +871,7 @@ impl<'a> Reader<'a> {
         loop {
             let colon = self.pos;
             self.pos += 1;
-            let line = self.line();
+            let line = self.line(true);
             let span = Span::new(colon, line.end);
             self.line_eol(items, &line);
             let head = self.header(&line.words);
@@ -825,11 +980,11 @@ impl<'a> Reader<'a> {
                     // The lockfile is the rest of this word or, if the `:`
                     // ends it, the next word; what follows is skipped.
                     let next = if j + 1 < w.text.len() {
-                        let from = w.at[j + 1];
+                        let from = w.at(j + 1);
                         head.lock = Some(Lock::Named(self.src[from..w.span.end].to_vec()));
                         k + 1
                     } else if let Some(name) = words.get(k + 1) {
-                        head.lock = Some(Lock::Named(name.raw.clone()));
+                        head.lock = Some(Lock::Named(name.raw.to_vec()));
                         k + 2
                     } else {
                         head.lock = Some(Lock::Implicit);
@@ -858,7 +1013,7 @@ impl<'a> Reader<'a> {
                     rest.push(' ');
                     rest.push_str(&more);
                 }
-                let at = w.at[j];
+                let at = w.at(j);
                 let letter: String = c.escape_ascii().map(char::from).collect();
                 let mut d = Diagnostic::error(
                     self.file,
@@ -916,13 +1071,14 @@ impl<'a> Reader<'a> {
                 }
             }
             self.skip_blanks();
-            let (mut text, span) = self.logical_line();
+            let (line, span) = self.logical_line();
             // procmail strips trailing blanks before looking at a condition.
-            while let Some(b' ' | b'\t') = text.last() {
-                text.pop();
+            let mut text: &[u8] = &line;
+            while let [rest @ .., b' ' | b'\t'] = text {
+                text = rest;
             }
             conds.push(Cond {
-                kind: cond::parse(&text),
+                kind: cond::parse(text),
                 span,
             });
         }
@@ -937,13 +1093,13 @@ impl<'a> Reader<'a> {
         match first {
             b'!' => {
                 self.pos += 1;
-                let line = self.line();
+                let line = self.line(false);
                 self.line_eol(items, &line);
                 return Parsed::Action(Action::Forward(self.line_raw(a + 1, &line)));
             }
             b'|' => {
                 self.pos += 1;
-                return Parsed::Action(Action::Pipe(self.logical_line().0));
+                return Parsed::Action(Action::Pipe(self.logical_line().0.into_owned()));
             }
             _ => {}
         }
@@ -965,7 +1121,7 @@ impl<'a> Reader<'a> {
                 match self.src.get(p) {
                     Some(b'|') => {
                         self.pos = p + 1;
-                        let cmd = self.logical_line().0;
+                        let cmd = self.logical_line().0.into_owned();
                         return Parsed::Action(Action::Capture { name, cmd });
                     }
                     Some(b'!') => {
@@ -973,7 +1129,7 @@ impl<'a> Reader<'a> {
                         // prints; it is the command procmail would run for
                         // `! args` (`$SENDMAIL` one word, flags split).
                         self.pos = p + 1;
-                        let line = self.line();
+                        let line = self.line(false);
                         self.line_eol(items, &line);
                         let mut cmd = b"\"$SENDMAIL\" $SENDMAILFLAGS".to_vec();
                         cmd.extend(self.line_raw(p + 1, &line));
@@ -988,7 +1144,7 @@ impl<'a> Reader<'a> {
             self.pos = a + 2;
             return Parsed::Block(a);
         }
-        let line = self.line();
+        let line = self.line(false);
         self.line_eol(items, &line);
         Parsed::Action(Action::Folder(self.line_raw(a, &line)))
     }
@@ -1006,6 +1162,267 @@ fn shown(text: &str) -> String {
             escaped
         })
         .collect()
+}
+
+// ---- the fast path ---------------------------------------------------
+
+/// What pest answers for `name`, `line_words`, `assign_value` or
+/// `logical_line` at `at`, worked out by hand, except where the end of the
+/// file cuts off a quote or follows a backslash: for those (and for other
+/// rules) it gives `toks` back as the error and pest decides.
+///
+/// pest costs some hundreds of instructions a byte (and its first call
+/// 120 K more for its stack guard), and `deliver` parses the rcfile once a
+/// message. This mirrors the grammar rule for rule and gives the same
+/// [`Tree`]s; the tests check it against pest at every offset of every
+/// rcfile the project has and of mutants. The grammar stays the
+/// definition: change a rule used here and `quick` must follow.
+///
+/// The tree is built in `toks` (cleared first).
+fn quick(src: &[u8], rule: Rule, at: usize, mut toks: Vec<Tok>) -> Result<Option<Tree>, Vec<Tok>> {
+    fn tok(rule: Rule, start: usize, end: usize) -> Tok {
+        Tok {
+            rule,
+            start,
+            end,
+            inner: 0,
+        }
+    }
+    fn line_end(src: &[u8], p: usize) -> usize {
+        src[p..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(src.len(), |n| p + n)
+    }
+    // A backslash at `q`: a `continuation` before a newline, else `rule`
+    // (an escape) with the byte after it; `None` at the end of the file
+    // (`dangling` or an open quote: pest decides). Returns its end.
+    fn backslash(src: &[u8], toks: &mut Vec<Tok>, q: usize, rule: Rule) -> Option<usize> {
+        let rule = match src.get(q + 1)? {
+            b'\n' => Rule::continuation,
+            _ => rule,
+        };
+        toks.push(tok(rule, q, q + 2));
+        Some(q + 2)
+    }
+    // `gap?` at `p`: blanks and continuations. Returns its end.
+    fn gap(src: &[u8], toks: &mut Vec<Tok>, mut p: usize) -> usize {
+        loop {
+            match src.get(p) {
+                Some(b' ' | b'\t') => p += 1,
+                Some(b'\\') if src.get(p + 1) == Some(&b'\n') => {
+                    toks.push(tok(Rule::continuation, p, p + 2));
+                    p += 2;
+                }
+                _ => return p,
+            }
+        }
+    }
+    // `"\n" | EOI` at `p` (a newline or the end of the file), or a blank
+    // where one byte is all that can be there: the end of the match. EOI
+    // is a pair of its own.
+    fn newline(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> usize {
+        if p == src.len() {
+            toks.push(tok(Rule::EOI, p, p));
+            p
+        } else {
+            p + 1
+        }
+    }
+    // `comment` at `p` and the end of its line.
+    fn comment(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> usize {
+        let end = line_end(src, p);
+        toks.push(tok(Rule::comment, p, end));
+        newline(src, toks, end)
+    }
+    // Closes the pair at `toks[at]` at `end` around the pairs after it.
+    fn close(toks: &mut [Tok], at: usize, end: usize) {
+        toks[at].end = end;
+        toks[at].inner = toks.len() - at - 1;
+    }
+    // From `q` to the first unescaped `close` (consumed) or `stop` (not
+    // consumed), a backslash and the byte after it making an `escaped`;
+    // `None` at the end of the file. Returns the end.
+    fn until(
+        src: &[u8],
+        toks: &mut Vec<Tok>,
+        mut q: usize,
+        ends: (u8, u8),
+        escaped: Rule,
+    ) -> Option<usize> {
+        loop {
+            match *src.get(q)? {
+                b'\\' => q = backslash(src, toks, q, escaped)?,
+                c if c == ends.0 => return Some(q + 1),
+                c if c == ends.1 => return Some(q),
+                _ => q += 1,
+            }
+        }
+    }
+    // `dquote` at `p`, closed before the end of the file. Returns its end.
+    fn dquote(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
+        let at = toks.len();
+        toks.push(tok(Rule::dquote, p, p));
+        let braced = |q: usize| src.get(q) == Some(&b'$') && src.get(q + 1) == Some(&b'{');
+        let mut q = p + 1;
+        loop {
+            match src.get(q) {
+                None => return None,
+                Some(b'"') => break,
+                Some(b'\\') => q = backslash(src, toks, q, Rule::dq_escape)?,
+                Some(b'`') => {
+                    // A backquote ends at a double quote too (left to
+                    // close the `dquote`).
+                    let bq = toks.len();
+                    toks.push(tok(Rule::bquote_in_dq, q, q));
+                    let end = until(src, toks, q + 1, (b'`', b'"'), Rule::bq_escape)?;
+                    close(toks, bq, end);
+                    q = end;
+                }
+                Some(_) if braced(q) => {
+                    // `${NAME:-word}` (`dq_alt`, in which a `"` is text),
+                    // or else `dq_text`'s lone `${`.
+                    let alt = quick_name(src, q + 2).and_then(|name| {
+                        let r = name + usize::from(src.get(name) == Some(&b':'));
+                        matches!(src.get(r), Some(b'-' | b'+')).then_some((name, r + 1))
+                    });
+                    let Some((name, from)) = alt else {
+                        toks.push(tok(Rule::dq_text, q, q + 2));
+                        q += 2;
+                        continue;
+                    };
+                    let alt = toks.len();
+                    toks.push(tok(Rule::dq_alt, q, q));
+                    toks.push(tok(Rule::name, q + 2, name));
+                    let end = until(src, toks, from, (b'}', b'}'), Rule::dq_escape)?;
+                    close(toks, alt, end);
+                    q = end;
+                }
+                Some(_) => {
+                    let mut end = q;
+                    while end < src.len() && !b"\"\\`".contains(&src[end]) && !braced(end) {
+                        end += 1;
+                    }
+                    toks.push(tok(Rule::dq_text, q, end));
+                    q = end;
+                }
+            }
+        }
+        close(toks, at, q + 1);
+        Some(q + 1)
+    }
+    // `bquote` at `p`, closed before the end of the file. Returns its end.
+    fn bquote(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
+        let at = toks.len();
+        toks.push(tok(Rule::bquote, p, p));
+        let end = until(src, toks, p + 1, (b'`', b'`'), Rule::bq_escape)?;
+        close(toks, at, end);
+        Some(end)
+    }
+    // `squote` at `p`, closed before the end of the file (backslashes mean
+    // nothing inside). Returns its end.
+    fn squote(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
+        let end = p + 1 + src[p + 1..].iter().position(|&b| b == b'\'')?;
+        toks.push(Tok {
+            inner: 1,
+            ..tok(Rule::squote, p, end + 1)
+        });
+        toks.push(tok(Rule::squote_text, p + 1, end));
+        Some(end + 1)
+    }
+    // A `word` at `p` (not a blank, a newline, a continuation or the end
+    // of the file); `None` if it holds what `quick` leaves to pest.
+    // Returns its end.
+    fn word(src: &[u8], toks: &mut Vec<Tok>, p: usize) -> Option<usize> {
+        let at = toks.len();
+        toks.push(tok(Rule::word, p, p));
+        let mut q = p;
+        loop {
+            q = match src.get(q) {
+                None | Some(b' ' | b'\t' | b'\n') => break,
+                Some(b'\'') => squote(src, toks, q)?,
+                Some(b'`') => bquote(src, toks, q)?,
+                Some(b'"') => dquote(src, toks, q)?,
+                Some(b'\\') => backslash(src, toks, q, Rule::escape)?,
+                Some(_) => {
+                    let end = src[q..]
+                        .iter()
+                        .position(|b| {
+                            matches!(b, b' ' | b'\t' | b'\n' | b'\'' | b'"' | b'`' | b'\\')
+                        })
+                        .map_or(src.len(), |n| q + n);
+                    toks.push(tok(Rule::plain, q, end));
+                    end
+                }
+            };
+        }
+        close(toks, at, q);
+        Some(q)
+    }
+
+    if rule == Rule::name {
+        return Ok(quick_name(src, at).map(|end| {
+            toks.clear();
+            toks.push(tok(rule, at, end));
+            Tree(toks)
+        }));
+    }
+    toks.clear();
+    toks.push(tok(rule, at, at));
+    let end = match rule {
+        Rule::logical_line => {
+            let mut p = at;
+            loop {
+                let end = line_end(src, p);
+                if end < src.len() && end > p && src[end - 1] == b'\\' {
+                    toks.push(tok(Rule::cont_line, p, end));
+                    p = end + 1;
+                    continue;
+                }
+                toks.push(tok(Rule::line_text, p, end));
+                break newline(src, &mut toks, end);
+            }
+        }
+        Rule::line_words => {
+            let mut p = at;
+            loop {
+                p = gap(src, &mut toks, p);
+                match src.get(p) {
+                    None | Some(b'\n') => break newline(src, &mut toks, p),
+                    Some(b'#') => break comment(src, &mut toks, p),
+                    Some(_) => match word(src, &mut toks, p) {
+                        Some(end) => p = end,
+                        None => return Err(toks),
+                    },
+                }
+            }
+        }
+        Rule::assign_value => {
+            let p = gap(src, &mut toks, at);
+            match src.get(p) {
+                None | Some(b'\n') => newline(src, &mut toks, p),
+                Some(b'#') => comment(src, &mut toks, p),
+                Some(_) => match word(src, &mut toks, p) {
+                    Some(end) => newline(src, &mut toks, end),
+                    None => return Err(toks),
+                },
+            }
+        }
+        _ => return Err(toks),
+    };
+    toks[0].end = end;
+    toks[0].inner = toks.len() - 1;
+    Ok(Some(Tree(toks)))
+}
+
+/// The end of the `name` at `at`, if one starts there: [`quick`] for
+/// `name`, without building a [`Tree`].
+fn quick_name(src: &[u8], at: usize) -> Option<usize> {
+    let is_start = |b: &u8| b.is_ascii_alphabetic() || *b == b'_';
+    let is_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    src.get(at)
+        .is_some_and(is_start)
+        .then(|| at + src[at..].iter().take_while(|b| is_char(b)).count())
 }
 
 #[cfg(test)]
@@ -1127,13 +1544,154 @@ mod tests {
         assert!(diags.iter().any(|d| d.message.contains("nested more than")));
     }
 
+    /// A little of everything the grammar knows, in one rcfile.
+    const EVERY_CONSTRUCT: &[u8] =
+        b":0 Bc: l # c\n* ^a\\\n b\n* ! 1^1 x\n{ A=\"q\\\"${X:-\"y\"}`z\"`\" `x\\` 'y\\\n'\n \
+        :2\n\n\n | c\\\n\\\nd\n V=|e\n W=! f\n}\n}\n:0\n{foo}\n-x y\\\n\xe9\r\nB=\\";
+
+    /// Quotes of every shape `quick` knows, and some it leaves to pest.
+    const QUOTING: &[u8] = b"A=\"${HOME}/x\" \"${X:-y} z\" \"${X-y}\"\nB=\"${X+y}\" \"${X:+y}\"\n\
+        C=\"${1:-y}\" \"${:-y}\" \"$${X:-y}\" \"${X:y}\" \"a${\"b \"${\"\n\
+        D='x\ny' '' \"\" 'a\\'b `date` `a\\`b` a'b'\"c\"`d`e\n\
+        :0 \"B\":'l'\n\"x y\"\n:0\n! \"a b\" 'c'\n:0\n`f` \"$X\"y # c\n\
+        E=\"a\nb\" F=\"\xe9\"\nG=\"`x`\" \"a`b\" \"`x\\\"y`\" \"`a\\\nb`\"\n\
+        I=\"${X:-a\"b}\" \"${X:-a}b}\" \"${X:-{\\}}\" \"${X+\\\ny}\" \"${X:-\n\
+        J=`a\\\nb\\`c` \"a\\\nb\\$c\" x\\\ny\\ \\\n z\nH='\n";
+
+    /// Every rcfile of the project: the fixtures and the benchmark's.
+    fn corpus() -> Vec<(String, Vec<u8>)> {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut files = Vec::new();
+        for dir in ["tests/fixtures/rc/ok", "tests/fixtures/rc/errors", "bench"] {
+            for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.ends_with(".rc") || name == "procmailrc" {
+                    files.push((format!("{dir}/{name}"), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        assert!(files.len() > 40, "the rcfile corpus is missing");
+        files
+    }
+
+    /// `src` with a few bytes replaced, inserted or removed, chosen from
+    /// the bytes that mean something to the grammar.
+    fn mutate(src: &[u8], seed: &mut u32) -> Vec<u8> {
+        let alphabet = b":*{}|!=\"'`\\\n \t#$^a0_\r\xe9";
+        let mut s = src.to_vec();
+        for _ in 0..3 {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 17;
+            *seed ^= *seed << 5;
+            let at = *seed as usize % (s.len() + 1);
+            let b = alphabet[(*seed >> 8) as usize % alphabet.len()];
+            match (*seed >> 16) % 3 {
+                0 if at < s.len() => s[at] = b,
+                1 if at < s.len() => {
+                    s.remove(at);
+                }
+                _ => s.insert(at, b),
+            }
+        }
+        s
+    }
+
+    /// The fast path gives pest's very nodes wherever it answers: every
+    /// rule it knows, at every offset of every rcfile and of mutants.
+    #[test]
+    fn quick_agrees_with_pest() {
+        let rules = [
+            Rule::name,
+            Rule::line_words,
+            Rule::assign_value,
+            Rule::logical_line,
+        ];
+        let mut inputs: Vec<Vec<u8>> = corpus().into_iter().map(|(_, src)| src).collect();
+        inputs.push(EVERY_CONSTRUCT.to_vec());
+        inputs.push(QUOTING.to_vec());
+        let mut seed = 0x9e37_79b9_u32;
+        for k in 0..inputs.len() * 4 {
+            let m = mutate(&inputs[k % inputs.len()], &mut seed);
+            inputs.push(m);
+        }
+        let (mut answered, mut declined) = (0, 0);
+        for src in &inputs {
+            let reader = Reader {
+                file: "rc",
+                src,
+                shadow: OnceCell::new(),
+                fast: false,
+                spare: Cell::new(Vec::new()),
+                pos: 0,
+                diags: Vec::new(),
+            };
+            for at in 0..=src.len() {
+                for rule in rules {
+                    let Ok(got) = quick(src, rule, at, Vec::new()) else {
+                        declined += 1;
+                        continue;
+                    };
+                    answered += 1;
+                    let want = reader.run_pest(rule, at);
+                    let near = &src[at.saturating_sub(20)..(at + 40).min(src.len())];
+                    assert_eq!(
+                        got,
+                        want,
+                        "{rule:?} at {at}, near {:?}",
+                        near.escape_ascii().to_string()
+                    );
+                }
+            }
+        }
+        // Both paths were exercised.
+        assert!(
+            answered > 100_000 && declined > 2_000,
+            "{answered} {declined}"
+        );
+    }
+
+    /// Whole files parse to the same items and diagnostics with and
+    /// without the fast path.
+    #[test]
+    fn fast_path_gives_the_same_ast() {
+        let same = |name: &str, src: &[u8]| {
+            let want = parse_with(name, src, false);
+            let got = parse_with(name, src, true);
+            assert_eq!(got, want, "{name}: {:?}", src.escape_ascii().to_string());
+        };
+        for sample in [EVERY_CONSTRUCT, QUOTING] {
+            for k in 0..=sample.len() {
+                same("cut", &sample[..k]);
+                same("cut", &sample[k..]);
+            }
+        }
+        let mut seed = 0x2545_f491_u32;
+        for (name, src) in corpus() {
+            let crlf: Vec<u8> = src
+                .iter()
+                .flat_map(|&b| {
+                    if b == b'\n' {
+                        vec![b'\r', b'\n']
+                    } else {
+                        vec![b]
+                    }
+                })
+                .collect();
+            same(&name, &crlf);
+            same(&name, &src);
+            for _ in 0..50 {
+                same(&name, &mutate(&src, &mut seed));
+            }
+        }
+    }
+
     // Every construct, cut at every byte and mutated: the parser must not
     // panic (its `expect`s claim that the rules used match anywhere).
     #[test]
     fn never_panics() {
-        let src: &[u8] =
-            b":0 Bc: l # c\n* ^a\\\n b\n* ! 1^1 x\n{ A=\"q\\\"${X:-\"y\"}`z\"`\" `x\\` 'y\\\n'\n \
-            :2\n\n\n | c\\\n\\\nd\n V=|e\n W=! f\n}\n}\n:0\n{foo}\n-x y\\\n\xe9\r\nB=\\";
+        let src = EVERY_CONSTRUCT;
         for n in 0..=src.len() {
             let _ = parse("rc", &src[..n]);
             let _ = parse("rc", &src[n..]);
