@@ -8,6 +8,7 @@
 //! exit code. Nothing here interprets recipes.
 
 pub mod proc;
+pub mod signals;
 pub mod user;
 
 use std::ffi::OsStr;
@@ -40,9 +41,11 @@ pub struct Host {
     locks: Vec<(u64, mailbox::lock::DotLock)>,
     next_lock: u64,
     host: Vec<u8>,
-    /// The command-line name shown in diagnostics (`procmail:` for
-    /// compatibility with log watchers).
+    /// The clones started without waiting (`c` blocks).
     children: Vec<nix::unistd::Pid>,
+    /// The second of the last `[pid] date` line (procmail's `oldtime`);
+    /// 0 before the first one.
+    stamp: i64,
 }
 
 impl Host {
@@ -54,6 +57,7 @@ impl Host {
             next_lock: 1,
             host: user::hostname(),
             children: Vec::new(),
+            stamp: 0,
         }
     }
 
@@ -66,20 +70,24 @@ impl Host {
 }
 
 impl Host {
-    /// Logs one of procmail's diagnostics at its level (`VERBOSE` lines are
-    /// not written: extended diagnostics are not implemented yet).
+    /// Logs one of procmail's diagnostics at its level.
     fn log_level(&mut self, level: mailbox::Level, text: &[u8]) {
+        let verbose = signals::verbose();
         let show = match level {
             mailbox::Level::Always => true,
-            mailbox::Level::Logged => self.log.is_some(),
-            mailbox::Level::Verbose => false,
+            mailbox::Level::Logged => self.log.is_some() || verbose,
+            mailbox::Level::Verbose => verbose,
         };
         if show {
-            let mut line = b"procmail: ".to_vec();
-            line.extend_from_slice(text);
-            line.push(b'\n');
-            self.log(&line);
+            self.diag(text, false);
         }
+    }
+
+    /// The log's file descriptor (stderr until `LOGFILE` opens one), for
+    /// the signal handlers.
+    fn publish_log_fd(&self) {
+        use std::os::fd::AsRawFd;
+        signals::set_log_fd(self.log.as_ref().map_or(2, |f| f.as_raw_fd()));
     }
 }
 
@@ -104,12 +112,15 @@ impl Effects for Host {
             timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout)),
             wait: req.wait,
         };
+        // ALRM (procmail's timeout path, spec §14) kills the program that
+        // runs; an alarm from before it started does not count.
+        signals::take_alarm();
         match proc::run(&spawn, input) {
             Ok(r) => Ran {
                 status: r.status,
                 output: r.output,
                 write_error: r.write_error,
-                timed_out: r.timed_out,
+                timed_out: r.timed_out || signals::take_alarm(),
             },
             Err(e) => {
                 let shown = req.argv.first().map(|a| a.as_slice()).unwrap_or(b"");
@@ -182,6 +193,7 @@ impl Effects for Host {
             self.log_level(level, &text);
         }
         let lock = got.ok()?;
+        signals::held_lock(lock.path());
         let id = self.next_lock;
         self.next_lock += 1;
         self.locks.push((id, lock));
@@ -189,7 +201,16 @@ impl Effects for Host {
     }
 
     fn unlock(&mut self, id: u64) {
-        self.locks.retain(|(i, _)| *i != id);
+        let Some(at) = self.locks.iter().position(|(i, _)| *i == id) else {
+            return;
+        };
+        let (_, lock) = self.locks.remove(at);
+        signals::forget_lock(lock.path());
+        let mut lines = Vec::new();
+        let _ = lock.release(&mut |level, text| lines.push((level, text.to_vec())));
+        for (level, text) in lines {
+            self.log_level(level, &text);
+        }
     }
 
     fn read_rcfile(&mut self, path: &[u8]) -> io::Result<Vec<u8>> {
@@ -228,6 +249,7 @@ impl Effects for Host {
         match opened {
             Ok(f) => {
                 self.log = Some(f);
+                self.publish_log_fd();
                 true
             }
             Err(_) => false,
@@ -256,6 +278,7 @@ impl Effects for Host {
                 if wait {
                     let _ = nix::sys::wait::waitpid(child, None);
                 } else {
+                    signals::spare_child(child.as_raw());
                     self.children.push(child);
                 }
                 Fork::Parent
@@ -265,7 +288,10 @@ impl Effects for Host {
                 for (_, l) in self.locks.drain(..) {
                     std::mem::forget(l);
                 }
+                signals::forget_all_locks();
                 self.children.clear();
+                // A new process: its own `[pid] date` line comes first.
+                self.stamp = 0;
                 Fork::Child
             }
             Err(_) => Fork::Failed,
@@ -283,6 +309,40 @@ impl Effects for Host {
     fn drop_privs(&mut self) {
         let _ = nix::unistd::setgid(nix::unistd::getgid());
         let _ = nix::unistd::setuid(nix::unistd::getuid());
+    }
+
+    fn verbose(&self) -> bool {
+        signals::verbose()
+    }
+
+    fn set_verbose(&mut self, on: bool) {
+        signals::set_verbose(on);
+    }
+
+    /// procmail(1) EXTENDED DIAGNOSTICS: with `VERBOSE`, a diagnostic in a
+    /// new second is preceded by `[pid] date`.
+    fn diag(&mut self, text: &[u8], child: bool) {
+        let mut out = Vec::with_capacity(text.len() + 48);
+        if signals::verbose() {
+            let now = chrono::Local::now();
+            if now.timestamp() != self.stamp {
+                if !child {
+                    self.stamp = now.timestamp();
+                }
+                let date = now.format("%a %b %e %H:%M:%S %Y");
+                out.extend_from_slice(
+                    format!("procmail: [{}] {date}\n", std::process::id()).as_bytes(),
+                );
+            }
+        }
+        out.extend_from_slice(b"procmail: ");
+        out.extend_from_slice(text);
+        out.push(b'\n');
+        self.log(&out);
+    }
+
+    fn message_changed(&mut self, msg: &Message) {
+        signals::set_postmark(msg.postmark());
     }
 }
 
@@ -449,6 +509,7 @@ pub fn run(inv: Invocation) -> i32 {
             nix::sys::signal::SigHandler::SigIgn,
         );
     }
+    signals::install();
     let bytes = match read_stdin() {
         Ok(b) => b,
         Err(e) => {

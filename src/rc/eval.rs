@@ -45,6 +45,10 @@ pub struct RunRequest {
     pub wait: bool,
     /// Seconds before it is terminated (`TIMEOUT`); 0 = never.
     pub timeout: u64,
+    /// How `VERBOSE` shows the program in `Executing "x"`: the command
+    /// text for the shell, else the words joined by commas (checked with
+    /// procmail 3.23pre: `| tr a-z A-Z` logs `Executing "tr,a-z,A-Z"`).
+    pub shown: Vec<u8>,
 }
 
 /// What happened when a program ran.
@@ -136,6 +140,29 @@ pub trait Effects {
     fn is_dir(&self, path: &[u8]) -> bool;
     /// Gives up setuid/setgid privileges (`DROPPRIVS`).
     fn drop_privs(&mut self) {}
+    /// Whether `VERBOSE` (procmail's extended diagnostics) is on. A signal
+    /// may change it at any moment (procmail(1): USR1 off, USR2 on), so the
+    /// host owns the switch and the evaluator asks before every line.
+    fn verbose(&self) -> bool {
+        false
+    }
+    /// Turns the extended diagnostics on or off (`VERBOSE=`).
+    fn set_verbose(&mut self, _on: bool) {}
+    /// Logs one diagnostic, `procmail: text` and a newline. `child` marks
+    /// a line that procmail writes from the forked child (`Executing`):
+    /// with `VERBOSE` it gets its own `[pid] date` line when the second
+    /// changed, but the parent's record of the last one stays as it was.
+    fn diag(&mut self, text: &[u8], child: bool) {
+        let _ = child;
+        let mut line = b"procmail: ".to_vec();
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        self.log(&line);
+    }
+    /// The message is now `msg` (at the start and after a filter), for
+    /// what the host must know of it without asking: the abstract written
+    /// when a signal ends the delivery.
+    fn message_changed(&mut self, _msg: &Message) {}
 }
 
 /// The dot-locking parameters from `LOCKSLEEP`, `LOCKTIMEOUT` and `SUSPEND`.
@@ -221,6 +248,7 @@ pub struct Eval<'fx> {
 impl<'fx> Eval<'fx> {
     /// A new evaluation over `msg` with the start-up variables `env`.
     pub fn new(fx: &'fx mut dyn Effects, msg: Message, env: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        fx.message_changed(&msg);
         Eval {
             fx,
             vars: env,
@@ -286,14 +314,42 @@ impl<'fx> Eval<'fx> {
     }
 
     fn log_str(&mut self, text: &str) {
-        let line = format!("procmail: {text}\n");
-        self.fx.log(line.as_bytes());
+        self.fx.diag(text.as_bytes(), false);
+    }
+
+    /// Logs an extended diagnostic (only with `VERBOSE` on): `what "value"`,
+    /// or `what` alone when `value` is `None`.
+    pub fn yell(&mut self, what: &str, value: Option<&[u8]>) {
+        if self.fx.verbose() {
+            self.fx.diag(&quoted(what, value), false);
+        }
+    }
+
+    /// `Assigning "NAME=value"` (or `"NAME"` for an unset), logged before
+    /// the assignment takes effect, as procmail does: so `VERBOSE=on`
+    /// itself is not shown and `VERBOSE=off` is (checked with 3.23pre).
+    fn yell_assign(&mut self, name: &[u8], value: Option<&[u8]>) {
+        if self.fx.verbose() {
+            let mut text = name.to_vec();
+            if let Some(v) = value {
+                text.push(b'=');
+                text.extend_from_slice(v);
+            }
+            self.yell("Assigning", Some(&text));
+        }
+    }
+
+    /// Sets `LASTFOLDER` after a delivery, with its `Assigning` line.
+    fn set_lastfolder(&mut self, value: Vec<u8>) {
+        self.yell_assign(b"LASTFOLDER", Some(&value));
+        self.set_raw(b"LASTFOLDER", value);
     }
 
     /// Assigns a variable from the command line or an rcfile, with the
     /// side effects of procmail's special variables (§9). Returns the flow
     /// for the assignments that end an rcfile (`HOST`).
     pub fn assign(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
+        self.yell_assign(name, value.as_deref());
         let Some(value) = value else {
             self.unset_raw(name);
             if name == b"LOCKFILE" {
@@ -307,8 +363,15 @@ impl<'fx> Eval<'fx> {
                 self.set_raw(name, b".".to_vec());
                 return true;
             }
-            b"LOGFILE" if !self.fx.open_log(&value) => {
-                self.log_str(&format!("Error while writing to \"{}\"", show(&value)));
+            b"LOGFILE" => {
+                self.yell("Opening", Some(&value));
+                if !self.fx.open_log(&value) {
+                    self.log_str(&format!("Error while writing to \"{}\"", show(&value)));
+                }
+            }
+            b"VERBOSE" => {
+                let on = vars::parse_bool(&value, self.fx.verbose());
+                self.fx.set_verbose(on);
             }
             b"LOG" => self.fx.log(&value),
             b"LOCKFILE" => {
@@ -333,6 +396,7 @@ impl<'fx> Eval<'fx> {
             b"HOST" => {
                 let real = self.fx.hostname();
                 if value != real {
+                    self.yell("HOST mismatched", Some(&real));
                     self.set_raw(name, real);
                     self.host_abort = true;
                     return false;
@@ -345,6 +409,7 @@ impl<'fx> Eval<'fx> {
             }
             b"EXITCODE" => self.exitcode_assigned = true,
             b"DROPPRIVS" if vars::parse_bool(&value, false) => {
+                self.yell("Assuming identity of the recipient, VERBOSE=off", None);
                 self.fx.drop_privs();
             }
             b"DEFAULT" => self.default_enabled = true,
@@ -413,10 +478,12 @@ impl<'fx> Eval<'fx> {
         match name {
             "INCLUDERC" => {
                 let value = value.unwrap_or_default();
+                self.yell_assign(b"INCLUDERC", Some(&value));
                 self.set_raw(b"INCLUDERC", value.clone());
                 return self.include(&value, false);
             }
             "SWITCHRC" => {
+                self.yell_assign(b"SWITCHRC", value.as_deref());
                 let Some(value) = value else {
                     return Flow::EndFile;
                 };
@@ -548,12 +615,17 @@ impl<'fx> Eval<'fx> {
         for c in &r.conds {
             let mut ctx = CondCtx {
                 flags: *f,
+                shown: Vec::new(),
                 negate: false,
                 weight: None,
                 area: None,
             };
             match self.cond(&c.kind, &mut ctx, score) {
                 CondResult::Bool(b) => {
+                    if self.fx.verbose() {
+                        let what = if b { "Match on" } else { "No match on" };
+                        self.yell_cond(what, &ctx);
+                    }
                     if !b {
                         ok = false;
                         break;
@@ -562,6 +634,14 @@ impl<'fx> Eval<'fx> {
                 CondResult::Score(add) => {
                     weighted = true;
                     score = clamp_score(score + add);
+                    if self.fx.verbose() {
+                        let what = format!(
+                            "Score: {:>7} {:>7}",
+                            add.trunc() as i64,
+                            score.trunc() as i64
+                        );
+                        self.yell_cond(&what, &ctx);
+                    }
                     if score <= -SCORE_MAX {
                         ok = false;
                         break;
@@ -580,6 +660,17 @@ impl<'fx> Eval<'fx> {
         } else {
             ok
         }
+    }
+
+    /// `Match on ! "x"` and the like: `what`, a `!` for a negated
+    /// condition, the condition's text.
+    fn yell_cond(&mut self, what: &str, ctx: &CondCtx) {
+        let what = if ctx.negate {
+            format!("{what} !")
+        } else {
+            what.to_string()
+        };
+        self.yell(&what, Some(&ctx.shown));
     }
 
     /// The size a `<`/`>` condition compares: the whole message unless a
@@ -635,9 +726,14 @@ impl<'fx> Eval<'fx> {
                 self.cond(inner, ctx, score)
             }
             CondKind::Program(raw) => {
-                let (req, _, _) = self.command_request(raw, Output::Null, true);
-                let ran = self.fx.run(&req, &search_area(&self.msg, ctx));
+                ctx.shown = trim_blanks(raw).to_vec();
+                let (req, shown, _) = self.command_request(raw, Output::Null, true);
+                let ran = exec(&mut *self.fx, &req, &search_area(&self.msg, ctx));
                 self.last_status = ran.status;
+                if ran.status != 0 && self.fx.verbose() {
+                    let what = format!("Non-zero exitcode ({}) from", ran.status);
+                    self.yell(&what, Some(&shown));
+                }
                 let ok = ran.status == 0;
                 match ctx.weight {
                     None => CondResult::Bool(ok != ctx.negate),
@@ -660,6 +756,12 @@ impl<'fx> Eval<'fx> {
             }
             CondKind::Less(raw) | CondKind::Greater(raw) => {
                 let text = vars::expand_spaced(raw, self);
+                let op: &[u8] = if matches!(kind, CondKind::Less(_)) {
+                    b"< "
+                } else {
+                    b"> "
+                };
+                ctx.shown = [op, trim_blanks(&text)].concat();
                 let limit = parse_leading_int(trim_blanks(&text)).unwrap_or(0) as f64;
                 let size = self.size_area(ctx) as f64;
                 let less = matches!(kind, CondKind::Less(_)) != ctx.negate;
@@ -683,7 +785,8 @@ impl<'fx> Eval<'fx> {
         }
     }
 
-    fn regex_cond(&mut self, pat: &[u8], literal: bool, ctx: &CondCtx) -> CondResult {
+    fn regex_cond(&mut self, pat: &[u8], literal: bool, ctx: &mut CondCtx) -> CondResult {
+        ctx.shown = pat.to_vec();
         let opts = Options {
             case_sensitive: ctx.flags.case_sensitive,
             leading_backslash: literal,
@@ -739,6 +842,10 @@ impl<'fx> Eval<'fx> {
         let matched = matched.map(|r| area[r].to_vec());
         drop(area);
         if let Some(m) = matched {
+            // Checked with procmail 3.23pre: MATCH is first emptied, then
+            // the matched text is shown.
+            self.yell_assign(b"MATCH", Some(b""));
+            self.yell("Matched", Some(&m));
             self.set_raw(b"MATCH", m);
         }
         result
@@ -770,12 +877,18 @@ impl<'fx> Eval<'fx> {
                 (words, shown, false)
             }
         };
+        let shown_exec = if shell {
+            shown.clone()
+        } else {
+            argv.join(&b',')
+        };
         let req = RunRequest {
             argv,
             env: self.vars.clone(),
             stdout,
             wait,
             timeout: self.num(b"TIMEOUT", 960).max(0) as u64,
+            shown: shown_exec,
         };
         // LASTFOLDER of a pipe (§9): the text as the shell got it, or the
         // words joined by single spaces.
@@ -821,7 +934,7 @@ impl<'fx> Eval<'fx> {
                 let len = data.len();
                 drop(data);
                 if ok {
-                    self.set_raw(b"LASTFOLDER", b"|".to_vec());
+                    self.set_lastfolder(b"|".to_vec());
                     self.last_written = len;
                 }
                 self.after_delivery(ok, f)
@@ -881,7 +994,11 @@ impl<'fx> Eval<'fx> {
 
     fn capture(&mut self, name: &str, raw: &[u8], f: &Flags) {
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
-        let ran = self.fx.run(&req, &with_final_newline(part(&self.msg, f).0));
+        let ran = exec(
+            &mut *self.fx,
+            &req,
+            &with_final_newline(part(&self.msg, f).0),
+        );
         self.last_status = ran.status;
         let failed = ran.status != 0;
         if failed && (f.wait || f.wait_quiet) {
@@ -912,7 +1029,7 @@ impl<'fx> Eval<'fx> {
     fn filter(&mut self, raw: &[u8], f: &Flags) {
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
         let input = program_input(part(&self.msg, f).0, f.raw);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         if f.wait || f.wait_quiet {
             self.last_status = ran.status;
         }
@@ -941,6 +1058,7 @@ impl<'fx> Eval<'fx> {
         if !self.berkeley {
             self.protect = self.msg.fix_content_length();
         }
+        self.fx.message_changed(&self.msg);
         self.chain.lastsucc = true;
     }
 
@@ -948,7 +1066,7 @@ impl<'fx> Eval<'fx> {
         let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
         let data = part(&self.msg, f).0;
         let input = program_input(data, f.raw);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         // Checked: when the program stops reading, procmail's abstract
         // counts the message without the newline it would have added.
         let len = if ran.write_error {
@@ -972,9 +1090,12 @@ impl<'fx> Eval<'fx> {
             if f.wait {
                 self.program_failure(ran.status, &shown);
             }
+            // Checked with procmail 3.23pre: a failed `w` pipe still
+            // becomes `$LASTFOLDER`.
+            self.set_lastfolder(lastfolder);
             return false;
         }
-        self.set_raw(b"LASTFOLDER", lastfolder);
+        self.set_lastfolder(lastfolder);
         self.last_written = len;
         true
     }
@@ -990,6 +1111,7 @@ impl<'fx> Eval<'fx> {
         argv.extend(words);
         let wait = f.wait || f.wait_quiet;
         let req = RunRequest {
+            shown: argv.join(&b','),
             argv: argv.clone(),
             env: self.vars.clone(),
             stdout: Output::Null,
@@ -1004,7 +1126,7 @@ impl<'fx> Eval<'fx> {
             0
         };
         let input = program_input(&data[skip..], f.raw);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         let len = input.len();
         drop(input);
         self.last_status = ran.status;
@@ -1016,9 +1138,11 @@ impl<'fx> Eval<'fx> {
             if f.wait {
                 self.program_failure(ran.status, &argv[0]);
             }
+            // Checked with procmail 3.23pre, as for pipes.
+            self.set_lastfolder(shown);
             return false;
         }
-        self.set_raw(b"LASTFOLDER", shown);
+        self.set_lastfolder(shown);
         self.last_written = len;
         true
     }
@@ -1041,13 +1165,13 @@ impl<'fx> Eval<'fx> {
         };
         match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
-                self.set_raw(b"LASTFOLDER", d.lastfolder);
+                self.set_lastfolder(d.lastfolder);
                 self.last_written = d.written;
                 true
             }
             Err(lastfolder) => {
                 if let Some(l) = lastfolder {
-                    self.set_raw(b"LASTFOLDER", l);
+                    self.set_lastfolder(l);
                 }
                 false
             }
@@ -1157,24 +1281,29 @@ impl<'fx> Eval<'fx> {
             Abstract::Default if !self.fx.log_is_open() => {}
             _ => self.write_abstract(),
         }
-        self.release_global_lock();
         if let Some(trap) = self
             .var(b"TRAP")
             .map(|t| t.to_vec())
             .filter(|t| !t.is_empty())
         {
             if !self.exitcode_assigned {
-                self.set_raw(b"EXITCODE", status.to_string().into_bytes());
+                let code = status.to_string().into_bytes();
+                self.yell_assign(b"EXITCODE", Some(&code));
+                self.set_raw(b"EXITCODE", code);
             }
             let input = with_final_newline(self.msg.as_bytes()).into_owned();
             // §9 TRAP: its stdout goes to the log as well as its stderr.
             let (req, _, _) = self.command_request(&trap, Output::Capture, true);
-            let ran = self.fx.run(&req, &input);
+            let ran = exec(&mut *self.fx, &req, &input);
             self.fx.log(&ran.output);
             if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
+                self.release_global_lock();
                 return ran.status;
             }
         }
+        // Checked with procmail 3.23pre: the global lockfile goes last,
+        // after the abstract and TRAP (`Unlocking` is the final line).
+        self.release_global_lock();
         if self.exitcode_assigned
             && let Some(v) = self.var(b"EXITCODE")
         {
@@ -1250,7 +1379,7 @@ impl vars::Env for Eval<'_> {
     fn backquote(&mut self, cmd: &[u8]) -> Vec<u8> {
         let input = with_final_newline(self.msg.as_bytes()).into_owned();
         let (req, _, _) = self.command_request(cmd, Output::Capture, true);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         self.last_status = ran.status;
         ran.output
     }
@@ -1305,6 +1434,8 @@ enum AreaSel {
 /// The context a condition is evaluated in.
 struct CondCtx {
     flags: Flags,
+    /// The condition's text as `VERBOSE` shows it (`Match on "x"`).
+    shown: Vec<u8>,
     negate: bool,
     weight: Option<(f64, f64)>,
     area: Option<AreaSel>,
@@ -1446,6 +1577,27 @@ fn parse_leading_int(s: &[u8]) -> Option<i64> {
     }
     let v: i64 = std::str::from_utf8(&digits[..n]).ok()?.parse().ok()?;
     Some(if neg { -v } else { v })
+}
+
+/// Runs a program, logging `Executing "x"` first with `VERBOSE` (a free
+/// function so that the message may stay borrowed as the input).
+fn exec(fx: &mut dyn Effects, req: &RunRequest, input: &[u8]) -> Ran {
+    if fx.verbose() {
+        let text = quoted("Executing", Some(&req.shown));
+        fx.diag(&text, true);
+    }
+    fx.run(req, input)
+}
+
+/// `what "value"` (or `what` alone) as a diagnostic's text.
+fn quoted(what: &str, value: Option<&[u8]>) -> Vec<u8> {
+    let mut text = what.as_bytes().to_vec();
+    if let Some(v) = value {
+        text.extend_from_slice(b" \"");
+        text.extend_from_slice(v);
+        text.push(b'"');
+    }
+    text
 }
 
 /// Bytes shown in a log line.
