@@ -653,6 +653,20 @@ fn run_rcfiles(
             ev.default_enabled = true;
             continue;
         }
+        // procmail(1) EXTENDED DIAGNOSTICS, checked with 3.23pre and
+        // VERBOSE=on on the command line: opening the rcfile shows `Rcfile:
+        // "x"` and, unless the command line set MAILDIR, the MAILDIR it
+        // starts in (before the name for a `./` rcfile, after it otherwise).
+        let maildir_given = inv.assignments.iter().any(|(n, _)| n == b"MAILDIR");
+        let mut assigning = b"MAILDIR=".to_vec();
+        assigning.extend_from_slice(ev.var(b"MAILDIR").unwrap_or_default());
+        if relative && !maildir_given {
+            ev.yell("Assigning", Some(&assigning));
+        }
+        ev.yell("Rcfile:", Some(file));
+        if !relative && !maildir_given {
+            ev.yell("Assigning", Some(&assigning));
+        }
         let go_on = ev.run_rcfile(file, &src);
         // A HOST mismatch tries the next rcfile on the command line.
         if !go_on && ev.host_abort && !ev.delivered && i + 1 < files.len() {

@@ -350,6 +350,11 @@ impl<'fx> Eval<'fx> {
     /// for the assignments that end an rcfile (`HOST`).
     pub fn assign(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
         self.yell_assign(name, value.as_deref());
+        self.assign_quietly(name, value)
+    }
+
+    /// [`Eval::assign`] without its `Assigning` line.
+    fn assign_quietly(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
         let Some(value) = value else {
             self.unset_raw(name);
             if name == b"LOCKFILE" {
@@ -616,6 +621,7 @@ impl<'fx> Eval<'fx> {
             let mut ctx = CondCtx {
                 flags: *f,
                 shown: Vec::new(),
+                area_is_match: false,
                 negate: false,
                 weight: None,
                 area: None,
@@ -712,6 +718,7 @@ impl<'fx> Eval<'fx> {
                 self.cond(inner, ctx, score)
             }
             CondKind::Var { name, inner } => {
+                ctx.area_is_match = name == "MATCH";
                 ctx.area = Some(match name.as_str() {
                     "H" => AreaSel::Head,
                     "B" => AreaSel::Body,
@@ -726,7 +733,7 @@ impl<'fx> Eval<'fx> {
                 self.cond(inner, ctx, score)
             }
             CondKind::Program(raw) => {
-                ctx.shown = trim_blanks(raw).to_vec();
+                ctx.shown = raw.to_vec();
                 let (req, shown, _) = self.command_request(raw, Output::Null, true);
                 let ran = exec(&mut *self.fx, &req, &search_area(&self.msg, ctx));
                 self.last_status = ran.status;
@@ -844,7 +851,10 @@ impl<'fx> Eval<'fx> {
         if let Some(m) = matched {
             // Checked with procmail 3.23pre: MATCH is first emptied, then
             // the matched text is shown.
-            self.yell_assign(b"MATCH", Some(b""));
+            // `MATCH ??` searches MATCH itself, so it is not emptied first.
+            if !ctx.area_is_match {
+                self.yell_assign(b"MATCH", Some(b""));
+            }
             self.yell("Matched", Some(&m));
             self.set_raw(b"MATCH", m);
         }
@@ -993,6 +1003,9 @@ impl<'fx> Eval<'fx> {
     }
 
     fn capture(&mut self, name: &str, raw: &[u8], f: &Flags) {
+        // Checked with procmail 3.23pre: `VERBOSE` shows `Assigning
+        // "NAME="` before the program runs, and nothing when it is assigned.
+        self.yell_assign(name.as_bytes(), Some(b""));
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
         let ran = exec(
             &mut *self.fx,
@@ -1016,7 +1029,7 @@ impl<'fx> Eval<'fx> {
         if out.last() == Some(&b'\n') {
             out.pop();
         }
-        self.assign(name.as_bytes(), Some(out));
+        self.assign_quietly(name.as_bytes(), Some(out));
     }
 
     fn program_failure(&mut self, status: i32, shown: &[u8]) {
@@ -1436,6 +1449,8 @@ struct CondCtx {
     flags: Flags,
     /// The condition's text as `VERBOSE` shows it (`Match on "x"`).
     shown: Vec<u8>,
+    /// The area is `MATCH ??`, which is not emptied before a `\/` match.
+    area_is_match: bool,
     negate: bool,
     weight: Option<(f64, f64)>,
     area: Option<AreaSel>,
