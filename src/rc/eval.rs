@@ -243,6 +243,8 @@ pub struct Eval<'fx> {
     /// What the last delivery wrote, for the abstract.
     last_written: usize,
     is_clone: bool,
+    /// The recipe header being run overflowed `LINEBUF`: end the rcfile.
+    header_overflow: bool,
 }
 
 impl<'fx> Eval<'fx> {
@@ -274,6 +276,7 @@ impl<'fx> Eval<'fx> {
             berkeley: false,
             last_written: 0,
             is_clone: false,
+            header_overflow: false,
         }
     }
 
@@ -337,6 +340,18 @@ impl<'fx> Eval<'fx> {
             }
             self.yell("Assigning", Some(&text));
         }
+    }
+
+    /// The line buffer size: `$LINEBUF`, at least 128 (spec §4.3, §9).
+    fn linebuf(&self) -> usize {
+        self.num(b"LINEBUF", 2048).max(128) as usize
+    }
+
+    /// A line did not fit in `LINEBUF`: procmail logs `Exceeded LINEBUF`
+    /// and sets `PROCMAIL_OVERFLOW=yes` (without an `Assigning` line).
+    fn overflow(&mut self) {
+        self.log_str("Exceeded LINEBUF");
+        self.set_raw(b"PROCMAIL_OVERFLOW", b"yes".to_vec());
     }
 
     /// Sets `LASTFOLDER` after a delivery, with its `Assigning` line.
@@ -480,6 +495,16 @@ impl<'fx> Eval<'fx> {
 
     fn run_assign(&mut self, name: &str, raw: Option<&[u8]>) -> Flow {
         let value = raw.map(|r| vars::expand_value(r, self));
+        // Spec §4.3 LINEBUF, checked with procmail 3.23pre at LINEBUF=128:
+        // `NAME=value` of 128 bytes is assigned, of 129 it is not (the
+        // variable keeps its old value, or stays unset) and the rcfile
+        // goes on.
+        if let Some(v) = &value
+            && name.len() + 1 + v.len() > self.linebuf()
+        {
+            self.overflow();
+            return Flow::Next;
+        }
         match name {
             "INCLUDERC" => {
                 let value = value.unwrap_or_default();
@@ -703,6 +728,13 @@ impl<'fx> Eval<'fx> {
                     .iter()
                     .position(|&b| b != b' ' && b != b'\t')
                     .unwrap_or(text.len());
+                // Checked with procmail 3.23pre at LINEBUF=128: an expanded
+                // condition of 127 bytes is used, one of 128 fails.
+                if text.len() - start >= self.linebuf() {
+                    self.overflow();
+                    ctx.shown = text[start..].to_vec();
+                    return CondResult::Bool(false);
+                }
                 let kind = cond::parse(&text[start..]);
                 self.cond(&kind, ctx, score)
             }
@@ -882,6 +914,23 @@ impl<'fx> Eval<'fx> {
                 ];
                 (argv, text, true)
             }
+            vars::Command::Argv(words)
+                if words.iter().map(|w| w.len() + 1).sum::<usize>() > self.linebuf() + 1 =>
+            {
+                // Checked with procmail 3.23pre at LINEBUF=128: a command
+                // procmail splits itself may expand to 128 bytes (words
+                // and the blanks between them); a longer one is logged and
+                // handed to the shell as written (`$LASTFOLDER` then shows
+                // the text unexpanded).
+                self.overflow();
+                let text = raw.to_vec();
+                let argv = vec![
+                    self.var_or(b"SHELL", b"/bin/sh").to_vec(),
+                    self.var_or(b"SHELLFLAGS", b"-c").to_vec(),
+                    text.clone(),
+                ];
+                (argv, text, true)
+            }
             vars::Command::Argv(words) => {
                 let shown = words.first().cloned().unwrap_or_default();
                 (words, shown, false)
@@ -934,6 +983,9 @@ impl<'fx> Eval<'fx> {
             Action::Folder(raw) => {
                 let names = vars::expand_folders(raw, self);
                 let lock = self.take_local_lock(r, names.first().map(|n| n.as_slice()));
+                if std::mem::take(&mut self.header_overflow) {
+                    return Flow::EndFile;
+                }
                 let ok = self.deliver_to_folders(&names, f);
                 self.release_local_lock(lock);
                 self.after_delivery(ok, f)
@@ -952,11 +1004,17 @@ impl<'fx> Eval<'fx> {
             Action::Pipe(raw) => {
                 if f.filter {
                     let lock = self.take_local_lock(r, None);
+                    if std::mem::take(&mut self.header_overflow) {
+                        return Flow::EndFile;
+                    }
                     self.filter(raw, f);
                     self.release_local_lock(lock);
                     return Flow::Next;
                 }
                 let lock = self.take_local_lock(r, None);
+                if std::mem::take(&mut self.header_overflow) {
+                    return Flow::EndFile;
+                }
                 let wait = f.wait || f.wait_quiet || lock.is_some();
                 let ok = self.pipe(raw, f, wait);
                 self.release_local_lock(lock);
@@ -1122,6 +1180,13 @@ impl<'fx> Eval<'fx> {
         shown.push(b' ');
         shown.extend_from_slice(&shown_args);
         argv.extend(words);
+        // Checked with procmail 3.23pre at LINEBUF=128: `$SENDMAIL
+        // $SENDMAILFLAGS args` may take 128 bytes; a longer forward is
+        // logged and fails without running.
+        if argv.iter().map(|w| w.len() + 1).sum::<usize>() > self.linebuf() + 1 {
+            self.overflow();
+            return false;
+        }
         let wait = f.wait || f.wait_quiet;
         let req = RunRequest {
             shown: argv.join(&b','),
@@ -1200,6 +1265,15 @@ impl<'fx> Eval<'fx> {
             Lock::Named(raw) => {
                 let name = vars::expand_value(raw, self);
                 if name.is_empty() {
+                    return None;
+                }
+                // Spec §4.3: an overflowing recipe header ends the rcfile.
+                // Checked with procmail 3.23pre at LINEBUF=128: a lockfile
+                // name of 123 bytes is used, one of 124 is logged and ends
+                // the rcfile (the mail goes to DEFAULT).
+                if name.len() + 5 > self.linebuf() {
+                    self.overflow();
+                    self.header_overflow = true;
                     return None;
                 }
                 name
