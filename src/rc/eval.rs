@@ -351,6 +351,7 @@ impl<'fx> Eval<'fx> {
     /// and sets `PROCMAIL_OVERFLOW=yes` (without an `Assigning` line).
     fn overflow(&mut self) {
         self.log_str("Exceeded LINEBUF");
+        self.yell_assign(b"PROCMAIL_OVERFLOW", Some(b"yes"));
         self.set_raw(b"PROCMAIL_OVERFLOW", b"yes".to_vec());
     }
 
@@ -380,6 +381,8 @@ impl<'fx> Eval<'fx> {
         match name {
             b"MAILDIR" if !self.fx.chdir(&value) => {
                 self.log_str(&format!("Couldn't chdir to \"{}\"", show(&value)));
+                // Checked with procmail 3.23pre: VERBOSE shows the fallback.
+                self.yell_assign(name, Some(b"."));
                 self.set_raw(name, b".".to_vec());
                 return true;
             }
@@ -1073,6 +1076,7 @@ impl<'fx> Eval<'fx> {
         self.last_status = ran.status;
         let failed = ran.status != 0;
         if failed && (f.wait || f.wait_quiet) {
+            self.quiet_failure(f, ran.status, &shown);
             if f.wait {
                 self.program_failure(ran.status, &shown);
                 // Checked: procmail reports the rescue only when the
@@ -1088,6 +1092,15 @@ impl<'fx> Eval<'fx> {
             out.pop();
         }
         self.assign_quietly(name.as_bytes(), Some(out));
+    }
+
+    /// `W` keeps a failure out of the log, but `VERBOSE` still shows it as
+    /// `Non-zero exitcode (N) from "x"` (checked with procmail 3.23pre).
+    fn quiet_failure(&mut self, f: &Flags, status: i32, shown: &[u8]) {
+        if f.wait_quiet && !f.wait && self.fx.verbose() {
+            let what = format!("Non-zero exitcode ({status}) from");
+            self.yell(&what, Some(shown));
+        }
     }
 
     fn program_failure(&mut self, status: i32, shown: &[u8]) {
@@ -1111,6 +1124,7 @@ impl<'fx> Eval<'fx> {
             self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
         }
         if ran.status != 0 && (f.wait || f.wait_quiet) {
+            self.quiet_failure(f, ran.status, &shown);
             if f.wait {
                 self.program_failure(ran.status, &shown);
                 self.log_str("Rescue of unfiltered data succeeded");
@@ -1155,9 +1169,13 @@ impl<'fx> Eval<'fx> {
         }
         if ran.write_error && !f.ignore_write_error {
             self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
+            // Checked with procmail 3.23pre: also a pipe that did not read
+            // its input becomes `$LASTFOLDER`.
+            self.set_lastfolder(lastfolder);
             return false;
         }
         if wait && ran.status != 0 {
+            self.quiet_failure(f, ran.status, &shown);
             if f.wait {
                 self.program_failure(ran.status, &shown);
             }
@@ -1213,6 +1231,7 @@ impl<'fx> Eval<'fx> {
             return false;
         }
         if wait && ran.status != 0 {
+            self.quiet_failure(f, ran.status, &argv[0]);
             if f.wait {
                 self.program_failure(ran.status, &argv[0]);
             }
