@@ -82,13 +82,6 @@ impl Host {
             self.diag(text, false);
         }
     }
-
-    /// The log's file descriptor (stderr until `LOGFILE` opens one), for
-    /// the signal handlers.
-    fn publish_log_fd(&self) {
-        use std::os::fd::AsRawFd;
-        signals::set_log_fd(self.log.as_ref().map_or(2, |f| f.as_raw_fd()));
-    }
 }
 
 impl Default for Host {
@@ -248,8 +241,13 @@ impl Effects for Host {
             .open(OsStr::from_bytes(path));
         match opened {
             Ok(f) => {
+                // Publish the new descriptor before the old one is closed,
+                // so that a signal never writes to a closed (or reused) one.
+                {
+                    use std::os::fd::AsRawFd;
+                    signals::set_log_fd(f.as_raw_fd());
+                }
                 self.log = Some(f);
-                self.publish_log_fd();
                 true
             }
             Err(_) => false,
