@@ -510,8 +510,8 @@ impl<'fx> Eval<'fx> {
         }
         match name {
             "INCLUDERC" => {
+                self.yell_assign(b"INCLUDERC", value.as_deref());
                 let value = value.unwrap_or_default();
-                self.yell_assign(b"INCLUDERC", Some(&value));
                 self.set_raw(b"INCLUDERC", value.clone());
                 return self.include(&value, false);
             }
@@ -1438,7 +1438,9 @@ impl<'fx> Eval<'fx> {
         // Checked with procmail: DEFAULT is locked only when it is a file;
         // Maildir, MH and directory defaults take no lockfile.
         let is_dir = target.ends_with(b"/") || target.ends_with(b"/.") || self.fx.is_dir(target);
-        if locked && !is_dir {
+        // §11: `/dev/null` is never locked (checked with VERBOSE=on:
+        // procmail shows no `Locking "/dev/null.lock"` for DEFAULT=/dev/null).
+        if locked && !is_dir && target != b"/dev/null" {
             let path = [target, self.var_or(b"LOCKEXT", b".lock")].concat();
             if self.global_lock.as_ref().map(|(p, _)| p) != Some(&path) {
                 let params = self.lock_params();
@@ -1835,6 +1837,24 @@ mod tests {
         );
         assert_eq!(log, want);
         assert_eq!(got, [Some(" hi there".to_string())]);
+    }
+
+    #[test]
+    fn default_dev_null_takes_no_lockfile() {
+        // Checked with procmail 3.23pre (VERBOSE=on): DEFAULT=/dev/null
+        // shows no `Locking`, a DEFAULT file locks `$DEFAULT$LOCKEXT`.
+        let cases: [(&[u8], &[&[u8]]); 2] = [(b"/dev/null", &[]), (b"inbox", &[b"inbox.lock"])];
+        for (default, want) in cases {
+            let mut fake = Fake::default();
+            let msg = Message::from_bytes(b"Subject: x\n\nbody\n".to_vec());
+            let env = vec![(b"DEFAULT".to_vec(), default.to_vec())];
+            let mut ev = Eval::new(&mut fake, msg, env);
+            ev.run_rcfile(b"rc", b"");
+            assert_eq!(ev.finish(), 0);
+            drop(ev);
+            let got: Vec<&[u8]> = fake.locks.iter().map(|l| l.as_slice()).collect();
+            assert_eq!(got, want, "{}", show(default));
+        }
     }
 
     #[test]
