@@ -617,6 +617,16 @@ impl<'fx> Eval<'fx> {
         for l in flag_logs.iter().filter(|l| !l.only_when_run) {
             self.log_str(l.log);
         }
+        // Spec §4.3 LINEBUF: a condition line that does not fit is
+        // reported as it is read, whether or not the recipe runs (checked
+        // with procmail 3.23pre at LINEBUF=128: 127 bytes after `*` and
+        // its blanks fit, 128 do not; also in a recipe skipped by `A`).
+        let linebuf = self.linebuf();
+        for c in &r.conds {
+            if c.span.end - c.span.start >= linebuf {
+                self.overflow();
+            }
+        }
     }
 
     /// procmail reads through a block it skips, so it still logs the
@@ -646,6 +656,11 @@ impl<'fx> Eval<'fx> {
         let mut weighted = false;
         let mut ok = true;
         for c in &r.conds {
+            // Too long to read (reported by `log_read_complaints`): fails.
+            if c.span.end - c.span.start >= self.linebuf() {
+                ok = false;
+                break;
+            }
             let mut ctx = CondCtx {
                 flags: *f,
                 shown: Vec::new(),
