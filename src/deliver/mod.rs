@@ -5,7 +5,9 @@
 //! the message, sets up procmail's start-up environment and hands the
 //! rcfiles to `rc::eval` with [`Host`], the real [`Effects`]. The process
 //! around it (`src/bin/deliver.rs`) only maps the returned status to the
-//! exit code. Nothing here interprets recipes.
+//! exit code. Nothing here interprets recipes. [`signals`] ends a
+//! delivery on TERM, HUP, INT and QUIT the way procmail does, removing the
+//! lockfiles [`Host`] registered there.
 
 pub mod proc;
 pub mod signals;
@@ -80,6 +82,17 @@ impl Host {
         };
         if show {
             self.diag(text, false);
+        }
+    }
+}
+
+impl Drop for Host {
+    /// The lockfiles still held are removed as their `DotLock`s drop right
+    /// after this; they leave the signal registry first, so that a late
+    /// signal never removes a lockfile that another process took since.
+    fn drop(&mut self) {
+        for (_, l) in &self.locks {
+            signals::forget_lock(l.path());
         }
     }
 }

@@ -20,7 +20,10 @@
 //! `Host::lock`) leaves that lockfile behind. procmail closes the same
 //! window by deferring signals while it locks; we do not, because holding
 //! signals back for the whole (possibly endless) wait for a busy lock
-//! would keep TERM from ending a stuck delivery.
+//! would keep TERM from ending a stuck delivery. For the same reason a
+//! lockfile leaves the registry just before it is removed: a signal in
+//! between leaves it behind rather than risk removing a lockfile that
+//! another process has taken since.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
