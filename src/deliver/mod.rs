@@ -5,9 +5,12 @@
 //! the message, sets up procmail's start-up environment and hands the
 //! rcfiles to `rc::eval` with [`Host`], the real [`Effects`]. The process
 //! around it (`src/bin/deliver.rs`) only maps the returned status to the
-//! exit code. Nothing here interprets recipes.
+//! exit code. Nothing here interprets recipes. [`signals`] ends a
+//! delivery on TERM, HUP, INT and QUIT the way procmail does, removing the
+//! lockfiles [`Host`] registered there.
 
 pub mod proc;
+pub mod signals;
 pub mod user;
 
 use std::ffi::OsStr;
@@ -40,9 +43,11 @@ pub struct Host {
     locks: Vec<(u64, mailbox::lock::DotLock)>,
     next_lock: u64,
     host: Vec<u8>,
-    /// The command-line name shown in diagnostics (`procmail:` for
-    /// compatibility with log watchers).
+    /// The clones started without waiting (`c` blocks).
     children: Vec<nix::unistd::Pid>,
+    /// The second of the last `[pid] date` line (procmail's `oldtime`);
+    /// 0 before the first one.
+    stamp: i64,
 }
 
 impl Host {
@@ -54,6 +59,7 @@ impl Host {
             next_lock: 1,
             host: user::hostname(),
             children: Vec::new(),
+            stamp: 0,
         }
     }
 
@@ -66,19 +72,27 @@ impl Host {
 }
 
 impl Host {
-    /// Logs one of procmail's diagnostics at its level (`VERBOSE` lines are
-    /// not written: extended diagnostics are not implemented yet).
+    /// Logs one of procmail's diagnostics at its level.
     fn log_level(&mut self, level: mailbox::Level, text: &[u8]) {
+        let verbose = signals::verbose();
         let show = match level {
             mailbox::Level::Always => true,
-            mailbox::Level::Logged => self.log.is_some(),
-            mailbox::Level::Verbose => false,
+            mailbox::Level::Logged => self.log.is_some() || verbose,
+            mailbox::Level::Verbose => verbose,
         };
         if show {
-            let mut line = b"procmail: ".to_vec();
-            line.extend_from_slice(text);
-            line.push(b'\n');
-            self.log(&line);
+            self.diag(text, false);
+        }
+    }
+}
+
+impl Drop for Host {
+    /// The lockfiles still held are removed as their `DotLock`s drop right
+    /// after this; they leave the signal registry first, so that a late
+    /// signal never removes a lockfile that another process took since.
+    fn drop(&mut self) {
+        for (_, l) in &self.locks {
+            signals::forget_lock(l.path());
         }
     }
 }
@@ -104,12 +118,15 @@ impl Effects for Host {
             timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout)),
             wait: req.wait,
         };
+        // ALRM (procmail's timeout path, spec §14) kills the program that
+        // runs; an alarm from before it started does not count.
+        signals::take_alarm();
         match proc::run(&spawn, input) {
             Ok(r) => Ran {
                 status: r.status,
                 output: r.output,
                 write_error: r.write_error,
-                timed_out: r.timed_out,
+                timed_out: r.timed_out || signals::take_alarm(),
             },
             Err(e) => {
                 let shown = req.argv.first().map(|a| a.as_slice()).unwrap_or(b"");
@@ -182,6 +199,7 @@ impl Effects for Host {
             self.log_level(level, &text);
         }
         let lock = got.ok()?;
+        signals::held_lock(lock.path());
         let id = self.next_lock;
         self.next_lock += 1;
         self.locks.push((id, lock));
@@ -189,7 +207,16 @@ impl Effects for Host {
     }
 
     fn unlock(&mut self, id: u64) {
-        self.locks.retain(|(i, _)| *i != id);
+        let Some(at) = self.locks.iter().position(|(i, _)| *i == id) else {
+            return;
+        };
+        let (_, lock) = self.locks.remove(at);
+        signals::forget_lock(lock.path());
+        let mut lines = Vec::new();
+        let _ = lock.release(&mut |level, text| lines.push((level, text.to_vec())));
+        for (level, text) in lines {
+            self.log_level(level, &text);
+        }
     }
 
     fn read_rcfile(&mut self, path: &[u8]) -> io::Result<Vec<u8>> {
@@ -227,6 +254,12 @@ impl Effects for Host {
             .open(OsStr::from_bytes(path));
         match opened {
             Ok(f) => {
+                // Publish the new descriptor before the old one is closed,
+                // so that a signal never writes to a closed (or reused) one.
+                {
+                    use std::os::fd::AsRawFd;
+                    signals::set_log_fd(f.as_raw_fd());
+                }
                 self.log = Some(f);
                 true
             }
@@ -256,6 +289,7 @@ impl Effects for Host {
                 if wait {
                     let _ = nix::sys::wait::waitpid(child, None);
                 } else {
+                    signals::spare_child(child.as_raw());
                     self.children.push(child);
                 }
                 Fork::Parent
@@ -265,7 +299,10 @@ impl Effects for Host {
                 for (_, l) in self.locks.drain(..) {
                     std::mem::forget(l);
                 }
+                signals::forget_all_locks();
                 self.children.clear();
+                // A new process: its own `[pid] date` line comes first.
+                self.stamp = 0;
                 Fork::Child
             }
             Err(_) => Fork::Failed,
@@ -283,6 +320,40 @@ impl Effects for Host {
     fn drop_privs(&mut self) {
         let _ = nix::unistd::setgid(nix::unistd::getgid());
         let _ = nix::unistd::setuid(nix::unistd::getuid());
+    }
+
+    fn verbose(&self) -> bool {
+        signals::verbose()
+    }
+
+    fn set_verbose(&mut self, on: bool) {
+        signals::set_verbose(on);
+    }
+
+    /// procmail(1) EXTENDED DIAGNOSTICS: with `VERBOSE`, a diagnostic in a
+    /// new second is preceded by `[pid] date`.
+    fn diag(&mut self, text: &[u8], child: bool) {
+        let mut out = Vec::with_capacity(text.len() + 48);
+        if signals::verbose() {
+            let now = chrono::Local::now();
+            if now.timestamp() != self.stamp {
+                if !child {
+                    self.stamp = now.timestamp();
+                }
+                let date = now.format("%a %b %e %H:%M:%S %Y");
+                out.extend_from_slice(
+                    format!("procmail: [{}] {date}\n", std::process::id()).as_bytes(),
+                );
+            }
+        }
+        out.extend_from_slice(b"procmail: ");
+        out.extend_from_slice(text);
+        out.push(b'\n');
+        self.log(&out);
+    }
+
+    fn message_changed(&mut self, msg: &Message) {
+        signals::set_postmark(msg.postmark());
     }
 }
 
@@ -449,6 +520,7 @@ pub fn run(inv: Invocation) -> i32 {
             nix::sys::signal::SigHandler::SigIgn,
         );
     }
+    signals::install();
     let bytes = match read_stdin() {
         Ok(b) => b,
         Err(e) => {
@@ -591,6 +663,20 @@ fn run_rcfiles(
             ev_log(ev, &format!("Couldn't read \"{shown}\""));
             ev.default_enabled = true;
             continue;
+        }
+        // procmail(1) EXTENDED DIAGNOSTICS, checked with 3.23pre and
+        // VERBOSE=on on the command line: opening the rcfile shows `Rcfile:
+        // "x"` and, unless the command line set MAILDIR, the MAILDIR it
+        // starts in (before the name for a `./` rcfile, after it otherwise).
+        let maildir_given = inv.assignments.iter().any(|(n, _)| n == b"MAILDIR");
+        let mut assigning = b"MAILDIR=".to_vec();
+        assigning.extend_from_slice(ev.var(b"MAILDIR").unwrap_or_default());
+        if relative && !maildir_given {
+            ev.yell("Assigning", Some(&assigning));
+        }
+        ev.yell("Rcfile:", Some(file));
+        if !relative && !maildir_given {
+            ev.yell("Assigning", Some(&assigning));
         }
         let go_on = ev.run_rcfile(file, &src);
         // A HOST mismatch tries the next rcfile on the command line.

@@ -45,6 +45,10 @@ pub struct RunRequest {
     pub wait: bool,
     /// Seconds before it is terminated (`TIMEOUT`); 0 = never.
     pub timeout: u64,
+    /// How `VERBOSE` shows the program in `Executing "x"`: the command
+    /// text for the shell, else the words joined by commas (checked with
+    /// procmail 3.23pre: `| tr a-z A-Z` logs `Executing "tr,a-z,A-Z"`).
+    pub shown: Vec<u8>,
 }
 
 /// What happened when a program ran.
@@ -136,6 +140,29 @@ pub trait Effects {
     fn is_dir(&self, path: &[u8]) -> bool;
     /// Gives up setuid/setgid privileges (`DROPPRIVS`).
     fn drop_privs(&mut self) {}
+    /// Whether `VERBOSE` (procmail's extended diagnostics) is on. A signal
+    /// may change it at any moment (procmail(1): USR1 off, USR2 on), so the
+    /// host owns the switch and the evaluator asks before every line.
+    fn verbose(&self) -> bool {
+        false
+    }
+    /// Turns the extended diagnostics on or off (`VERBOSE=`).
+    fn set_verbose(&mut self, _on: bool) {}
+    /// Logs one diagnostic, `procmail: text` and a newline. `child` marks
+    /// a line that procmail writes from the forked child (`Executing`):
+    /// with `VERBOSE` it gets its own `[pid] date` line when the second
+    /// changed, but the parent's record of the last one stays as it was.
+    fn diag(&mut self, text: &[u8], child: bool) {
+        let _ = child;
+        let mut line = b"procmail: ".to_vec();
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        self.log(&line);
+    }
+    /// The message is now `msg` (at the start and after a filter), for
+    /// what the host must know of it without asking: the abstract written
+    /// when a signal ends the delivery.
+    fn message_changed(&mut self, _msg: &Message) {}
 }
 
 /// The dot-locking parameters from `LOCKSLEEP`, `LOCKTIMEOUT` and `SUSPEND`.
@@ -216,11 +243,14 @@ pub struct Eval<'fx> {
     /// What the last delivery wrote, for the abstract.
     last_written: usize,
     is_clone: bool,
+    /// The recipe header being run overflowed `LINEBUF`: end the rcfile.
+    header_overflow: bool,
 }
 
 impl<'fx> Eval<'fx> {
     /// A new evaluation over `msg` with the start-up variables `env`.
     pub fn new(fx: &'fx mut dyn Effects, msg: Message, env: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        fx.message_changed(&msg);
         Eval {
             fx,
             vars: env,
@@ -246,6 +276,7 @@ impl<'fx> Eval<'fx> {
             berkeley: false,
             last_written: 0,
             is_clone: false,
+            header_overflow: false,
         }
     }
 
@@ -286,14 +317,60 @@ impl<'fx> Eval<'fx> {
     }
 
     fn log_str(&mut self, text: &str) {
-        let line = format!("procmail: {text}\n");
-        self.fx.log(line.as_bytes());
+        self.fx.diag(text.as_bytes(), false);
+    }
+
+    /// Logs an extended diagnostic (only with `VERBOSE` on): `what "value"`,
+    /// or `what` alone when `value` is `None`.
+    pub fn yell(&mut self, what: &str, value: Option<&[u8]>) {
+        if self.fx.verbose() {
+            self.fx.diag(&quoted(what, value), false);
+        }
+    }
+
+    /// `Assigning "NAME=value"` (or `"NAME"` for an unset), logged before
+    /// the assignment takes effect, as procmail does: so `VERBOSE=on`
+    /// itself is not shown and `VERBOSE=off` is (checked with 3.23pre).
+    fn yell_assign(&mut self, name: &[u8], value: Option<&[u8]>) {
+        if self.fx.verbose() {
+            let mut text = name.to_vec();
+            if let Some(v) = value {
+                text.push(b'=');
+                text.extend_from_slice(v);
+            }
+            self.yell("Assigning", Some(&text));
+        }
+    }
+
+    /// The line buffer size: `$LINEBUF`, at least 128 (spec §4.3, §9).
+    fn linebuf(&self) -> usize {
+        self.num(b"LINEBUF", 2048).max(128) as usize
+    }
+
+    /// A line did not fit in `LINEBUF`: procmail logs `Exceeded LINEBUF`
+    /// and sets `PROCMAIL_OVERFLOW=yes` (without an `Assigning` line).
+    fn overflow(&mut self) {
+        self.log_str("Exceeded LINEBUF");
+        self.yell_assign(b"PROCMAIL_OVERFLOW", Some(b"yes"));
+        self.set_raw(b"PROCMAIL_OVERFLOW", b"yes".to_vec());
+    }
+
+    /// Sets `LASTFOLDER` after a delivery, with its `Assigning` line.
+    fn set_lastfolder(&mut self, value: Vec<u8>) {
+        self.yell_assign(b"LASTFOLDER", Some(&value));
+        self.set_raw(b"LASTFOLDER", value);
     }
 
     /// Assigns a variable from the command line or an rcfile, with the
     /// side effects of procmail's special variables (§9). Returns the flow
     /// for the assignments that end an rcfile (`HOST`).
     pub fn assign(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
+        self.yell_assign(name, value.as_deref());
+        self.assign_quietly(name, value)
+    }
+
+    /// [`Eval::assign`] without its `Assigning` line.
+    fn assign_quietly(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
         let Some(value) = value else {
             self.unset_raw(name);
             if name == b"LOCKFILE" {
@@ -304,11 +381,20 @@ impl<'fx> Eval<'fx> {
         match name {
             b"MAILDIR" if !self.fx.chdir(&value) => {
                 self.log_str(&format!("Couldn't chdir to \"{}\"", show(&value)));
+                // Checked with procmail 3.23pre: VERBOSE shows the fallback.
+                self.yell_assign(name, Some(b"."));
                 self.set_raw(name, b".".to_vec());
                 return true;
             }
-            b"LOGFILE" if !self.fx.open_log(&value) => {
-                self.log_str(&format!("Error while writing to \"{}\"", show(&value)));
+            b"LOGFILE" => {
+                self.yell("Opening", Some(&value));
+                if !self.fx.open_log(&value) {
+                    self.log_str(&format!("Error while writing to \"{}\"", show(&value)));
+                }
+            }
+            b"VERBOSE" => {
+                let on = vars::parse_bool(&value, self.fx.verbose());
+                self.fx.set_verbose(on);
             }
             b"LOG" => self.fx.log(&value),
             b"LOCKFILE" => {
@@ -333,6 +419,7 @@ impl<'fx> Eval<'fx> {
             b"HOST" => {
                 let real = self.fx.hostname();
                 if value != real {
+                    self.yell("HOST mismatched", Some(&real));
                     self.set_raw(name, real);
                     self.host_abort = true;
                     return false;
@@ -345,6 +432,7 @@ impl<'fx> Eval<'fx> {
             }
             b"EXITCODE" => self.exitcode_assigned = true,
             b"DROPPRIVS" if vars::parse_bool(&value, false) => {
+                self.yell("Assuming identity of the recipient, VERBOSE=off", None);
                 self.fx.drop_privs();
             }
             b"DEFAULT" => self.default_enabled = true,
@@ -410,13 +498,25 @@ impl<'fx> Eval<'fx> {
 
     fn run_assign(&mut self, name: &str, raw: Option<&[u8]>) -> Flow {
         let value = raw.map(|r| vars::expand_value(r, self));
+        // Spec §4.3 LINEBUF, checked with procmail 3.23pre at LINEBUF=128:
+        // `NAME=value` of 128 bytes is assigned, of 129 it is not (the
+        // variable keeps its old value, or stays unset) and the rcfile
+        // goes on.
+        if let Some(v) = &value
+            && name.len() + 1 + v.len() > self.linebuf()
+        {
+            self.overflow();
+            return Flow::Next;
+        }
         match name {
             "INCLUDERC" => {
+                self.yell_assign(b"INCLUDERC", value.as_deref());
                 let value = value.unwrap_or_default();
                 self.set_raw(b"INCLUDERC", value.clone());
                 return self.include(&value, false);
             }
             "SWITCHRC" => {
+                self.yell_assign(b"SWITCHRC", value.as_deref());
                 let Some(value) = value else {
                     return Flow::EndFile;
                 };
@@ -517,6 +617,16 @@ impl<'fx> Eval<'fx> {
         for l in flag_logs.iter().filter(|l| !l.only_when_run) {
             self.log_str(l.log);
         }
+        // Spec §4.3 LINEBUF: a condition line that does not fit is
+        // reported as it is read, whether or not the recipe runs (checked
+        // with procmail 3.23pre at LINEBUF=128: 127 bytes after `*` and
+        // its blanks fit, 128 do not; also in a recipe skipped by `A`).
+        let linebuf = self.linebuf();
+        for c in &r.conds {
+            if c.span.end - c.span.start >= linebuf {
+                self.overflow();
+            }
+        }
     }
 
     /// procmail reads through a block it skips, so it still logs the
@@ -546,14 +656,25 @@ impl<'fx> Eval<'fx> {
         let mut weighted = false;
         let mut ok = true;
         for c in &r.conds {
+            // Too long to read (reported by `log_read_complaints`): fails.
+            if c.span.end - c.span.start >= self.linebuf() {
+                ok = false;
+                break;
+            }
             let mut ctx = CondCtx {
                 flags: *f,
+                shown: Vec::new(),
+                area_is_match: false,
                 negate: false,
                 weight: None,
                 area: None,
             };
             match self.cond(&c.kind, &mut ctx, score) {
                 CondResult::Bool(b) => {
+                    if self.fx.verbose() {
+                        let what = if b { "Match on" } else { "No match on" };
+                        self.yell_cond(what, &ctx);
+                    }
                     if !b {
                         ok = false;
                         break;
@@ -562,6 +683,14 @@ impl<'fx> Eval<'fx> {
                 CondResult::Score(add) => {
                     weighted = true;
                     score = clamp_score(score + add);
+                    if self.fx.verbose() {
+                        let what = format!(
+                            "Score: {:>7} {:>7}",
+                            add.trunc() as i64,
+                            score.trunc() as i64
+                        );
+                        self.yell_cond(&what, &ctx);
+                    }
                     if score <= -SCORE_MAX {
                         ok = false;
                         break;
@@ -580,6 +709,17 @@ impl<'fx> Eval<'fx> {
         } else {
             ok
         }
+    }
+
+    /// `Match on ! "x"` and the like: `what`, a `!` for a negated
+    /// condition, the condition's text.
+    fn yell_cond(&mut self, what: &str, ctx: &CondCtx) {
+        let what = if ctx.negate {
+            format!("{what} !")
+        } else {
+            what.to_string()
+        };
+        self.yell(&what, Some(&ctx.shown));
     }
 
     /// The size a `<`/`>` condition compares: the whole message unless a
@@ -606,6 +746,13 @@ impl<'fx> Eval<'fx> {
                     .iter()
                     .position(|&b| b != b' ' && b != b'\t')
                     .unwrap_or(text.len());
+                // Checked with procmail 3.23pre at LINEBUF=128: an expanded
+                // condition of 127 bytes is used, one of 128 fails.
+                if text.len() - start >= self.linebuf() {
+                    self.overflow();
+                    ctx.shown = text[start..].to_vec();
+                    return CondResult::Bool(false);
+                }
                 let kind = cond::parse(&text[start..]);
                 self.cond(&kind, ctx, score)
             }
@@ -621,6 +768,7 @@ impl<'fx> Eval<'fx> {
                 self.cond(inner, ctx, score)
             }
             CondKind::Var { name, inner } => {
+                ctx.area_is_match = name == "MATCH";
                 ctx.area = Some(match name.as_str() {
                     "H" => AreaSel::Head,
                     "B" => AreaSel::Body,
@@ -635,9 +783,14 @@ impl<'fx> Eval<'fx> {
                 self.cond(inner, ctx, score)
             }
             CondKind::Program(raw) => {
-                let (req, _, _) = self.command_request(raw, Output::Null, true);
-                let ran = self.fx.run(&req, search_area(&self.msg, ctx));
+                ctx.shown = raw.to_vec();
+                let (req, shown, _) = self.command_request(raw, Output::Null, true);
+                let ran = exec(&mut *self.fx, &req, search_area(&self.msg, ctx));
                 self.last_status = ran.status;
+                if ran.status != 0 && self.fx.verbose() {
+                    let what = format!("Non-zero exitcode ({}) from", ran.status);
+                    self.yell(&what, Some(&shown));
+                }
                 let ok = ran.status == 0;
                 match ctx.weight {
                     None => CondResult::Bool(ok != ctx.negate),
@@ -660,6 +813,12 @@ impl<'fx> Eval<'fx> {
             }
             CondKind::Less(raw) | CondKind::Greater(raw) => {
                 let text = vars::expand_spaced(raw, self);
+                let op: &[u8] = if matches!(kind, CondKind::Less(_)) {
+                    b"< "
+                } else {
+                    b"> "
+                };
+                ctx.shown = [op, trim_blanks(&text)].concat();
                 let limit = parse_leading_int(trim_blanks(&text)).unwrap_or(0) as f64;
                 let size = self.size_area(ctx) as f64;
                 let less = matches!(kind, CondKind::Less(_)) != ctx.negate;
@@ -683,7 +842,8 @@ impl<'fx> Eval<'fx> {
         }
     }
 
-    fn regex_cond(&mut self, pat: &[u8], literal: bool, ctx: &CondCtx) -> CondResult {
+    fn regex_cond(&mut self, pat: &[u8], literal: bool, ctx: &mut CondCtx) -> CondResult {
+        ctx.shown = pat.to_vec();
         let opts = Options {
             case_sensitive: ctx.flags.case_sensitive,
             leading_backslash: literal,
@@ -738,6 +898,13 @@ impl<'fx> Eval<'fx> {
         };
         let matched = matched.map(|r| area[r].to_vec());
         if let Some(m) = matched {
+            // Checked with procmail 3.23pre: MATCH is first emptied, then
+            // the matched text is shown.
+            // `MATCH ??` searches MATCH itself, so it is not emptied first.
+            if !ctx.area_is_match {
+                self.yell_assign(b"MATCH", Some(b""));
+            }
+            self.yell("Matched", Some(&m));
             self.set_raw(b"MATCH", m);
         }
         result
@@ -764,10 +931,32 @@ impl<'fx> Eval<'fx> {
                 ];
                 (argv, text, true)
             }
+            vars::Command::Argv(words)
+                if words.iter().map(|w| w.len() + 1).sum::<usize>() > self.linebuf() + 1 =>
+            {
+                // Checked with procmail 3.23pre at LINEBUF=128: a command
+                // procmail splits itself may expand to 128 bytes (words
+                // and the blanks between them); a longer one is logged and
+                // handed to the shell as written (`$LASTFOLDER` then shows
+                // the text unexpanded).
+                self.overflow();
+                let text = raw.to_vec();
+                let argv = vec![
+                    self.var_or(b"SHELL", b"/bin/sh").to_vec(),
+                    self.var_or(b"SHELLFLAGS", b"-c").to_vec(),
+                    text.clone(),
+                ];
+                (argv, text, true)
+            }
             vars::Command::Argv(words) => {
                 let shown = words.first().cloned().unwrap_or_default();
                 (words, shown, false)
             }
+        };
+        let shown_exec = if shell {
+            shown.clone()
+        } else {
+            argv.join(&b',')
         };
         let req = RunRequest {
             argv,
@@ -775,6 +964,7 @@ impl<'fx> Eval<'fx> {
             stdout,
             wait,
             timeout: self.num(b"TIMEOUT", 960).max(0) as u64,
+            shown: shown_exec,
         };
         // LASTFOLDER of a pipe (§9): the text as the shell got it, or the
         // words joined by single spaces.
@@ -810,6 +1000,9 @@ impl<'fx> Eval<'fx> {
             Action::Folder(raw) => {
                 let names = vars::expand_folders(raw, self);
                 let lock = self.take_local_lock(r, names.first().map(|n| n.as_slice()));
+                if std::mem::take(&mut self.header_overflow) {
+                    return Flow::EndFile;
+                }
                 let ok = self.deliver_to_folders(&names, f);
                 self.release_local_lock(lock);
                 self.after_delivery(ok, f)
@@ -820,7 +1013,7 @@ impl<'fx> Eval<'fx> {
                 let len = data.len();
                 drop(data);
                 if ok {
-                    self.set_raw(b"LASTFOLDER", b"|".to_vec());
+                    self.set_lastfolder(b"|".to_vec());
                     self.last_written = len;
                 }
                 self.after_delivery(ok, f)
@@ -828,11 +1021,17 @@ impl<'fx> Eval<'fx> {
             Action::Pipe(raw) => {
                 if f.filter {
                     let lock = self.take_local_lock(r, None);
+                    if std::mem::take(&mut self.header_overflow) {
+                        return Flow::EndFile;
+                    }
                     self.filter(raw, f);
                     self.release_local_lock(lock);
                     return Flow::Next;
                 }
                 let lock = self.take_local_lock(r, None);
+                if std::mem::take(&mut self.header_overflow) {
+                    return Flow::EndFile;
+                }
                 let wait = f.wait || f.wait_quiet || lock.is_some();
                 let ok = self.pipe(raw, f, wait);
                 self.release_local_lock(lock);
@@ -879,11 +1078,19 @@ impl<'fx> Eval<'fx> {
     }
 
     fn capture(&mut self, name: &str, raw: &[u8], f: &Flags) {
+        // Checked with procmail 3.23pre: `VERBOSE` shows `Assigning
+        // "NAME="` before the program runs, and nothing when it is assigned.
+        self.yell_assign(name.as_bytes(), Some(b""));
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
-        let ran = self.fx.run(&req, &with_final_newline(part(&self.msg, f).0));
+        let ran = exec(
+            &mut *self.fx,
+            &req,
+            &with_final_newline(part(&self.msg, f).0),
+        );
         self.last_status = ran.status;
         let failed = ran.status != 0;
         if failed && (f.wait || f.wait_quiet) {
+            self.quiet_failure(f, ran.status, &shown);
             if f.wait {
                 self.program_failure(ran.status, &shown);
                 // Checked: procmail reports the rescue only when the
@@ -898,7 +1105,16 @@ impl<'fx> Eval<'fx> {
         if out.last() == Some(&b'\n') {
             out.pop();
         }
-        self.assign(name.as_bytes(), Some(out));
+        self.assign_quietly(name.as_bytes(), Some(out));
+    }
+
+    /// `W` keeps a failure out of the log, but `VERBOSE` still shows it as
+    /// `Non-zero exitcode (N) from "x"` (checked with procmail 3.23pre).
+    fn quiet_failure(&mut self, f: &Flags, status: i32, shown: &[u8]) {
+        if f.wait_quiet && !f.wait && self.fx.verbose() {
+            let what = format!("Non-zero exitcode ({status}) from");
+            self.yell(&what, Some(shown));
+        }
     }
 
     fn program_failure(&mut self, status: i32, shown: &[u8]) {
@@ -911,7 +1127,7 @@ impl<'fx> Eval<'fx> {
     fn filter(&mut self, raw: &[u8], f: &Flags) {
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
         let input = program_input(part(&self.msg, f).0, f.raw);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         if f.wait || f.wait_quiet {
             self.last_status = ran.status;
         }
@@ -922,6 +1138,7 @@ impl<'fx> Eval<'fx> {
             self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
         }
         if ran.status != 0 && (f.wait || f.wait_quiet) {
+            self.quiet_failure(f, ran.status, &shown);
             if f.wait {
                 self.program_failure(ran.status, &shown);
                 self.log_str("Rescue of unfiltered data succeeded");
@@ -940,6 +1157,7 @@ impl<'fx> Eval<'fx> {
         if !self.berkeley {
             self.protect = self.msg.fix_content_length();
         }
+        self.fx.message_changed(&self.msg);
         self.chain.lastsucc = true;
     }
 
@@ -947,7 +1165,7 @@ impl<'fx> Eval<'fx> {
         let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
         let data = part(&self.msg, f).0;
         let input = program_input(data, f.raw);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         // Checked: when the program stops reading, procmail's abstract
         // counts the message without the newline it would have added.
         let len = if ran.write_error {
@@ -965,15 +1183,22 @@ impl<'fx> Eval<'fx> {
         }
         if ran.write_error && !f.ignore_write_error {
             self.log_str(&format!("Error while writing to \"{}\"", show(&shown)));
+            // Checked with procmail 3.23pre: also a pipe that did not read
+            // its input becomes `$LASTFOLDER`.
+            self.set_lastfolder(lastfolder);
             return false;
         }
         if wait && ran.status != 0 {
+            self.quiet_failure(f, ran.status, &shown);
             if f.wait {
                 self.program_failure(ran.status, &shown);
             }
+            // Checked with procmail 3.23pre: a failed `w` pipe still
+            // becomes `$LASTFOLDER`.
+            self.set_lastfolder(lastfolder);
             return false;
         }
-        self.set_raw(b"LASTFOLDER", lastfolder);
+        self.set_lastfolder(lastfolder);
         self.last_written = len;
         true
     }
@@ -987,8 +1212,16 @@ impl<'fx> Eval<'fx> {
         shown.push(b' ');
         shown.extend_from_slice(&shown_args);
         argv.extend(words);
+        // Checked with procmail 3.23pre at LINEBUF=128: `$SENDMAIL
+        // $SENDMAILFLAGS args` may take 128 bytes; a longer forward is
+        // logged and fails without running.
+        if argv.iter().map(|w| w.len() + 1).sum::<usize>() > self.linebuf() + 1 {
+            self.overflow();
+            return false;
+        }
         let wait = f.wait || f.wait_quiet;
         let req = RunRequest {
+            shown: argv.join(&b','),
             argv: argv.clone(),
             env: self.vars.clone(),
             stdout: Output::Null,
@@ -1003,7 +1236,7 @@ impl<'fx> Eval<'fx> {
             0
         };
         let input = program_input(&data[skip..], f.raw);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         let len = input.len();
         drop(input);
         self.last_status = ran.status;
@@ -1012,12 +1245,15 @@ impl<'fx> Eval<'fx> {
             return false;
         }
         if wait && ran.status != 0 {
+            self.quiet_failure(f, ran.status, &argv[0]);
             if f.wait {
                 self.program_failure(ran.status, &argv[0]);
             }
+            // Checked with procmail 3.23pre, as for pipes.
+            self.set_lastfolder(shown);
             return false;
         }
-        self.set_raw(b"LASTFOLDER", shown);
+        self.set_lastfolder(shown);
         self.last_written = len;
         true
     }
@@ -1040,13 +1276,13 @@ impl<'fx> Eval<'fx> {
         };
         match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
-                self.set_raw(b"LASTFOLDER", d.lastfolder);
+                self.set_lastfolder(d.lastfolder);
                 self.last_written = d.written;
                 true
             }
             Err(lastfolder) => {
                 if let Some(l) = lastfolder {
-                    self.set_raw(b"LASTFOLDER", l);
+                    self.set_lastfolder(l);
                 }
                 false
             }
@@ -1062,6 +1298,15 @@ impl<'fx> Eval<'fx> {
             Lock::Named(raw) => {
                 let name = vars::expand_value(raw, self);
                 if name.is_empty() {
+                    return None;
+                }
+                // Spec §4.3: an overflowing recipe header ends the rcfile.
+                // Checked with procmail 3.23pre at LINEBUF=128: a lockfile
+                // name of 123 bytes is used, one of 124 is logged and ends
+                // the rcfile (the mail goes to DEFAULT).
+                if name.len() + 5 > self.linebuf() {
+                    self.overflow();
+                    self.header_overflow = true;
                     return None;
                 }
                 name
@@ -1156,24 +1401,29 @@ impl<'fx> Eval<'fx> {
             Abstract::Default if !self.fx.log_is_open() => {}
             _ => self.write_abstract(),
         }
-        self.release_global_lock();
         if let Some(trap) = self
             .var(b"TRAP")
             .map(|t| t.to_vec())
             .filter(|t| !t.is_empty())
         {
             if !self.exitcode_assigned {
-                self.set_raw(b"EXITCODE", status.to_string().into_bytes());
+                let code = status.to_string().into_bytes();
+                self.yell_assign(b"EXITCODE", Some(&code));
+                self.set_raw(b"EXITCODE", code);
             }
             let input = with_final_newline(self.msg.as_bytes()).into_owned();
             // §9 TRAP: its stdout goes to the log as well as its stderr.
             let (req, _, _) = self.command_request(&trap, Output::Capture, true);
-            let ran = self.fx.run(&req, &input);
+            let ran = exec(&mut *self.fx, &req, &input);
             self.fx.log(&ran.output);
             if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
+                self.release_global_lock();
                 return ran.status;
             }
         }
+        // Checked with procmail 3.23pre: the global lockfile goes last,
+        // after the abstract and TRAP (`Unlocking` is the final line).
+        self.release_global_lock();
         if self.exitcode_assigned
             && let Some(v) = self.var(b"EXITCODE")
         {
@@ -1202,7 +1452,9 @@ impl<'fx> Eval<'fx> {
         // Checked with procmail: DEFAULT is locked only when it is a file;
         // Maildir, MH and directory defaults take no lockfile.
         let is_dir = target.ends_with(b"/") || target.ends_with(b"/.") || self.fx.is_dir(target);
-        if locked && !is_dir {
+        // §11: `/dev/null` is never locked (checked with VERBOSE=on:
+        // procmail shows no `Locking "/dev/null.lock"` for DEFAULT=/dev/null).
+        if locked && !is_dir && target != b"/dev/null" {
             let path = [target, self.var_or(b"LOCKEXT", b".lock")].concat();
             if self.global_lock.as_ref().map(|(p, _)| p) != Some(&path) {
                 let params = self.lock_params();
@@ -1249,7 +1501,7 @@ impl vars::Env for Eval<'_> {
     fn backquote(&mut self, cmd: &[u8]) -> Vec<u8> {
         let input = with_final_newline(self.msg.as_bytes()).into_owned();
         let (req, _, _) = self.command_request(cmd, Output::Capture, true);
-        let ran = self.fx.run(&req, &input);
+        let ran = exec(&mut *self.fx, &req, &input);
         self.last_status = ran.status;
         ran.output
     }
@@ -1296,6 +1548,10 @@ enum AreaSel {
 /// The context a condition is evaluated in.
 struct CondCtx {
     flags: Flags,
+    /// The condition's text as `VERBOSE` shows it (`Match on "x"`).
+    shown: Vec<u8>,
+    /// The area is `MATCH ??`, which is not emptied before a `\/` match.
+    area_is_match: bool,
     negate: bool,
     weight: Option<(f64, f64)>,
     area: Option<AreaSel>,
@@ -1439,6 +1695,27 @@ fn parse_leading_int(s: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// Runs a program, logging `Executing "x"` first with `VERBOSE` (a free
+/// function so that the message may stay borrowed as the input).
+fn exec(fx: &mut dyn Effects, req: &RunRequest, input: &[u8]) -> Ran {
+    if fx.verbose() {
+        let text = quoted("Executing", Some(&req.shown));
+        fx.diag(&text, true);
+    }
+    fx.run(req, input)
+}
+
+/// `what "value"` (or `what` alone) as a diagnostic's text.
+fn quoted(what: &str, value: Option<&[u8]>) -> Vec<u8> {
+    let mut text = what.as_bytes().to_vec();
+    if let Some(v) = value {
+        text.extend_from_slice(b" \"");
+        text.extend_from_slice(v);
+        text.push(b'"');
+    }
+    text
+}
+
 /// Bytes shown in a log line.
 fn show(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
@@ -1447,6 +1724,202 @@ fn show(b: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An in-memory host: folders and programs always succeed, the log
+    /// is kept, locks are only recorded.
+    #[derive(Default)]
+    struct Fake {
+        log: Vec<u8>,
+        verbose: bool,
+        locks: Vec<Vec<u8>>,
+    }
+
+    impl Effects for Fake {
+        fn run(&mut self, _req: &RunRequest, _input: &[u8]) -> Ran {
+            Ran::default()
+        }
+        fn deliver_folders(
+            &mut self,
+            names: &[Vec<u8>],
+            data: &[u8],
+            _opts: &FolderOpts,
+        ) -> Result<Delivered, Option<Vec<u8>>> {
+            Ok(Delivered {
+                lastfolder: names[0].clone(),
+                written: data.len(),
+            })
+        }
+        fn to_stdout(&mut self, _data: &[u8]) -> bool {
+            true
+        }
+        fn lock(&mut self, path: &[u8], _params: &LockParams) -> Option<u64> {
+            self.locks.push(path.to_vec());
+            Some(self.locks.len() as u64)
+        }
+        fn unlock(&mut self, _id: u64) {}
+        fn read_rcfile(&mut self, _path: &[u8]) -> std::io::Result<Vec<u8>> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+        fn log(&mut self, bytes: &[u8]) {
+            self.log.extend_from_slice(bytes);
+        }
+        fn chdir(&mut self, _path: &[u8]) -> bool {
+            true
+        }
+        fn open_log(&mut self, _path: &[u8]) -> bool {
+            true
+        }
+        fn log_is_open(&self) -> bool {
+            false
+        }
+        fn set_umask(&mut self, _mask: u32) {}
+        fn hostname(&self) -> Vec<u8> {
+            b"host".to_vec()
+        }
+        fn fork(&mut self, _wait: bool) -> Fork {
+            Fork::Failed
+        }
+        fn pid(&self) -> u32 {
+            1
+        }
+        fn is_dir(&self, _path: &[u8]) -> bool {
+            false
+        }
+        fn verbose(&self) -> bool {
+            self.verbose
+        }
+        fn set_verbose(&mut self, on: bool) {
+            self.verbose = on;
+        }
+    }
+
+    /// Runs `rc` on a small message; returns the log and the variables
+    /// asked for.
+    fn run_rc(rc: &str, names: &[&str]) -> (String, Fake, Vec<Option<String>>) {
+        let mut fake = Fake::default();
+        let msg = Message::from_bytes(b"From: a@b\nSubject: hi there\n\nbody\n".to_vec());
+        let mut ev = Eval::new(&mut fake, msg, Vec::new());
+        ev.run_rcfile(b"rc", rc.as_bytes());
+        let got = names
+            .iter()
+            .map(|n| {
+                ev.var(n.as_bytes())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+            .collect();
+        drop(ev);
+        (String::from_utf8_lossy(&fake.log).into_owned(), fake, got)
+    }
+
+    #[test]
+    fn verbose_lines_follow_procmail() {
+        // Each line as procmail 3.23pre logs it for the same rcfile (the
+        // `[pid] date` lines come from the host and are not made here).
+        // VERBOSE=on itself is not shown, VERBOSE=off is.
+        let rc = "VERBOSE=on\nFOO=bar\nFOO\n:0\n* ^Subject: hi\n* ! ^X-No\n* $ ^From: a@${FOO-b}\n/dev/null\nVERBOSE=off\nBAR=1\n";
+        let (log, _, _) = run_rc(rc, &[]);
+        let want = concat!(
+            "procmail: Assigning \"FOO=bar\"\n",
+            "procmail: Assigning \"FOO\"\n",
+            "procmail: Match on \"^Subject: hi\"\n",
+            "procmail: Match on ! \"^X-No\"\n",
+            "procmail: Match on \"^From: a@b\"\n",
+            "procmail: Assigning \"LASTFOLDER=/dev/null\"\n",
+        );
+        assert_eq!(log, want);
+    }
+
+    #[test]
+    fn verbose_shows_score_and_matched_text() {
+        let rc = "VERBOSE=on\n:0\n* 2^1 e\n* -1^0 ! ^X-No\n* 1^0 ^Subject:\\/.*\n{ }\n";
+        let (log, _, got) = run_rc(rc, &["MATCH"]);
+        // `e` matches three times in the header: 2 + 2 + 2.
+        let want = concat!(
+            "procmail: Score:       6       6 \"e\"\n",
+            "procmail: Score:      -1       5 ! \"^X-No\"\n",
+            "procmail: Assigning \"MATCH=\"\n",
+            "procmail: Matched \" hi there\"\n",
+            "procmail: Score:       1       6 \"^Subject:\\/.*\"\n",
+        );
+        assert_eq!(log, want);
+        assert_eq!(got, [Some(" hi there".to_string())]);
+    }
+
+    #[test]
+    fn default_dev_null_takes_no_lockfile() {
+        // Checked with procmail 3.23pre (VERBOSE=on): DEFAULT=/dev/null
+        // shows no `Locking`, a DEFAULT file locks `$DEFAULT$LOCKEXT`.
+        let cases: [(&[u8], &[&[u8]]); 2] = [(b"/dev/null", &[]), (b"inbox", &[b"inbox.lock"])];
+        for (default, want) in cases {
+            let mut fake = Fake::default();
+            let msg = Message::from_bytes(b"Subject: x\n\nbody\n".to_vec());
+            let env = vec![(b"DEFAULT".to_vec(), default.to_vec())];
+            let mut ev = Eval::new(&mut fake, msg, env);
+            ev.run_rcfile(b"rc", b"");
+            assert_eq!(ev.finish(), 0);
+            drop(ev);
+            let got: Vec<&[u8]> = fake.locks.iter().map(|l| l.as_slice()).collect();
+            assert_eq!(got, want, "{}", show(default));
+        }
+    }
+
+    #[test]
+    fn linebuf_assignment_boundary() {
+        // Checked with procmail 3.23pre: at LINEBUF=128 (also the minimum,
+        // so LINEBUF=10 behaves the same) `V=` plus 126 bytes is
+        // assigned, plus 127 is not, and the old value stays.
+        for (linebuf, len, want_assigned) in [
+            ("128", 126, true),
+            ("128", 127, false),
+            ("10", 126, true),
+            ("10", 127, false),
+            ("200", 198, true),
+            ("200", 199, false),
+        ] {
+            let rc = format!("LINEBUF={linebuf}\nV=old\nV={}\n", "x".repeat(len));
+            let (log, _, got) = run_rc(&rc, &["V", "PROCMAIL_OVERFLOW"]);
+            let want_v = if want_assigned {
+                "x".repeat(len)
+            } else {
+                "old".into()
+            };
+            assert_eq!(got[0].as_deref(), Some(want_v.as_str()), "{linebuf}/{len}");
+            let want_overflow = (!want_assigned).then(|| "yes".to_string());
+            assert_eq!(got[1], want_overflow, "{linebuf}/{len}");
+            assert_eq!(log.contains("Exceeded LINEBUF"), !want_assigned);
+        }
+    }
+
+    #[test]
+    fn linebuf_overflowing_lockfile_ends_the_rcfile() {
+        // Checked with procmail 3.23pre at LINEBUF=128: a lockfile name of
+        // 123 bytes is taken, one of 124 ends the rcfile unlocked.
+        for (len, want_reached) in [(123, true), (124, false)] {
+            let rc = format!(
+                "LINEBUF=128\nA={}\n:0 c: $A\n/dev/null\nREACHED=yes\n",
+                "l".repeat(len)
+            );
+            let (_, fake, got) = run_rc(&rc, &["REACHED"]);
+            assert_eq!(got[0].is_some(), want_reached, "{len}");
+            assert_eq!(fake.locks.len(), usize::from(want_reached), "{len}");
+        }
+    }
+
+    #[test]
+    fn linebuf_overflowing_condition_fails() {
+        // Checked with procmail 3.23pre at LINEBUF=128: an expanded `$`
+        // condition of 127 bytes is searched, one of 128 fails.
+        for (len, want_overflow) in [(127, false), (128, true)] {
+            let rc = format!(
+                "LINEBUF=128\nA={}\nB={}\n:0\n* ! $ $A$B\n{{ HIT=yes }}\n",
+                "z".repeat(60),
+                "y".repeat(len - 60)
+            );
+            let (_, _, got) = run_rc(&rc, &["HIT", "PROCMAIL_OVERFLOW"]);
+            assert_eq!(got[0].is_none(), want_overflow, "{len}");
+            assert_eq!(got[1].is_some(), want_overflow, "{len}");
+        }
+    }
 
     #[test]
     fn weighted_arithmetic_matches_procmailsc_examples() {
