@@ -31,16 +31,26 @@
 //!   weighted-scoring loop (§8) needs to know.
 //!
 //! Leftmost-first or leftmost-longest spans cannot be bent into these
-//! rules, so the automaton is our own. Speed on big bodies comes from
-//! skipping: while no state is alive, bytes that cannot start a match are
-//! passed over without running the automaton, with `regex-automata`'s
-//! [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
-//! else with a byte table.
+//! rules, so the automaton is our own. Speed comes from two things:
+//! * skipping: while no state is alive, bytes that cannot start a match are
+//!   passed over without running the automaton, with `regex-automata`'s
+//!   [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
+//!   else with a byte table;
+//! * a lazy DFA (`dfa.rs`) built from this very program, not from a
+//!   translation: its states are the simulation's sets of live nodes, so it
+//!   answers exactly where sets decide the answer (whether there is a match
+//!   and where the earliest one ends), and hands over to the simulation for
+//!   the `MATCH` of a pattern with `\/` once a match is known to exist.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{MatchKind, Span};
+
+mod dfa;
+
+use dfa::{Cache, EMPTY, UNKNOWN};
 
 /// What went wrong in a pattern. Offsets count bytes in the pattern as given
 /// (before macro expansion).
@@ -111,8 +121,10 @@ pub enum Step {
 }
 
 /// A compiled procmail regexp. Searching needs no `&mut`; clones share
-/// nothing (the program is copied), and the type is `Send + Sync`.
-#[derive(Clone, Debug)]
+/// nothing (the program is copied, the DFA cache starts empty), and the
+/// type is `Send + Sync` (a search that finds the cache in use by another
+/// thread runs the plain simulation instead of waiting).
+#[derive(Debug)]
 pub struct Regex {
     prog: Vec<Node>,
     entry: u32,
@@ -124,6 +136,35 @@ pub struct Regex {
     can_skip: bool,
     /// Finds the next byte with `skip[b]` quickly, when that pays.
     prefilter: Option<Prefilter>,
+    /// Whether searches may use the lazy DFA (off only to test the plain
+    /// simulation against it).
+    use_dfa: bool,
+    /// The lazy DFA and the simulation's working memory, built at the first
+    /// search and kept for the next ones.
+    lazy: Mutex<Option<Lazy>>,
+}
+
+impl Clone for Regex {
+    fn clone(&self) -> Regex {
+        Regex {
+            prog: self.prog.clone(),
+            entry: self.entry,
+            fold: self.fold,
+            has_split: self.has_split,
+            skip: self.skip.clone(),
+            can_skip: self.can_skip,
+            prefilter: self.prefilter.clone(),
+            use_dfa: self.use_dfa,
+            lazy: Mutex::new(None),
+        }
+    }
+}
+
+/// What a [`Regex`] keeps between searches.
+#[derive(Debug)]
+struct Lazy {
+    cache: Cache,
+    scratch: Scratch,
 }
 
 /// The program: `next` fields are node indices.
@@ -622,6 +663,8 @@ impl Regex {
             skip: Box::new([false; 256]),
             can_skip: false,
             prefilter: None,
+            use_dfa: true,
+            lazy: Mutex::new(None),
         };
         re.compute_skip();
         (re, error)
@@ -688,10 +731,7 @@ impl Regex {
 
     /// Whether the pattern matches somewhere in `area` (a plain condition).
     pub fn is_match(&self, area: &[u8]) -> bool {
-        !matches!(
-            self.search(area, 0, &mut Scratch::new(self)),
-            Outcome::NoMatch
-        )
+        !matches!(self.search(area, 0), Outcome::NoMatch)
     }
 
     /// The earliest-ending match in `area`. `None`: no match.
@@ -700,7 +740,7 @@ impl Regex {
     /// the split point is the earliest possible, the right part then as long
     /// as possible, and never beyond the area (spec §7 `\/`).
     pub fn find_match(&self, area: &[u8]) -> Option<Option<Range<usize>>> {
-        match self.search(area, 0, &mut Scratch::new(self)) {
+        match self.search(area, 0) {
             Outcome::NoMatch => None,
             Outcome::Plain { .. } => Some(None),
             Outcome::Split { range, .. } => Some(Some(range)),
@@ -718,7 +758,6 @@ impl Regex {
             at: 0,
             remaining: area.len() as isize,
             done: false,
-            scratch: Scratch::new(self),
             split: None,
         }
     }
@@ -732,7 +771,6 @@ pub struct Matches<'a> {
     at: usize,
     remaining: isize,
     done: bool,
-    scratch: Scratch,
     split: Option<Range<usize>>,
 }
 
@@ -751,7 +789,7 @@ impl Iterator for Matches<'_> {
         if self.done || self.remaining < 0 {
             return None;
         }
-        let (end, split) = match self.re.search(self.area, self.at, &mut self.scratch) {
+        let (end, split) = match self.re.search(self.area, self.at) {
             Outcome::NoMatch => {
                 self.done = true;
                 return None;
@@ -867,7 +905,116 @@ enum Flow {
 }
 
 impl Regex {
-    fn search(&self, area: &[u8], from: usize, sc: &mut Scratch) -> Outcome {
+    /// Searches `area` from `from`. The answer is always the simulation's
+    /// ([`Regex::search_nfa`]); the lazy DFA gives it faster where it can
+    /// ([`Regex::search_dfa`]).
+    fn search(&self, area: &[u8], from: usize) -> Outcome {
+        let Ok(mut guard) = self.lazy.try_lock() else {
+            return self.search_nfa(area, from, &mut Scratch::new(self));
+        };
+        let lazy = guard.get_or_insert_with(|| Lazy {
+            cache: Cache::new(self),
+            scratch: Scratch::new(self),
+        });
+        if self.use_dfa
+            && let Some(out) = self.search_dfa(area, from, lazy)
+        {
+            return out;
+        }
+        self.search_nfa(area, from, &mut lazy.scratch)
+    }
+
+    /// The search with the lazy DFA for the bytes of the area and the
+    /// simulation for the virtual newlines around them.
+    ///
+    /// Until the first match completes, the simulation's live threads
+    /// differ from one another only in order and `\/` positions, which
+    /// decide nothing before then: whether a match exists and where the
+    /// earliest one ends depend on the *set* of live nodes alone, and that
+    /// set is the DFA state. So without `\/` this is the answer; with `\/`
+    /// it answers only "no match" (the common case) and returns `None` as
+    /// soon as a match exists, for the simulation to find its `MATCH`.
+    fn search_dfa(&self, area: &[u8], from: usize, lazy: &mut Lazy) -> Option<Outcome> {
+        let Lazy { cache, scratch } = lazy;
+        let l = area.len();
+        let split = self.has_split;
+        let found = |end: isize| (!split).then_some(Outcome::Plain { end });
+        scratch.cur.clear();
+        scratch.next.clear();
+        scratch.marks.iter_mut().for_each(|m| *m = 0);
+        let pend = l as isize + 1;
+        let mut s = Search {
+            sc: scratch,
+            pend,
+            eom: None,
+            bom: 0,
+        };
+        // The virtual newline before the search, exactly as in search_nfa.
+        let mut end_a = l as isize;
+        let begin = if from == 0 || area[from - 1] == b'\n' {
+            Some((from as isize - 1, from == 0))
+        } else if from == l {
+            end_a = l as isize + 1;
+            Some((l as isize, false))
+        } else {
+            None
+        };
+        if let Some((pos, bot)) = begin {
+            if let Flow::Plain(e) = self.step(&mut s, pos, b'\n', Phase::Begin { bot }) {
+                return found(e);
+            }
+            if s.eom.is_some() {
+                return None;
+            }
+        }
+        let mut state = cache.state_of_threads(self, &mut s.sc.next, &mut s.sc.marks);
+        let ncls = cache.ncls();
+        let mut i = from;
+        while i < l {
+            if state == EMPTY {
+                // No live thread: skip what cannot start a match.
+                if let Some(pre) = &self.prefilter {
+                    match pre.find(area, Span::from(i..l)) {
+                        Some(sp) => i = sp.start,
+                        None => break,
+                    }
+                } else if self.can_skip {
+                    while i < l && !self.skip[usize::from(area[i])] {
+                        i += 1;
+                    }
+                    if i == l {
+                        break;
+                    }
+                }
+            }
+            if cache.fin[state as usize] {
+                return found(i as isize);
+            }
+            let k = usize::from(cache.classes.map[usize::from(area[i])]);
+            let mut next = cache.trans[state as usize * ncls + k];
+            if next == UNKNOWN {
+                next = cache.compute(self, state, k);
+            }
+            state = next;
+            i += 1;
+        }
+        cache.threads_of_state(state, pend, &mut s.sc.next, &mut s.sc.marks);
+        for (pos, phase) in [(end_a, Phase::EndA), (end_a + 1, Phase::EndB)] {
+            if s.sc.next.is_empty() {
+                break;
+            }
+            if let Flow::Plain(e) = self.step(&mut s, pos, b'\n', phase) {
+                return found(e);
+            }
+            if s.eom.is_some() {
+                return None;
+            }
+        }
+        Some(Outcome::NoMatch)
+    }
+
+    /// The Pike simulation: the reference for every answer.
+    fn search_nfa(&self, area: &[u8], from: usize, sc: &mut Scratch) -> Outcome {
         let l = area.len();
         sc.cur.clear();
         sc.next.clear();
@@ -1373,6 +1520,7 @@ mod tests {
             let mut slow = re.clone();
             slow.can_skip = false;
             slow.prefilter = None;
+            slow.use_dfa = false;
             for area in areas {
                 let area = area.as_bytes();
                 assert_eq!(
@@ -1396,6 +1544,77 @@ mod tests {
         assert!(!re.skip[usize::from(b'A')]);
         assert!(!Regex::new(b"x*", false).unwrap().can_skip);
         assert!(Regex::new(b"needle", false).unwrap().prefilter.is_some());
+    }
+
+    /// A small fixed-seed generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    }
+
+    /// The lazy DFA must give the simulation's answer to every question:
+    /// random patterns over the dialect's alphabet (anchors, `^^`, `\<`,
+    /// `\>`, `\/`, classes, groups, operators, unbalanced parentheses,
+    /// macros) against random small areas with newlines, both cases, every
+    /// entry point (`is_match`, `find_match`, weighted `matches`).
+    #[test]
+    fn dfa_agrees_with_simulation_on_random_patterns() {
+        const PIECES: &[&str] = &[
+            "a", "b", "A", "x", "_", " ", ".", "^", "$", "^^", "\\<", "\\>", "(", ")", "|", "*",
+            "+", "?", "[ab]", "[^a]", "[a-", "[^", "]", "-", "\\/", "\\", "\\.", "(a|b)", "()",
+            "^TO_", "a*", ".*", "\n",
+        ];
+        const AREA: &[u8] = b"abAxB_ .\n\n";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut used_dfa = 0;
+        for round in 0..4000 {
+            let mut pat = String::new();
+            for _ in 0..1 + rng.below(7) {
+                pat.push_str(PIECES[rng.below(PIECES.len())]);
+            }
+            let opts = Options {
+                case_sensitive: round % 3 == 0,
+                leading_backslash: round % 7 == 0,
+            };
+            let (fast, _) = Regex::new_lenient(pat.as_bytes(), opts);
+            let mut slow = fast.clone();
+            slow.use_dfa = false;
+            for _ in 0..6 {
+                let area: Vec<u8> = (0..rng.below(13))
+                    .map(|_| AREA[rng.below(AREA.len())])
+                    .collect();
+                let ctx = format!("{pat:?} {opts:?} on {:?}", String::from_utf8_lossy(&area));
+                assert_eq!(fast.find_match(&area), slow.find_match(&area), "{ctx}");
+                assert_eq!(fast.is_match(&area), slow.is_match(&area), "{ctx}");
+                let steps = |re: &Regex| {
+                    let mut it = re.matches(&area);
+                    let mut got = Vec::new();
+                    while let Some(step) = it.next() {
+                        got.push((step, it.split()));
+                    }
+                    got
+                };
+                assert_eq!(steps(&fast), steps(&slow), "{ctx}");
+            }
+            let states = fast
+                .lazy
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |l| l.cache.fin.len());
+            used_dfa += usize::from(states > 1);
+        }
+        // The comparison means something only if the DFA really ran.
+        assert!(
+            used_dfa > 2000,
+            "the DFA built states for {used_dfa} patterns"
+        );
     }
 
     #[test]
