@@ -284,7 +284,9 @@ fn expand_macros(pat: &[u8], leading_backslash: bool) -> (Vec<u8>, bool, Vec<Rep
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = needle.split_first()?;
+    let last = hay.len().checked_sub(needle.len())?;
+    (0..=last).find(|&i| hay[i] == first && hay[i + 1..].starts_with(rest))
 }
 
 /// Maps an offset in the expanded text back to the pattern as written.
@@ -651,9 +653,10 @@ impl Regex {
                 Fault::Deep => RegexError::TooDeep { offset },
             }
         });
-        let mut c = Compiler {
-            prog: vec![Node::Fin],
-        };
+        // About one node per pattern byte; more only with many operators.
+        let mut prog = Vec::with_capacity(text.len() + 8);
+        prog.push(Node::Fin);
+        let mut c = Compiler { prog };
         let entry = c.alternatives(&alts, FIN, FIN);
         let mut re = Regex {
             prog: c.prog,
@@ -705,14 +708,27 @@ impl Regex {
                 Node::Fin => can_skip = false,
             }
         }
-        for b in 0..=255u8 {
-            self.skip[usize::from(b)] = first.contains(self.fold_byte(b));
+        // skip[b] = first.contains(fold(b)): an uppercase letter goes with
+        // its lowercase one when folding.
+        let mut set = first;
+        if self.fold {
+            for b in b'A'..=b'Z' {
+                set.set(b, first.contains(b | 0x20));
+            }
+        }
+        let mut starts: Vec<[u8; 1]> = Vec::new();
+        for (w, &word) in set.0.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let b = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.skip[b] = true;
+                if starts.len() < 4 {
+                    starts.push([b as u8]);
+                }
+            }
         }
         self.can_skip = can_skip;
-        let starts: Vec<[u8; 1]> = (0..=255u8)
-            .filter(|&b| self.skip[usize::from(b)])
-            .map(|b| [b])
-            .collect();
         self.prefilter = match starts.len() {
             // memchr, memchr2, memchr3: reliably faster than the table.
             1..=3 if can_skip => Prefilter::new(MatchKind::All, &starts).filter(Prefilter::is_fast),
@@ -871,12 +887,12 @@ struct Scratch {
 impl Scratch {
     fn new(re: &Regex) -> Scratch {
         Scratch {
-            cur: Vec::new(),
-            next: Vec::new(),
+            cur: Vec::with_capacity(8),
+            next: Vec::with_capacity(8),
             marks: vec![0; re.prog.len()],
             visits: vec![(0, 0); re.prog.len()],
             generation: 0,
-            stack: Vec::new(),
+            stack: Vec::with_capacity(8),
         }
     }
 }

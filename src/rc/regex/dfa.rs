@@ -119,20 +119,27 @@ pub(super) struct Cache {
 impl Cache {
     pub(super) fn new(re: &Regex) -> Cache {
         let classes = Classes::new(&re.prog, re.fold);
+        // Sized for the dozen states a header search typically builds, so
+        // that a one-shot search does not spend its time reallocating.
+        const STATES: usize = 16;
+        let ncls = classes.reps.len();
+        let nodes = re.prog.len();
+        let mut at = Vec::with_capacity(STATES + 1);
+        at.push(0);
         let mut c = Cache {
-            ncls: classes.reps.len(),
+            ncls,
             classes,
-            trans: Vec::new(),
-            fin: Vec::new(),
-            nodes: Vec::new(),
-            nodes_at: vec![0],
-            cons: Vec::new(),
-            cons_at: vec![0],
-            index: vec![0; 16],
-            seen: vec![0; re.prog.len()],
+            trans: Vec::with_capacity(STATES * ncls),
+            fin: Vec::with_capacity(STATES),
+            nodes: Vec::with_capacity(STATES * 4),
+            nodes_at: at.clone(),
+            cons: Vec::with_capacity(STATES * 8),
+            cons_at: at,
+            index: vec![0; 2 * STATES],
+            seen: vec![0; nodes],
             generation: 0,
-            stack: Vec::new(),
-            buf: Vec::new(),
+            stack: Vec::with_capacity(nodes.min(64)),
+            buf: Vec::with_capacity(16),
         };
         c.add(re, &[]);
         c
@@ -294,7 +301,7 @@ impl Cache {
         self.nodes.extend_from_slice(set);
         self.nodes_at.push(self.nodes.len() as u32);
         self.fin.push(fin);
-        self.trans.extend(std::iter::repeat_n(UNKNOWN, self.ncls));
+        self.trans.resize(self.trans.len() + self.ncls, UNKNOWN);
         if self.fin.len() * 2 > self.index.len() {
             self.index = vec![0; self.index.len() * 2];
             for s in 0..self.fin.len() as u32 {
