@@ -361,7 +361,7 @@ impl Parser<'_> {
     }
 
     fn sequence(&mut self) -> Vec<Piece> {
-        let mut pieces = Vec::new();
+        let mut pieces = Vec::with_capacity(8);
         while let Some(c) = self.peek() {
             if c == b'|' || c == b')' {
                 break;
@@ -1631,6 +1631,56 @@ mod tests {
             used_dfa > 2000,
             "the DFA built states for {used_dfa} patterns"
         );
+    }
+
+    /// The same on longer areas (up to 2 KB of a small alphabet), where a
+    /// search walks through many DFA states, and with the big macros.
+    #[test]
+    fn dfa_agrees_with_simulation_on_long_areas() {
+        const PIECES: &[&str] = &[
+            "a",
+            "b",
+            ".",
+            "^",
+            "$",
+            "^^",
+            "\\<",
+            "\\>",
+            "(",
+            ")",
+            "|",
+            "*",
+            "+",
+            "?",
+            "[ab]",
+            "[^a]",
+            "\\/",
+            "(a|b)",
+            ".*",
+            "a*",
+            "b+",
+            "^FROM_DAEMON",
+            "^FROM_MAILER",
+            "^TO",
+        ];
+        const AREA: &[u8] = b"aabbb  \n:-@";
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for round in 0..300 {
+            let mut pat = String::new();
+            for _ in 0..1 + rng.below(10) {
+                pat.push_str(PIECES[rng.below(PIECES.len())]);
+            }
+            let (fast, _) = Regex::new_lenient(pat.as_bytes(), Options::default());
+            let mut slow = fast.clone();
+            slow.use_dfa = false;
+            let len = rng.below(2048);
+            let area: Vec<u8> = (0..len).map(|_| AREA[rng.below(AREA.len())]).collect();
+            let ctx = format!("round {round}: {pat:?} on {len} bytes");
+            assert_eq!(fast.find_match(&area), slow.find_match(&area), "{ctx}");
+            let fast_steps: Vec<Step> = fast.matches(&area).take(50).collect();
+            let slow_steps: Vec<Step> = slow.matches(&area).take(50).collect();
+            assert_eq!(fast_steps, slow_steps, "{ctx}");
+        }
     }
 
     #[test]
