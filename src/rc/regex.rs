@@ -42,6 +42,7 @@
 //!   and where the earliest one ends), and hands over to the simulation for
 //!   the `MATCH` of a pattern with `\/` once a match is known to exist.
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Mutex;
 
@@ -139,9 +140,8 @@ pub struct Regex {
     /// Whether searches may use the lazy DFA (off only to test the plain
     /// simulation against it).
     use_dfa: bool,
-    /// The lazy DFA and the simulation's working memory, built at the first
-    /// search and kept for the next ones.
-    lazy: Mutex<Option<Lazy>>,
+    /// The lazy DFA, built at the first search and kept for the next ones.
+    lazy: Mutex<Option<Cache>>,
 }
 
 impl Clone for Regex {
@@ -158,13 +158,6 @@ impl Clone for Regex {
             lazy: Mutex::new(None),
         }
     }
-}
-
-/// What a [`Regex`] keeps between searches.
-#[derive(Debug)]
-struct Lazy {
-    cache: Cache,
-    scratch: Scratch,
 }
 
 /// The program: `next` fields are node indices.
@@ -259,9 +252,18 @@ fn expand_macros(pat: &[u8], leading_backslash: bool) -> (Vec<u8>, bool, Vec<Rep
     let mut text = pat.to_vec();
     let mut daemon = false;
     let mut reps = Vec::new();
+    // Every keyword starts with `^`: look only where one is.
+    let mut carets = Vec::new();
     'again: loop {
+        carets.clear();
+        carets.extend(positions(b'^', &text));
+        if carets.is_empty() {
+            return (text, daemon, reps);
+        }
         for (i, (key, subst)) in MACROS.iter().enumerate() {
-            let Some(at) = find(&text, key) else { continue };
+            let Some(&at) = carets.iter().find(|&&at| text[at..].starts_with(key)) else {
+                continue;
+            };
             let escaped = if at == 0 {
                 leading_backslash
             } else {
@@ -283,10 +285,10 @@ fn expand_macros(pat: &[u8], leading_backslash: bool) -> (Vec<u8>, bool, Vec<Rep
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let last = hay.len().checked_sub(needle.len())?;
-    (0..=last).find(|&i| hay[i] == first && hay[i + 1..].starts_with(rest))
+fn positions(byte: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    hay.iter()
+        .enumerate()
+        .filter_map(move |(i, &b)| (b == byte).then_some(i))
 }
 
 /// Maps an offset in the expanded text back to the pattern as written.
@@ -884,15 +886,32 @@ struct Scratch {
     stack: Vec<u32>,
 }
 
+thread_local! {
+    /// The simulation's working memory, shared by every search on the
+    /// thread (each [`Regex`] usually runs once or twice per delivery, so
+    /// memory of its own would mostly be allocated and freed).
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new(0));
+}
+
 impl Scratch {
-    fn new(re: &Regex) -> Scratch {
+    fn new(nodes: usize) -> Scratch {
         Scratch {
             cur: Vec::with_capacity(8),
             next: Vec::with_capacity(8),
-            marks: vec![0; re.prog.len()],
-            visits: vec![(0, 0); re.prog.len()],
+            marks: vec![0; nodes],
+            visits: vec![(0, 0); nodes],
             generation: 0,
             stack: Vec::with_capacity(8),
+        }
+    }
+
+    /// Makes room for a program of `nodes` nodes. Entries left by another
+    /// program are harmless: marks are cleared by every search, and visits
+    /// carry an older generation.
+    fn fit(&mut self, nodes: usize) {
+        if self.marks.len() < nodes {
+            self.marks.resize(nodes, 0);
+            self.visits.resize(nodes, (0, 0));
         }
     }
 }
@@ -925,19 +944,26 @@ impl Regex {
     /// ([`Regex::search_nfa`]); the lazy DFA gives it faster where it can
     /// ([`Regex::search_dfa`]).
     fn search(&self, area: &[u8], from: usize) -> Outcome {
-        let Ok(mut guard) = self.lazy.try_lock() else {
-            return self.search_nfa(area, from, &mut Scratch::new(self));
+        let run = |sc: &mut Scratch| {
+            sc.fit(self.prog.len());
+            // A cache in use by another thread (or poisoned) is not waited
+            // for: the simulation alone gives the same answer.
+            if self.use_dfa
+                && let Ok(mut guard) = self.lazy.try_lock()
+            {
+                let cache = guard.get_or_insert_with(|| Cache::new(self));
+                if let Some(out) = self.search_dfa(area, from, cache, sc) {
+                    return out;
+                }
+            }
+            self.search_nfa(area, from, sc)
         };
-        let lazy = guard.get_or_insert_with(|| Lazy {
-            cache: Cache::new(self),
-            scratch: Scratch::new(self),
-        });
-        if self.use_dfa
-            && let Some(out) = self.search_dfa(area, from, lazy)
-        {
-            return out;
-        }
-        self.search_nfa(area, from, &mut lazy.scratch)
+        SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut sc) => run(&mut sc),
+                Err(_) => run(&mut Scratch::new(0)),
+            })
+            .unwrap_or_else(|_| run(&mut Scratch::new(0)))
     }
 
     /// The search with the lazy DFA for the bytes of the area and the
@@ -950,8 +976,13 @@ impl Regex {
     /// set is the DFA state. So without `\/` this is the answer; with `\/`
     /// it answers only "no match" (the common case) and returns `None` as
     /// soon as a match exists, for the simulation to find its `MATCH`.
-    fn search_dfa(&self, area: &[u8], from: usize, lazy: &mut Lazy) -> Option<Outcome> {
-        let Lazy { cache, scratch } = lazy;
+    fn search_dfa(
+        &self,
+        area: &[u8],
+        from: usize,
+        cache: &mut Cache,
+        scratch: &mut Scratch,
+    ) -> Option<Outcome> {
         let l = area.len();
         let split = self.has_split;
         let found = |end: isize| (!split).then_some(Outcome::Plain { end });
@@ -1623,7 +1654,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .as_ref()
-                .map_or(0, |l| l.cache.fin.len());
+                .map_or(0, |c| c.fin.len());
             used_dfa += usize::from(states > 1);
         }
         // The comparison means something only if the DFA really ran.

@@ -393,7 +393,7 @@ mod tests {
         assert!(!re.is_match(&area));
         {
             let g = re.lazy.lock().unwrap();
-            let states = g.as_ref().unwrap().cache.fin.len();
+            let states = g.as_ref().unwrap().fin.len();
             assert!(states <= MAX_STATES, "{states} states");
         }
         // Answers stay the simulation's across the rebuilds: a match at the
