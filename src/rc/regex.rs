@@ -312,12 +312,21 @@ enum Atom {
     Dot,
     Anchor,
     Split,
-    Group(Vec<Vec<Piece>>),
+    /// The alternatives `Tree::alts[range]`.
+    Group(Range<u32>),
 }
 
 struct Piece {
     atom: Atom,
     op: Option<u8>,
+}
+
+/// The parsed pattern, flat: an alternative is a range of `pieces`, a group
+/// a range of `alts` (a handful of allocations per pattern, not a few per
+/// group).
+struct Tree {
+    pieces: Vec<Piece>,
+    alts: Vec<Range<u32>>,
 }
 
 struct Parser<'a> {
@@ -327,6 +336,11 @@ struct Parser<'a> {
     error: Option<(usize, Fault)>, // offset in the expanded text
     depth: usize,
     has_split: bool,
+    tree: Tree,
+    /// Pieces of the sequences being parsed (inner ones on top).
+    piece_stack: Vec<Piece>,
+    /// Alternatives of the groups being parsed (inner ones on top).
+    alt_stack: Vec<Range<u32>>,
 }
 
 impl Parser<'_> {
@@ -337,33 +351,39 @@ impl Parser<'_> {
     /// Alternatives up to the end of the group (`open` = offset of its `(`)
     /// or of the pattern. A top-level `)` ends the pattern: procmail ignores
     /// the rest.
-    fn alternatives(&mut self, open: Option<usize>) -> Vec<Vec<Piece>> {
-        let mut alts = vec![self.sequence()];
+    fn alternatives(&mut self, open: Option<usize>) -> Range<u32> {
+        let base = self.alt_stack.len();
+        let first = self.sequence();
+        self.alt_stack.push(first);
         loop {
             match self.peek() {
                 Some(b'|') => {
                     self.pos += 1;
-                    alts.push(self.sequence());
+                    let alt = self.sequence();
+                    self.alt_stack.push(alt);
                 }
                 Some(b')') => {
                     if open.is_none() {
                         self.error.get_or_insert((self.pos, Fault::Unmatched));
                     }
                     self.pos += 1;
-                    return alts;
+                    break;
                 }
                 _ => {
                     if let Some(at) = open {
                         self.error.get_or_insert((at, Fault::Unclosed));
                     }
-                    return alts;
+                    break;
                 }
             }
         }
+        let start = self.tree.alts.len() as u32;
+        self.tree.alts.extend(self.alt_stack.drain(base..));
+        start..self.tree.alts.len() as u32
     }
 
-    fn sequence(&mut self) -> Vec<Piece> {
-        let mut pieces = Vec::with_capacity(8);
+    fn sequence(&mut self) -> Range<u32> {
+        let base = self.piece_stack.len();
         while let Some(c) = self.peek() {
             if c == b'|' || c == b')' {
                 break;
@@ -378,9 +398,11 @@ impl Parser<'_> {
                 }
                 _ => None,
             };
-            pieces.push(Piece { atom, op });
+            self.piece_stack.push(Piece { atom, op });
         }
-        pieces
+        let start = self.tree.pieces.len() as u32;
+        self.tree.pieces.extend(self.piece_stack.drain(base..));
+        start..self.tree.pieces.len() as u32
     }
 
     fn atom(&mut self) -> Atom {
@@ -390,7 +412,9 @@ impl Parser<'_> {
             b'(' if self.depth == MAX_NESTING => {
                 self.error.get_or_insert((self.pos - 1, Fault::Deep));
                 self.pos = self.pat.len();
-                Atom::Group(vec![Vec::new()])
+                let at = self.tree.pieces.len() as u32;
+                self.tree.alts.push(at..at);
+                Atom::Group(self.tree.alts.len() as u32 - 1..self.tree.alts.len() as u32)
             }
             b'(' => {
                 self.depth += 1;
@@ -494,11 +518,12 @@ impl Parser<'_> {
 // ---------------------------------------------------------------------------
 // Compiling
 
-struct Compiler {
+struct Compiler<'t> {
     prog: Vec<Node>,
+    tree: &'t Tree,
 }
 
-impl Compiler {
+impl<'t> Compiler<'t> {
     fn push(&mut self, n: Node) -> u32 {
         self.prog.push(n);
         (self.prog.len() - 1) as u32
@@ -513,14 +538,19 @@ impl Compiler {
     /// continues with the code that physically follows it: a `\/` ending a
     /// non-last alternative runs on into the next alternatives (checked:
     /// `b\/|\A^` does not match `Axbb`, it needs `ba` + newline).
-    fn alternatives(&mut self, alts: &[Vec<Piece>], cont: u32, phys: u32) -> u32 {
+    fn alternatives(&mut self, alts: Range<u32>, cont: u32, phys: u32) -> u32 {
+        let tree: &'t Tree = self.tree;
+        let alts = &tree.alts[alts.start as usize..alts.end as usize];
         let (last, init) = alts.split_last().expect("at least one alternative");
+        let pieces = |r: &Range<u32>| &tree.pieces[r.start as usize..r.end as usize];
+        let (last, init) = (pieces(last), init);
         let mut rest = if last.is_empty() {
             self.push(Node::Jump { next: cont })
         } else {
             self.sequence(last, cont, phys)
         };
         for alt in init.iter().rev() {
+            let alt = pieces(alt);
             rest = if alt.is_empty() {
                 self.push(Node::Split {
                     first: rest,
@@ -537,7 +567,7 @@ impl Compiler {
         rest
     }
 
-    fn sequence(&mut self, pieces: &[Piece], cont: u32, phys: u32) -> u32 {
+    fn sequence(&mut self, pieces: &'t [Piece], cont: u32, phys: u32) -> u32 {
         let mut next = None;
         for p in pieces.iter().rev() {
             let (c, ph) = next.map_or((cont, phys), |n| (n, n));
@@ -546,7 +576,7 @@ impl Compiler {
         next.unwrap_or(cont)
     }
 
-    fn piece(&mut self, p: &Piece, cont: u32, phys: u32) -> u32 {
+    fn piece(&mut self, p: &'t Piece, cont: u32, phys: u32) -> u32 {
         match p.op {
             None => self.atom(&p.atom, cont, phys),
             Some(b'*') => {
@@ -584,7 +614,7 @@ impl Compiler {
         }
     }
 
-    fn atom(&mut self, a: &Atom, cont: u32, phys: u32) -> u32 {
+    fn atom(&mut self, a: &'t Atom, cont: u32, phys: u32) -> u32 {
         match a {
             Atom::Byte(b) => self.push(Node::Byte {
                 byte: *b,
@@ -600,7 +630,7 @@ impl Compiler {
             Atom::Anchor if cont == FIN => self.push(Node::EoText { next: cont }),
             Atom::Anchor => self.push(Node::BoText { next: cont }),
             Atom::Split => self.push(Node::Bom { next: phys }),
-            Atom::Group(alts) => self.alternatives(alts, cont, phys),
+            Atom::Group(alts) => self.alternatives(alts.clone(), cont, phys),
         }
     }
 }
@@ -645,6 +675,13 @@ impl Regex {
             error: None,
             depth: 0,
             has_split: false,
+            // At most one piece per pattern byte.
+            tree: Tree {
+                pieces: Vec::with_capacity(text.len()),
+                alts: Vec::with_capacity(16),
+            },
+            piece_stack: Vec::with_capacity(text.len()),
+            alt_stack: Vec::with_capacity(16),
         };
         let alts = p.alternatives(None);
         let error = p.error.map(|(at, fault)| {
@@ -658,8 +695,11 @@ impl Regex {
         // About one node per pattern byte; more only with many operators.
         let mut prog = Vec::with_capacity(text.len() + 8);
         prog.push(Node::Fin);
-        let mut c = Compiler { prog };
-        let entry = c.alternatives(&alts, FIN, FIN);
+        let mut c = Compiler {
+            prog,
+            tree: &p.tree,
+        };
+        let entry = c.alternatives(alts, FIN, FIN);
         let mut re = Regex {
             prog: c.prog,
             entry,
