@@ -924,6 +924,8 @@ struct Scratch {
     visits: Vec<(u32, isize)>,
     generation: u32,
     stack: Vec<u32>,
+    /// A node set being built by the DFA.
+    set: Vec<u32>,
 }
 
 thread_local! {
@@ -942,6 +944,7 @@ impl Scratch {
             visits: vec![(0, 0); nodes],
             generation: 0,
             stack: Vec::with_capacity(8),
+            set: Vec::with_capacity(16),
         }
     }
 
@@ -991,7 +994,7 @@ impl Regex {
             if self.use_dfa
                 && let Ok(mut guard) = self.lazy.try_lock()
             {
-                let cache = guard.get_or_insert_with(|| Cache::new(self));
+                let cache = guard.get_or_insert_with(|| Cache::new(self, sc));
                 if let Some(out) = self.search_dfa(area, from, cache, sc) {
                     return out;
                 }
@@ -1054,7 +1057,7 @@ impl Regex {
                 return None;
             }
         }
-        let mut state = cache.state_of_threads(self, &mut s.sc.next, &mut s.sc.marks);
+        let mut state = cache.state_of_threads(self, s.sc);
         let ncls = cache.ncls();
         let mut i = from;
         while i < l {
@@ -1074,18 +1077,18 @@ impl Regex {
                     }
                 }
             }
-            if cache.fin[state as usize] {
+            if cache.info[state as usize].fin {
                 return found(i as isize);
             }
             let k = usize::from(cache.classes.map[usize::from(area[i])]);
             let mut next = cache.trans[state as usize * ncls + k];
             if next == UNKNOWN {
-                next = cache.compute(self, state, k);
+                next = cache.compute(self, state, k, s.sc);
             }
             state = next;
             i += 1;
         }
-        cache.threads_of_state(state, pend, &mut s.sc.next, &mut s.sc.marks);
+        cache.threads_of_state(state, pend, s.sc);
         for (pos, phase) in [(end_a, Phase::EndA), (end_a + 1, Phase::EndB)] {
             if s.sc.next.is_empty() {
                 break;
@@ -1694,7 +1697,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .as_ref()
-                .map_or(0, |c| c.fin.len());
+                .map_or(0, |c| c.info.len());
             used_dfa += usize::from(states > 1);
         }
         // The comparison means something only if the DFA really ran.

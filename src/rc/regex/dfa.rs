@@ -13,7 +13,7 @@
 //! (the callers run those steps with the simulation itself), and never grow
 //! without bound (the cache is dropped and rebuilt past [`MAX_STATES`]).
 
-use super::{ByteSet, Node, Regex, Thread};
+use super::{ByteSet, Node, Regex, Scratch, Thread};
 
 /// A transition not computed yet.
 pub(super) const UNKNOWN: u32 = u32::MAX;
@@ -32,7 +32,9 @@ pub(super) struct Classes {
     /// `map[b]`: the class of area byte `b`.
     pub(super) map: [u8; 256],
     /// `reps[k]`: a byte of class `k` as the program tests it (folded).
-    pub(super) reps: Vec<u8>,
+    pub(super) reps: [u8; 256],
+    /// The number of classes.
+    pub(super) len: usize,
 }
 
 impl Classes {
@@ -64,7 +66,8 @@ impl Classes {
         // first byte. An area byte takes the class of its folded value
         // (with folding, the runs of uppercase letters are never used).
         let mut map = [0u8; 256];
-        let mut reps = vec![0u8];
+        let mut reps = [0u8; 256];
+        let mut len = 1;
         let mut from = 0usize;
         for (w, &word) in cut.0.iter().enumerate() {
             let mut bits = word;
@@ -74,18 +77,19 @@ impl Classes {
                 if c == 255 {
                     break;
                 }
-                map[from..=c].fill((reps.len() - 1) as u8);
+                map[from..=c].fill((len - 1) as u8);
                 from = c + 1;
-                reps.push(from as u8);
+                reps[len] = from as u8;
+                len += 1;
             }
         }
-        map[from..].fill((reps.len() - 1) as u8);
+        map[from..].fill((len - 1) as u8);
         if fold {
             for b in b'A'..=b'Z' {
                 map[usize::from(b)] = map[usize::from(b | 0x20)];
             }
         }
-        Classes { map, reps }
+        Classes { map, reps, len }
     }
 }
 
@@ -97,148 +101,127 @@ pub(super) struct Cache {
     ncls: usize,
     /// `trans[state * ncls + class]`: the next state, or [`UNKNOWN`].
     pub(super) trans: Vec<u32>,
-    /// `fin[state]`: a `Real` step from this state completes a match (the
-    /// end of the pattern is in the closure of the state and a new start).
-    pub(super) fin: Vec<bool>,
-    /// The live nodes of each state (sorted), flat, and where each starts.
+    /// What each state is.
+    pub(super) info: Vec<Info>,
+    /// The live nodes of each state (sorted), flat.
     nodes: Vec<u32>,
-    nodes_at: Vec<u32>,
     /// The consuming nodes of each state's `Real` closure (sorted), flat.
     cons: Vec<u32>,
-    cons_at: Vec<u32>,
     /// Open-addressing index of the states by node set: 1 + state id, 0
     /// for a free slot; its length is a power of two, over twice the
     /// number of states.
     index: Vec<u32>,
-    /// Closure working memory: `seen[node] == generation` once visited.
-    seen: Vec<u32>,
-    generation: u32,
-    stack: Vec<u32>,
-    buf: Vec<u32>,
+}
+
+/// One DFA state.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Info {
+    /// Its live nodes: `nodes[nodes.0..nodes.1]`.
+    nodes: (u32, u32),
+    /// The consuming nodes of its closure: `cons[cons.0..cons.1]`.
+    cons: (u32, u32),
+    /// A `Real` step from this state completes a match (the end of the
+    /// pattern is in the closure of the state and a new start).
+    pub(super) fin: bool,
 }
 
 impl Cache {
-    pub(super) fn new(re: &Regex) -> Cache {
+    /// An empty cache for `re`; `sc` lends working memory.
+    pub(super) fn new(re: &Regex, sc: &mut Scratch) -> Cache {
         let classes = Classes::new(&re.prog, re.fold);
         // Sized for the dozen states a header search typically builds, so
         // that a one-shot search does not spend its time reallocating.
         const STATES: usize = 16;
-        let ncls = classes.reps.len();
-        let nodes = re.prog.len();
-        let mut at = Vec::with_capacity(STATES + 1);
-        at.push(0);
+        let ncls = classes.len;
         let mut c = Cache {
             ncls,
             classes,
             trans: Vec::with_capacity(STATES * ncls),
-            fin: Vec::with_capacity(STATES),
+            info: Vec::with_capacity(STATES),
             nodes: Vec::with_capacity(STATES * 4),
-            nodes_at: at.clone(),
             cons: Vec::with_capacity(STATES * 8),
-            cons_at: at,
             index: vec![0; 2 * STATES],
-            seen: vec![0; nodes],
-            generation: 0,
-            stack: Vec::with_capacity(nodes.min(64)),
-            buf: Vec::with_capacity(16),
         };
-        c.add(re, &[]);
+        c.add(re, &[], sc);
         c
     }
 
     /// Forgets every state but [`EMPTY`].
-    fn clear(&mut self, re: &Regex) {
+    fn clear(&mut self, re: &Regex, sc: &mut Scratch) {
         self.trans.clear();
-        self.fin.clear();
+        self.info.clear();
         self.nodes.clear();
-        self.nodes_at.truncate(1);
         self.cons.clear();
-        self.cons_at.truncate(1);
         self.index.iter_mut().for_each(|v| *v = 0);
-        self.add(re, &[]);
+        self.add(re, &[], sc);
     }
 
     pub(super) fn ncls(&self) -> usize {
         self.ncls
     }
 
-    /// The state for the live threads in `next` (their `\/` positions are
-    /// dropped: callers use this only where none is set); empties `next` and
-    /// its marks.
-    pub(super) fn state_of_threads(
-        &mut self,
-        re: &Regex,
-        next: &mut Vec<Thread>,
-        marks: &mut [u32],
-    ) -> u32 {
-        let mut set = std::mem::take(&mut self.buf);
+    /// The state for the live threads in `sc.next` (their `\/` positions
+    /// are dropped: callers use this only where none is set); empties
+    /// `sc.next` and its marks.
+    pub(super) fn state_of_threads(&mut self, re: &Regex, sc: &mut Scratch) -> u32 {
+        let mut set = std::mem::take(&mut sc.set);
         set.clear();
-        for t in next.drain(..) {
-            marks[t.node as usize] = 0;
+        for t in sc.next.drain(..) {
+            sc.marks[t.node as usize] = 0;
             set.push(t.node);
         }
         set.sort_unstable();
         set.dedup();
-        let id = self.intern(re, &set);
-        self.buf = set;
+        let id = match self.find(&set) {
+            Some(id) => id,
+            None => self.add(re, &set, sc),
+        };
+        sc.set = set;
         id
     }
 
-    /// Puts the live nodes of `state` back as threads (none past `\/`).
-    pub(super) fn threads_of_state(
-        &self,
-        state: u32,
-        pend: isize,
-        next: &mut Vec<Thread>,
-        marks: &mut [u32],
-    ) {
-        let s = state as usize;
-        for &node in &self.nodes[self.nodes_at[s] as usize..self.nodes_at[s + 1] as usize] {
-            next.push(Thread { node, start: pend });
-            marks[node as usize] = next.len() as u32;
+    /// Puts the live nodes of `state` back as threads in `sc.next` (none
+    /// past `\/`).
+    pub(super) fn threads_of_state(&self, state: u32, pend: isize, sc: &mut Scratch) {
+        for &node in self.nodes_of(state) {
+            sc.next.push(Thread { node, start: pend });
+            sc.marks[node as usize] = sc.next.len() as u32;
         }
     }
 
     /// The transition of `state` on byte class `k`, computed and stored.
-    pub(super) fn compute(&mut self, re: &Regex, state: u32, k: usize) -> u32 {
+    pub(super) fn compute(&mut self, re: &Regex, state: u32, k: usize, sc: &mut Scratch) -> u32 {
         let s = state as usize;
         let c = self.classes.reps[k];
-        let mut set = std::mem::take(&mut self.buf);
+        let mut set = std::mem::take(&mut sc.set);
         set.clear();
-        set.extend(
-            self.cons[self.cons_at[s] as usize..self.cons_at[s + 1] as usize]
-                .iter()
-                .copied()
-                .filter(|&n| accepts(&re.prog[n as usize], c)),
-        );
+        let (from, to) = self.info[s].cons;
+        for &n in &self.cons[from as usize..to as usize] {
+            if accepts(&re.prog[n as usize], c) {
+                set.push(n);
+            }
+        }
         let next = if set.is_empty() {
             EMPTY
         } else if let Some(id) = self.find(&set) {
             id
-        } else if self.fin.len() >= MAX_STATES {
+        } else if self.info.len() >= MAX_STATES {
             // The transition is not stored: `state` is gone.
-            self.clear(re);
-            let id = self.add(re, &set);
-            self.buf = set;
+            self.clear(re, sc);
+            let id = self.add(re, &set, sc);
+            sc.set = set;
             return id;
         } else {
-            self.add(re, &set)
+            self.add(re, &set, sc)
         };
-        self.buf = set;
+        sc.set = set;
         self.trans[s * self.ncls + k] = next;
         next
     }
 
-    fn intern(&mut self, re: &Regex, set: &[u32]) -> u32 {
-        match self.find(set) {
-            Some(id) => id,
-            None => self.add(re, set),
-        }
-    }
-
     fn nodes_of(&self, id: u32) -> &[u32] {
-        let s = id as usize;
-        &self.nodes[self.nodes_at[s] as usize..self.nodes_at[s + 1] as usize]
+        let (from, to) = self.info[id as usize].nodes;
+        &self.nodes[from as usize..to as usize]
     }
 
     /// The state whose node set is `set`, if it exists.
@@ -254,9 +237,9 @@ impl Cache {
         }
     }
 
-    fn index_insert(&mut self, set: &[u32], id: u32) {
+    fn index_insert(&mut self, id: u32) {
         let mask = self.index.len() - 1;
-        let mut i = hash(set) & mask;
+        let mut i = hash(self.nodes_of(id)) & mask;
         while self.index[i] != 0 {
             i = (i + 1) & mask;
         }
@@ -264,33 +247,35 @@ impl Cache {
     }
 
     /// Adds a state for `set` (sorted, not yet a state).
-    fn add(&mut self, re: &Regex, set: &[u32]) -> u32 {
-        let id = self.fin.len() as u32;
+    fn add(&mut self, re: &Regex, set: &[u32], sc: &mut Scratch) -> u32 {
+        let id = self.info.len() as u32;
         // The closure of a `Real` step: a new start at the entry (no match
         // is known yet, so the simulation always starts one) and the
         // successors of the live nodes. Every epsilon node is walked once,
-        // the set semantics of the simulation's marks and fork visits.
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.seen.iter_mut().for_each(|v| *v = 0);
-            self.generation = 1;
+        // the set semantics of the simulation's marks and fork visits. The
+        // walk borrows the simulation's visit marks under a generation of
+        // its own (every simulation step starts a new one).
+        sc.new_generation();
+        let g = sc.generation;
+        sc.stack.clear();
+        sc.stack.push(re.entry);
+        for &n in set {
+            sc.stack.push(re.next_of(n));
         }
-        let g = self.generation;
-        self.stack.clear();
-        self.stack.push(re.entry);
-        self.stack.extend(set.iter().map(|&n| re.next_of(n)));
         let cons_from = self.cons.len();
         let mut fin = false;
-        while let Some(n) = self.stack.pop() {
-            if std::mem::replace(&mut self.seen[n as usize], g) == g {
+        while let Some(n) = sc.stack.pop() {
+            let v = &mut sc.visits[n as usize];
+            if v.0 == g {
                 continue;
             }
+            *v = (g, 0);
             match &re.prog[n as usize] {
                 Node::Split { first, second } => {
-                    self.stack.push(*second);
-                    self.stack.push(*first);
+                    sc.stack.push(*second);
+                    sc.stack.push(*first);
                 }
-                Node::Jump { next } | Node::Bom { next } => self.stack.push(*next),
+                Node::Jump { next } | Node::Bom { next } => sc.stack.push(*next),
                 Node::Fin => fin = true,
                 Node::Byte { .. } | Node::Class { .. } | Node::Dot { .. } => self.cons.push(n),
                 // `^^` takes only a virtual newline, never a real byte.
@@ -298,24 +283,21 @@ impl Cache {
             }
         }
         self.cons[cons_from..].sort_unstable();
-        self.cons_at.push(self.cons.len() as u32);
+        let nodes_from = self.nodes.len();
         self.nodes.extend_from_slice(set);
-        self.nodes_at.push(self.nodes.len() as u32);
-        self.fin.push(fin);
+        self.info.push(Info {
+            nodes: (nodes_from as u32, self.nodes.len() as u32),
+            cons: (cons_from as u32, self.cons.len() as u32),
+            fin,
+        });
         self.trans.resize(self.trans.len() + self.ncls, UNKNOWN);
-        if self.fin.len() * 2 > self.index.len() {
+        if self.info.len() * 2 > self.index.len() {
             self.index = vec![0; self.index.len() * 2];
-            for s in 0..self.fin.len() as u32 {
-                let h = hash(self.nodes_of(s));
-                let mask = self.index.len() - 1;
-                let mut i = h & mask;
-                while self.index[i] != 0 {
-                    i = (i + 1) & mask;
-                }
-                self.index[i] = s + 1;
+            for s in 0..self.info.len() as u32 {
+                self.index_insert(s);
             }
         } else {
-            self.index_insert(set, id);
+            self.index_insert(id);
         }
         id
     }
@@ -365,15 +347,18 @@ mod tests {
                         continue;
                     }
                     let (fa, fb) = (re.fold_byte(a), re.fold_byte(b));
+                    let rep = classes.reps[usize::from(classes.map[usize::from(a)])];
                     for n in &re.prog {
                         assert_eq!(accepts(n, fa), accepts(n, fb), "{pat:?}: {a} vs {b}");
+                        // The representative the DFA tests stands for them.
+                        assert_eq!(accepts(n, fa), accepts(n, rep), "{pat:?}: {a} vs {rep}");
                     }
                 }
             }
         }
         // Few classes for a literal: its letters, the rest between them.
         let re = Regex::new(b"ab", true).unwrap();
-        assert_eq!(Classes::new(&re.prog, re.fold).reps.len(), 4);
+        assert_eq!(Classes::new(&re.prog, re.fold).len, 4);
     }
 
     #[test]
@@ -393,7 +378,7 @@ mod tests {
         assert!(!re.is_match(&area));
         {
             let g = re.lazy.lock().unwrap();
-            let states = g.as_ref().unwrap().fin.len();
+            let states = g.as_ref().unwrap().info.len();
             assert!(states <= MAX_STATES, "{states} states");
         }
         // Answers stay the simulation's across the rebuilds: a match at the
