@@ -1757,6 +1757,33 @@ mod tests {
         }
     }
 
+    /// One `Regex` searched from several threads at once: whoever finds the
+    /// DFA cache busy runs the simulation, and every answer is the same.
+    #[test]
+    fn shared_regex_answers_alike_on_every_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Regex>();
+        let re = Regex::new(b"^Subject:.*\\<(budget|invoice)\\>", false).unwrap();
+        let mut area = b"From: a@b\nSubject: the INVOICE for may\n".repeat(50);
+        area.extend_from_slice(b"X: y\n");
+        let want = (re.is_match(&area), re.matches(&area).count());
+        assert_eq!(want, (true, 50));
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..200)
+                            .map(|_| (re.is_match(&area), re.matches(&area).count()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                assert!(h.join().unwrap().iter().all(|got| *got == want));
+            }
+        });
+    }
+
     #[test]
     fn valid_oddities_compile() {
         for pat in [
