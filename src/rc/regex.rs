@@ -51,7 +51,7 @@ use regex_automata::{MatchKind, Span};
 
 mod dfa;
 
-use dfa::{Cache, EMPTY, UNKNOWN};
+use dfa::{Cache, FIN_BIT, UNKNOWN};
 
 /// What went wrong in a pattern. Offsets count bytes in the pattern as given
 /// (before macro expansion).
@@ -1057,11 +1057,18 @@ impl Regex {
                 return None;
             }
         }
-        let mut state = cache.state_of_threads(self, s.sc);
+        let state = cache.state_of_threads(self, s.sc);
         let ncls = cache.ncls();
         let mut i = from;
+        // A state completes a match at the `Real` step after it is entered
+        // (the transition into it carries FIN_BIT), if there is one.
+        if i < l && cache.info[state as usize].fin {
+            return found(i as isize);
+        }
+        // The current state's row in `trans`; row 0 is the empty state.
+        let mut row = state as usize * ncls;
         while i < l {
-            if state == EMPTY {
+            if row == 0 {
                 // No live thread: skip what cannot start a match.
                 if let Some(pre) = &self.prefilter {
                     match pre.find(area, Span::from(i..l)) {
@@ -1077,18 +1084,21 @@ impl Regex {
                     }
                 }
             }
-            if cache.info[state as usize].fin {
-                return found(i as isize);
-            }
             let k = usize::from(cache.classes.map[usize::from(area[i])]);
-            let mut next = cache.trans[state as usize * ncls + k];
-            if next == UNKNOWN {
-                next = cache.compute(self, state, k, s.sc);
-            }
-            state = next;
+            let mut t = cache.trans[row + k];
             i += 1;
+            if t & FIN_BIT != 0 {
+                if t == UNKNOWN {
+                    t = cache.compute(self, (row / ncls) as u32, k, s.sc);
+                }
+                if t & FIN_BIT != 0 && i < l {
+                    return found(i as isize);
+                }
+                t &= !FIN_BIT;
+            }
+            row = t as usize;
         }
-        cache.threads_of_state(state, pend, s.sc);
+        cache.threads_of_state((row / ncls) as u32, pend, s.sc);
         for (pos, phase) in [(end_a, Phase::EndA), (end_a + 1, Phase::EndB)] {
             if s.sc.next.is_empty() {
                 break;

@@ -15,8 +15,12 @@
 
 use super::{ByteSet, Node, Regex, Scratch, Thread};
 
-/// A transition not computed yet.
+/// A transition not computed yet (it has [`FIN_BIT`] set, so the scan
+/// loop tests one bit for both rare cases).
 pub(super) const UNKNOWN: u32 = u32::MAX;
+/// In a transition: the state it leads to completes a match at the next
+/// `Real` step ([`Info::fin`]). The rest of the entry is the target's row.
+pub(super) const FIN_BIT: u32 = 1 << 31;
 /// The state with no live node; always state 0.
 pub(super) const EMPTY: u32 = 0;
 /// More states than this and the cache is emptied and built again, so that
@@ -99,7 +103,9 @@ pub(super) struct Cache {
     /// The byte classes of the program.
     pub(super) classes: Classes,
     ncls: usize,
-    /// `trans[state * ncls + class]`: the next state, or [`UNKNOWN`].
+    /// `trans[state * ncls + class]`: the next state's row (its id times
+    /// `ncls`), with [`FIN_BIT`] when it completes a match; or [`UNKNOWN`].
+    /// Rows stay below `FIN_BIT`: `MAX_STATES × 256` is far smaller.
     pub(super) trans: Vec<u32>,
     /// What each state is.
     pub(super) info: Vec<Info>,
@@ -189,7 +195,18 @@ impl Cache {
         }
     }
 
-    /// The transition of `state` on byte class `k`, computed and stored.
+    /// A transition entry leading to state `id`.
+    fn entry(&self, id: u32) -> u32 {
+        let fin = if self.info[id as usize].fin {
+            FIN_BIT
+        } else {
+            0
+        };
+        id * self.ncls as u32 | fin
+    }
+
+    /// The transition of `state` on byte class `k`, computed and stored;
+    /// returns the entry (see [`Cache::trans`]).
     pub(super) fn compute(&mut self, re: &Regex, state: u32, k: usize, sc: &mut Scratch) -> u32 {
         let s = state as usize;
         let c = self.classes.reps[k];
@@ -210,13 +227,14 @@ impl Cache {
             self.clear(re, sc);
             let id = self.add(re, &set, sc);
             sc.set = set;
-            return id;
+            return self.entry(id);
         } else {
             self.add(re, &set, sc)
         };
         sc.set = set;
-        self.trans[s * self.ncls + k] = next;
-        next
+        let entry = self.entry(next);
+        self.trans[s * self.ncls + k] = entry;
+        entry
     }
 
     fn nodes_of(&self, id: u32) -> &[u32] {
