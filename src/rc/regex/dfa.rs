@@ -202,7 +202,7 @@ impl Cache {
         } else {
             0
         };
-        id * self.ncls as u32 | fin
+        (id * self.ncls as u32) | fin
     }
 
     /// The transition of `state` on byte class `k`, computed and stored;
