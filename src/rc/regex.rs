@@ -125,6 +125,12 @@ pub enum Step {
 /// nothing (the program is copied, the DFA cache starts empty), and the
 /// type is `Send + Sync` (a search that finds the cache in use by another
 /// thread runs the plain simulation instead of waiting).
+///
+/// Memory: the program, a skip table, and a DFA cache built by the first
+/// search and kept (bounded: rebuilt past 2048 states). The simulation's
+/// working memory is one per thread, shared by all patterns. Compile once
+/// and search many times: the evaluator's cache of compiled patterns is
+/// what makes the DFA pay off across the areas of a delivery.
 #[derive(Debug)]
 pub struct Regex {
     prog: Vec<Node>,
