@@ -31,16 +31,27 @@
 //!   weighted-scoring loop (§8) needs to know.
 //!
 //! Leftmost-first or leftmost-longest spans cannot be bent into these
-//! rules, so the automaton is our own. Speed on big bodies comes from
-//! skipping: while no state is alive, bytes that cannot start a match are
-//! passed over without running the automaton, with `regex-automata`'s
-//! [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
-//! else with a byte table.
+//! rules, so the automaton is our own. Speed comes from two things:
+//! * skipping: while no state is alive, bytes that cannot start a match are
+//!   passed over without running the automaton, with `regex-automata`'s
+//!   [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
+//!   else with a byte table;
+//! * a lazy DFA (`dfa.rs`) built from this very program, not from a
+//!   translation: its states are the simulation's sets of live nodes, so it
+//!   answers exactly where sets decide the answer (whether there is a match
+//!   and where the earliest one ends), and hands over to the simulation for
+//!   the `MATCH` of a pattern with `\/` once a match is known to exist.
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::Mutex;
 
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{MatchKind, Span};
+
+mod dfa;
+
+use dfa::{Cache, FIN_BIT, UNKNOWN};
 
 /// What went wrong in a pattern. Offsets count bytes in the pattern as given
 /// (before macro expansion).
@@ -111,8 +122,16 @@ pub enum Step {
 }
 
 /// A compiled procmail regexp. Searching needs no `&mut`; clones share
-/// nothing (the program is copied), and the type is `Send + Sync`.
-#[derive(Clone, Debug)]
+/// nothing (the program is copied, the DFA cache starts empty), and the
+/// type is `Send + Sync` (a search that finds the cache in use by another
+/// thread runs the plain simulation instead of waiting).
+///
+/// Memory: the program, a skip table, and a DFA cache built by the first
+/// search and kept (bounded: rebuilt past 2048 states). The simulation's
+/// working memory is one per thread, shared by all patterns. Compile once
+/// and search many times: the evaluator's cache of compiled patterns is
+/// what makes the DFA pay off across the areas of a delivery.
+#[derive(Debug)]
 pub struct Regex {
     prog: Vec<Node>,
     entry: u32,
@@ -124,6 +143,27 @@ pub struct Regex {
     can_skip: bool,
     /// Finds the next byte with `skip[b]` quickly, when that pays.
     prefilter: Option<Prefilter>,
+    /// Whether searches may use the lazy DFA (off only to test the plain
+    /// simulation against it).
+    use_dfa: bool,
+    /// The lazy DFA, built at the first search and kept for the next ones.
+    lazy: Mutex<Option<Cache>>,
+}
+
+impl Clone for Regex {
+    fn clone(&self) -> Regex {
+        Regex {
+            prog: self.prog.clone(),
+            entry: self.entry,
+            fold: self.fold,
+            has_split: self.has_split,
+            skip: self.skip.clone(),
+            can_skip: self.can_skip,
+            prefilter: self.prefilter.clone(),
+            use_dfa: self.use_dfa,
+            lazy: Mutex::new(None),
+        }
+    }
 }
 
 /// The program: `next` fields are node indices.
@@ -218,9 +258,18 @@ fn expand_macros(pat: &[u8], leading_backslash: bool) -> (Vec<u8>, bool, Vec<Rep
     let mut text = pat.to_vec();
     let mut daemon = false;
     let mut reps = Vec::new();
+    // Every keyword starts with `^`: look only where one is.
+    let mut carets = Vec::new();
     'again: loop {
+        carets.clear();
+        carets.extend(positions(b'^', &text));
+        if carets.is_empty() {
+            return (text, daemon, reps);
+        }
         for (i, (key, subst)) in MACROS.iter().enumerate() {
-            let Some(at) = find(&text, key) else { continue };
+            let Some(&at) = carets.iter().find(|&&at| text[at..].starts_with(key)) else {
+                continue;
+            };
             let escaped = if at == 0 {
                 leading_backslash
             } else {
@@ -242,8 +291,10 @@ fn expand_macros(pat: &[u8], leading_backslash: bool) -> (Vec<u8>, bool, Vec<Rep
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+fn positions(byte: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    hay.iter()
+        .enumerate()
+        .filter_map(move |(i, &b)| (b == byte).then_some(i))
 }
 
 /// Maps an offset in the expanded text back to the pattern as written.
@@ -267,12 +318,21 @@ enum Atom {
     Dot,
     Anchor,
     Split,
-    Group(Vec<Vec<Piece>>),
+    /// The alternatives `Tree::alts[range]`.
+    Group(Range<u32>),
 }
 
 struct Piece {
     atom: Atom,
     op: Option<u8>,
+}
+
+/// The parsed pattern, flat: an alternative is a range of `pieces`, a group
+/// a range of `alts` (a handful of allocations per pattern, not a few per
+/// group).
+struct Tree {
+    pieces: Vec<Piece>,
+    alts: Vec<Range<u32>>,
 }
 
 struct Parser<'a> {
@@ -282,6 +342,11 @@ struct Parser<'a> {
     error: Option<(usize, Fault)>, // offset in the expanded text
     depth: usize,
     has_split: bool,
+    tree: Tree,
+    /// Pieces of the sequences being parsed (inner ones on top).
+    piece_stack: Vec<Piece>,
+    /// Alternatives of the groups being parsed (inner ones on top).
+    alt_stack: Vec<Range<u32>>,
 }
 
 impl Parser<'_> {
@@ -292,33 +357,39 @@ impl Parser<'_> {
     /// Alternatives up to the end of the group (`open` = offset of its `(`)
     /// or of the pattern. A top-level `)` ends the pattern: procmail ignores
     /// the rest.
-    fn alternatives(&mut self, open: Option<usize>) -> Vec<Vec<Piece>> {
-        let mut alts = vec![self.sequence()];
+    fn alternatives(&mut self, open: Option<usize>) -> Range<u32> {
+        let base = self.alt_stack.len();
+        let first = self.sequence();
+        self.alt_stack.push(first);
         loop {
             match self.peek() {
                 Some(b'|') => {
                     self.pos += 1;
-                    alts.push(self.sequence());
+                    let alt = self.sequence();
+                    self.alt_stack.push(alt);
                 }
                 Some(b')') => {
                     if open.is_none() {
                         self.error.get_or_insert((self.pos, Fault::Unmatched));
                     }
                     self.pos += 1;
-                    return alts;
+                    break;
                 }
                 _ => {
                     if let Some(at) = open {
                         self.error.get_or_insert((at, Fault::Unclosed));
                     }
-                    return alts;
+                    break;
                 }
             }
         }
+        let start = self.tree.alts.len() as u32;
+        self.tree.alts.extend(self.alt_stack.drain(base..));
+        start..self.tree.alts.len() as u32
     }
 
-    fn sequence(&mut self) -> Vec<Piece> {
-        let mut pieces = Vec::new();
+    fn sequence(&mut self) -> Range<u32> {
+        let base = self.piece_stack.len();
         while let Some(c) = self.peek() {
             if c == b'|' || c == b')' {
                 break;
@@ -333,9 +404,11 @@ impl Parser<'_> {
                 }
                 _ => None,
             };
-            pieces.push(Piece { atom, op });
+            self.piece_stack.push(Piece { atom, op });
         }
-        pieces
+        let start = self.tree.pieces.len() as u32;
+        self.tree.pieces.extend(self.piece_stack.drain(base..));
+        start..self.tree.pieces.len() as u32
     }
 
     fn atom(&mut self) -> Atom {
@@ -345,7 +418,9 @@ impl Parser<'_> {
             b'(' if self.depth == MAX_NESTING => {
                 self.error.get_or_insert((self.pos - 1, Fault::Deep));
                 self.pos = self.pat.len();
-                Atom::Group(vec![Vec::new()])
+                let at = self.tree.pieces.len() as u32;
+                self.tree.alts.push(at..at);
+                Atom::Group(self.tree.alts.len() as u32 - 1..self.tree.alts.len() as u32)
             }
             b'(' => {
                 self.depth += 1;
@@ -449,11 +524,12 @@ impl Parser<'_> {
 // ---------------------------------------------------------------------------
 // Compiling
 
-struct Compiler {
+struct Compiler<'t> {
     prog: Vec<Node>,
+    tree: &'t Tree,
 }
 
-impl Compiler {
+impl<'t> Compiler<'t> {
     fn push(&mut self, n: Node) -> u32 {
         self.prog.push(n);
         (self.prog.len() - 1) as u32
@@ -468,14 +544,19 @@ impl Compiler {
     /// continues with the code that physically follows it: a `\/` ending a
     /// non-last alternative runs on into the next alternatives (checked:
     /// `b\/|\A^` does not match `Axbb`, it needs `ba` + newline).
-    fn alternatives(&mut self, alts: &[Vec<Piece>], cont: u32, phys: u32) -> u32 {
+    fn alternatives(&mut self, alts: Range<u32>, cont: u32, phys: u32) -> u32 {
+        let tree: &'t Tree = self.tree;
+        let alts = &tree.alts[alts.start as usize..alts.end as usize];
         let (last, init) = alts.split_last().expect("at least one alternative");
+        let pieces = |r: &Range<u32>| &tree.pieces[r.start as usize..r.end as usize];
+        let (last, init) = (pieces(last), init);
         let mut rest = if last.is_empty() {
             self.push(Node::Jump { next: cont })
         } else {
             self.sequence(last, cont, phys)
         };
         for alt in init.iter().rev() {
+            let alt = pieces(alt);
             rest = if alt.is_empty() {
                 self.push(Node::Split {
                     first: rest,
@@ -492,7 +573,7 @@ impl Compiler {
         rest
     }
 
-    fn sequence(&mut self, pieces: &[Piece], cont: u32, phys: u32) -> u32 {
+    fn sequence(&mut self, pieces: &'t [Piece], cont: u32, phys: u32) -> u32 {
         let mut next = None;
         for p in pieces.iter().rev() {
             let (c, ph) = next.map_or((cont, phys), |n| (n, n));
@@ -501,7 +582,7 @@ impl Compiler {
         next.unwrap_or(cont)
     }
 
-    fn piece(&mut self, p: &Piece, cont: u32, phys: u32) -> u32 {
+    fn piece(&mut self, p: &'t Piece, cont: u32, phys: u32) -> u32 {
         match p.op {
             None => self.atom(&p.atom, cont, phys),
             Some(b'*') => {
@@ -539,7 +620,7 @@ impl Compiler {
         }
     }
 
-    fn atom(&mut self, a: &Atom, cont: u32, phys: u32) -> u32 {
+    fn atom(&mut self, a: &'t Atom, cont: u32, phys: u32) -> u32 {
         match a {
             Atom::Byte(b) => self.push(Node::Byte {
                 byte: *b,
@@ -555,7 +636,7 @@ impl Compiler {
             Atom::Anchor if cont == FIN => self.push(Node::EoText { next: cont }),
             Atom::Anchor => self.push(Node::BoText { next: cont }),
             Atom::Split => self.push(Node::Bom { next: phys }),
-            Atom::Group(alts) => self.alternatives(alts, cont, phys),
+            Atom::Group(alts) => self.alternatives(alts.clone(), cont, phys),
         }
     }
 }
@@ -600,6 +681,13 @@ impl Regex {
             error: None,
             depth: 0,
             has_split: false,
+            // At most one piece per pattern byte.
+            tree: Tree {
+                pieces: Vec::with_capacity(text.len()),
+                alts: Vec::with_capacity(16),
+            },
+            piece_stack: Vec::with_capacity(text.len()),
+            alt_stack: Vec::with_capacity(16),
         };
         let alts = p.alternatives(None);
         let error = p.error.map(|(at, fault)| {
@@ -610,10 +698,14 @@ impl Regex {
                 Fault::Deep => RegexError::TooDeep { offset },
             }
         });
+        // About one node per pattern byte; more only with many operators.
+        let mut prog = Vec::with_capacity(text.len() + 8);
+        prog.push(Node::Fin);
         let mut c = Compiler {
-            prog: vec![Node::Fin],
+            prog,
+            tree: &p.tree,
         };
-        let entry = c.alternatives(&alts, FIN, FIN);
+        let entry = c.alternatives(alts, FIN, FIN);
         let mut re = Regex {
             prog: c.prog,
             entry,
@@ -622,6 +714,8 @@ impl Regex {
             skip: Box::new([false; 256]),
             can_skip: false,
             prefilter: None,
+            use_dfa: true,
+            lazy: Mutex::new(None),
         };
         re.compute_skip();
         (re, error)
@@ -662,14 +756,27 @@ impl Regex {
                 Node::Fin => can_skip = false,
             }
         }
-        for b in 0..=255u8 {
-            self.skip[usize::from(b)] = first.contains(self.fold_byte(b));
+        // skip[b] = first.contains(fold(b)): an uppercase letter goes with
+        // its lowercase one when folding.
+        let mut set = first;
+        if self.fold {
+            for b in b'A'..=b'Z' {
+                set.set(b, first.contains(b | 0x20));
+            }
+        }
+        let mut starts: Vec<[u8; 1]> = Vec::new();
+        for (w, &word) in set.0.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let b = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.skip[b] = true;
+                if starts.len() < 4 {
+                    starts.push([b as u8]);
+                }
+            }
         }
         self.can_skip = can_skip;
-        let starts: Vec<[u8; 1]> = (0..=255u8)
-            .filter(|&b| self.skip[usize::from(b)])
-            .map(|b| [b])
-            .collect();
         self.prefilter = match starts.len() {
             // memchr, memchr2, memchr3: reliably faster than the table.
             1..=3 if can_skip => Prefilter::new(MatchKind::All, &starts).filter(Prefilter::is_fast),
@@ -688,10 +795,7 @@ impl Regex {
 
     /// Whether the pattern matches somewhere in `area` (a plain condition).
     pub fn is_match(&self, area: &[u8]) -> bool {
-        !matches!(
-            self.search(area, 0, &mut Scratch::new(self)),
-            Outcome::NoMatch
-        )
+        !matches!(self.search(area, 0), Outcome::NoMatch)
     }
 
     /// The earliest-ending match in `area`. `None`: no match.
@@ -700,7 +804,7 @@ impl Regex {
     /// the split point is the earliest possible, the right part then as long
     /// as possible, and never beyond the area (spec §7 `\/`).
     pub fn find_match(&self, area: &[u8]) -> Option<Option<Range<usize>>> {
-        match self.search(area, 0, &mut Scratch::new(self)) {
+        match self.search(area, 0) {
             Outcome::NoMatch => None,
             Outcome::Plain { .. } => Some(None),
             Outcome::Split { range, .. } => Some(Some(range)),
@@ -718,7 +822,6 @@ impl Regex {
             at: 0,
             remaining: area.len() as isize,
             done: false,
-            scratch: Scratch::new(self),
             split: None,
         }
     }
@@ -732,7 +835,6 @@ pub struct Matches<'a> {
     at: usize,
     remaining: isize,
     done: bool,
-    scratch: Scratch,
     split: Option<Range<usize>>,
 }
 
@@ -751,7 +853,7 @@ impl Iterator for Matches<'_> {
         if self.done || self.remaining < 0 {
             return None;
         }
-        let (end, split) = match self.re.search(self.area, self.at, &mut self.scratch) {
+        let (end, split) = match self.re.search(self.area, self.at) {
             Outcome::NoMatch => {
                 self.done = true;
                 return None;
@@ -828,17 +930,37 @@ struct Scratch {
     visits: Vec<(u32, isize)>,
     generation: u32,
     stack: Vec<u32>,
+    /// A node set being built by the DFA.
+    set: Vec<u32>,
+}
+
+thread_local! {
+    /// The simulation's working memory, shared by every search on the
+    /// thread (each [`Regex`] usually runs once or twice per delivery, so
+    /// memory of its own would mostly be allocated and freed).
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new(0));
 }
 
 impl Scratch {
-    fn new(re: &Regex) -> Scratch {
+    fn new(nodes: usize) -> Scratch {
         Scratch {
-            cur: Vec::new(),
-            next: Vec::new(),
-            marks: vec![0; re.prog.len()],
-            visits: vec![(0, 0); re.prog.len()],
+            cur: Vec::with_capacity(8),
+            next: Vec::with_capacity(8),
+            marks: vec![0; nodes],
+            visits: vec![(0, 0); nodes],
             generation: 0,
-            stack: Vec::new(),
+            stack: Vec::with_capacity(8),
+            set: Vec::with_capacity(16),
+        }
+    }
+
+    /// Makes room for a program of `nodes` nodes. Entries left by another
+    /// program are harmless: marks are cleared by every search, and visits
+    /// carry an older generation.
+    fn fit(&mut self, nodes: usize) {
+        if self.marks.len() < nodes {
+            self.marks.resize(nodes, 0);
+            self.visits.resize(nodes, (0, 0));
         }
     }
 }
@@ -867,7 +989,138 @@ enum Flow {
 }
 
 impl Regex {
-    fn search(&self, area: &[u8], from: usize, sc: &mut Scratch) -> Outcome {
+    /// Searches `area` from `from`. The answer is always the simulation's
+    /// ([`Regex::search_nfa`]); the lazy DFA gives it faster where it can
+    /// ([`Regex::search_dfa`]).
+    fn search(&self, area: &[u8], from: usize) -> Outcome {
+        let run = |sc: &mut Scratch| {
+            sc.fit(self.prog.len());
+            // A cache in use by another thread (or poisoned) is not waited
+            // for: the simulation alone gives the same answer.
+            if self.use_dfa
+                && let Ok(mut guard) = self.lazy.try_lock()
+            {
+                let cache = guard.get_or_insert_with(|| Cache::new(self, sc));
+                if let Some(out) = self.search_dfa(area, from, cache, sc) {
+                    return out;
+                }
+            }
+            self.search_nfa(area, from, sc)
+        };
+        SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut sc) => run(&mut sc),
+                Err(_) => run(&mut Scratch::new(0)),
+            })
+            .unwrap_or_else(|_| run(&mut Scratch::new(0)))
+    }
+
+    /// The search with the lazy DFA for the bytes of the area and the
+    /// simulation for the virtual newlines around them.
+    ///
+    /// Until the first match completes, the simulation's live threads
+    /// differ from one another only in order and `\/` positions, which
+    /// decide nothing before then: whether a match exists and where the
+    /// earliest one ends depend on the *set* of live nodes alone, and that
+    /// set is the DFA state. So without `\/` this is the answer; with `\/`
+    /// it answers only "no match" (the common case) and returns `None` as
+    /// soon as a match exists, for the simulation to find its `MATCH`.
+    fn search_dfa(
+        &self,
+        area: &[u8],
+        from: usize,
+        cache: &mut Cache,
+        scratch: &mut Scratch,
+    ) -> Option<Outcome> {
+        let l = area.len();
+        let split = self.has_split;
+        let found = |end: isize| (!split).then_some(Outcome::Plain { end });
+        scratch.cur.clear();
+        scratch.next.clear();
+        scratch.marks.iter_mut().for_each(|m| *m = 0);
+        let pend = l as isize + 1;
+        let mut s = Search {
+            sc: scratch,
+            pend,
+            eom: None,
+            bom: 0,
+        };
+        // The virtual newline before the search, exactly as in search_nfa.
+        let mut end_a = l as isize;
+        let begin = if from == 0 || area[from - 1] == b'\n' {
+            Some((from as isize - 1, from == 0))
+        } else if from == l {
+            end_a = l as isize + 1;
+            Some((l as isize, false))
+        } else {
+            None
+        };
+        if let Some((pos, bot)) = begin {
+            if let Flow::Plain(e) = self.step(&mut s, pos, b'\n', Phase::Begin { bot }) {
+                return found(e);
+            }
+            if s.eom.is_some() {
+                return None;
+            }
+        }
+        let state = cache.state_of_threads(self, s.sc);
+        let ncls = cache.ncls();
+        let mut i = from;
+        // A state completes a match at the `Real` step after it is entered
+        // (the transition into it carries FIN_BIT), if there is one.
+        if i < l && cache.info[state as usize].fin {
+            return found(i as isize);
+        }
+        // The current state's row in `trans`; row 0 is the empty state.
+        let mut row = state as usize * ncls;
+        while i < l {
+            if row == 0 {
+                // No live thread: skip what cannot start a match.
+                if let Some(pre) = &self.prefilter {
+                    match pre.find(area, Span::from(i..l)) {
+                        Some(sp) => i = sp.start,
+                        None => break,
+                    }
+                } else if self.can_skip {
+                    while i < l && !self.skip[usize::from(area[i])] {
+                        i += 1;
+                    }
+                    if i == l {
+                        break;
+                    }
+                }
+            }
+            let k = usize::from(cache.classes.map[usize::from(area[i])]);
+            let mut t = cache.trans[row + k];
+            i += 1;
+            if t & FIN_BIT != 0 {
+                if t == UNKNOWN {
+                    t = cache.compute(self, (row / ncls) as u32, k, s.sc);
+                }
+                if t & FIN_BIT != 0 && i < l {
+                    return found(i as isize);
+                }
+                t &= !FIN_BIT;
+            }
+            row = t as usize;
+        }
+        cache.threads_of_state((row / ncls) as u32, pend, s.sc);
+        for (pos, phase) in [(end_a, Phase::EndA), (end_a + 1, Phase::EndB)] {
+            if s.sc.next.is_empty() {
+                break;
+            }
+            if let Flow::Plain(e) = self.step(&mut s, pos, b'\n', phase) {
+                return found(e);
+            }
+            if s.eom.is_some() {
+                return None;
+            }
+        }
+        Some(Outcome::NoMatch)
+    }
+
+    /// The Pike simulation: the reference for every answer.
+    fn search_nfa(&self, area: &[u8], from: usize, sc: &mut Scratch) -> Outcome {
         let l = area.len();
         sc.cur.clear();
         sc.next.clear();
@@ -1373,6 +1626,7 @@ mod tests {
             let mut slow = re.clone();
             slow.can_skip = false;
             slow.prefilter = None;
+            slow.use_dfa = false;
             for area in areas {
                 let area = area.as_bytes();
                 assert_eq!(
@@ -1396,6 +1650,154 @@ mod tests {
         assert!(!re.skip[usize::from(b'A')]);
         assert!(!Regex::new(b"x*", false).unwrap().can_skip);
         assert!(Regex::new(b"needle", false).unwrap().prefilter.is_some());
+    }
+
+    /// A small fixed-seed generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    }
+
+    /// The lazy DFA must give the simulation's answer to every question:
+    /// random patterns over the dialect's alphabet (anchors, `^^`, `\<`,
+    /// `\>`, `\/`, classes, groups, operators, unbalanced parentheses,
+    /// macros) against random small areas with newlines, both cases, every
+    /// entry point (`is_match`, `find_match`, weighted `matches`).
+    #[test]
+    fn dfa_agrees_with_simulation_on_random_patterns() {
+        const PIECES: &[&str] = &[
+            "a", "b", "A", "x", "_", " ", ".", "^", "$", "^^", "\\<", "\\>", "(", ")", "|", "*",
+            "+", "?", "[ab]", "[^a]", "[a-", "[^", "]", "-", "\\/", "\\", "\\.", "(a|b)", "()",
+            "^TO_", "a*", ".*", "\n",
+        ];
+        const AREA: &[u8] = b"abAxB_ .\n\n";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut used_dfa = 0;
+        for round in 0..4000 {
+            let mut pat = String::new();
+            for _ in 0..1 + rng.below(7) {
+                pat.push_str(PIECES[rng.below(PIECES.len())]);
+            }
+            let opts = Options {
+                case_sensitive: round % 3 == 0,
+                leading_backslash: round % 7 == 0,
+            };
+            let (fast, _) = Regex::new_lenient(pat.as_bytes(), opts);
+            let mut slow = fast.clone();
+            slow.use_dfa = false;
+            for _ in 0..6 {
+                let area: Vec<u8> = (0..rng.below(13))
+                    .map(|_| AREA[rng.below(AREA.len())])
+                    .collect();
+                let ctx = format!("{pat:?} {opts:?} on {:?}", String::from_utf8_lossy(&area));
+                assert_eq!(fast.find_match(&area), slow.find_match(&area), "{ctx}");
+                assert_eq!(fast.is_match(&area), slow.is_match(&area), "{ctx}");
+                let steps = |re: &Regex| {
+                    let mut it = re.matches(&area);
+                    let mut got = Vec::new();
+                    while let Some(step) = it.next() {
+                        got.push((step, it.split()));
+                    }
+                    got
+                };
+                assert_eq!(steps(&fast), steps(&slow), "{ctx}");
+            }
+            let states = fast
+                .lazy
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |c| c.info.len());
+            used_dfa += usize::from(states > 1);
+        }
+        // The comparison means something only if the DFA really ran.
+        assert!(
+            used_dfa > 2000,
+            "the DFA built states for {used_dfa} patterns"
+        );
+    }
+
+    /// The same on longer areas (up to 2 KB of a small alphabet), where a
+    /// search walks through many DFA states, and with the big macros.
+    #[test]
+    fn dfa_agrees_with_simulation_on_long_areas() {
+        const PIECES: &[&str] = &[
+            "a",
+            "b",
+            ".",
+            "^",
+            "$",
+            "^^",
+            "\\<",
+            "\\>",
+            "(",
+            ")",
+            "|",
+            "*",
+            "+",
+            "?",
+            "[ab]",
+            "[^a]",
+            "\\/",
+            "(a|b)",
+            ".*",
+            "a*",
+            "b+",
+            "^FROM_DAEMON",
+            "^FROM_MAILER",
+            "^TO",
+        ];
+        const AREA: &[u8] = b"aabbb  \n:-@";
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for round in 0..300 {
+            let mut pat = String::new();
+            for _ in 0..1 + rng.below(10) {
+                pat.push_str(PIECES[rng.below(PIECES.len())]);
+            }
+            let (fast, _) = Regex::new_lenient(pat.as_bytes(), Options::default());
+            let mut slow = fast.clone();
+            slow.use_dfa = false;
+            let len = rng.below(2048);
+            let area: Vec<u8> = (0..len).map(|_| AREA[rng.below(AREA.len())]).collect();
+            let ctx = format!("round {round}: {pat:?} on {len} bytes");
+            assert_eq!(fast.find_match(&area), slow.find_match(&area), "{ctx}");
+            let fast_steps: Vec<Step> = fast.matches(&area).take(50).collect();
+            let slow_steps: Vec<Step> = slow.matches(&area).take(50).collect();
+            assert_eq!(fast_steps, slow_steps, "{ctx}");
+        }
+    }
+
+    /// One `Regex` searched from several threads at once: whoever finds the
+    /// DFA cache busy runs the simulation, and every answer is the same.
+    #[test]
+    fn shared_regex_answers_alike_on_every_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Regex>();
+        let re = Regex::new(b"^Subject:.*\\<(budget|invoice)\\>", false).unwrap();
+        let mut area = b"From: a@b\nSubject: the INVOICE for may\n".repeat(50);
+        area.extend_from_slice(b"X: y\n");
+        let want = (re.is_match(&area), re.matches(&area).count());
+        assert_eq!(want, (true, 50));
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..200)
+                            .map(|_| (re.is_match(&area), re.matches(&area).count()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                assert!(h.join().unwrap().iter().all(|got| *got == want));
+            }
+        });
     }
 
     #[test]
