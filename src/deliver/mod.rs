@@ -173,11 +173,12 @@ impl Effects for Host {
             ..mailbox::lock::LockParams::default()
         };
         let mut lines = Vec::new();
-        let got = mailbox::lock::DotLock::acquire(
-            Path::new(OsStr::from_bytes(path)),
-            &p,
-            &mut |level, text| lines.push((level, text.to_vec())),
-        );
+        let path = Path::new(OsStr::from_bytes(path));
+        let got = user::with_spool_group(path, || {
+            mailbox::lock::DotLock::acquire(path, &p, &mut |level, text| {
+                lines.push((level, text.to_vec()))
+            })
+        });
         for (level, text) in lines {
             self.log_level(level, &text);
         }
@@ -189,7 +190,11 @@ impl Effects for Host {
     }
 
     fn unlock(&mut self, id: u64) {
-        self.locks.retain(|(i, _)| *i != id);
+        if let Some(at) = self.locks.iter().position(|(i, _)| *i == id) {
+            let (_, lock) = self.locks.remove(at);
+            let path = lock.path().to_path_buf();
+            user::with_spool_group(&path, || drop(lock));
+        }
     }
 
     fn read_rcfile(&mut self, path: &[u8]) -> io::Result<Vec<u8>> {
@@ -648,29 +653,45 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
     }
 }
 
-/// §14: in `-d` mode the system mailbox `/var/mail/$LOGNAME` is created
-/// (mode 0600, owned by the user) before privileges are dropped, because
-/// the user may not be allowed to create files in the spool directory.
+/// The spool directory of the system mailboxes (`ORGMAIL`'s directory).
+const SPOOL_DIR: &str = "/var/mail";
+
+/// §14: in `-d` mode the system mailbox `/var/mail/$LOGNAME` is created,
+/// owned by the user, before privileges are dropped, because the user may
+/// not be allowed to create files in the spool directory. When the spool
+/// directory is writable by its group (Debian: `drwxrwsr-x root mail`), the
+/// mailbox is made `-rw-rw----` in that group, as Debian's setgid-mail
+/// procmail makes it (checked: `procmail -d user` creates it `0660 user
+/// mail`), so that mail readers of that group can lock and rewrite it;
+/// otherwise `-rw-------` in the user's group.
 fn ensure_system_mailbox(u: &user::User) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let spool = Path::new("/var/mail");
+    let spool = Path::new(SPOOL_DIR);
     let _ = std::fs::create_dir_all(spool);
+    let group = std::fs::metadata(spool)
+        .ok()
+        .filter(|m| m.mode() & 0o020 != 0)
+        .map(|m| m.gid());
     let path = spool.join(OsStr::from_bytes(&u.name));
     let created = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path);
-    if created.is_ok() {
-        let _ = std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid));
+    if let Ok(f) = created {
+        let _ = std::os::unix::fs::fchown(&f, Some(u.uid), Some(group.unwrap_or(u.gid)));
+        if group.is_some() {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
+        }
     }
 }
 
 fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
     ensure_system_mailbox(u);
-    if let Err(e) = user::become_user(u) {
+    if let Err(e) = user::become_user_in_spool(u, Path::new(SPOOL_DIR)) {
         eprintln!("procmail: {e}");
         return e.exit_code();
     }

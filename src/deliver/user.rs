@@ -12,6 +12,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::unistd::{self, Gid, Uid};
 
@@ -154,6 +155,12 @@ impl BecomeError {
 /// whole process (all threads): call it in the per-recipient process, before
 /// any other thread is started.
 pub fn become_user(user: &User) -> Result<(), BecomeError> {
+    become_keeping(user, None)
+}
+
+/// [`become_user`], keeping `saved_gid` (when root) as the saved
+/// set-group-ID.
+fn become_keeping(user: &User, saved_gid: Option<Gid>) -> Result<(), BecomeError> {
     let name = String::from_utf8_lossy(&user.name).into_owned();
     let euid = unistd::geteuid().as_raw();
     if euid != 0 {
@@ -177,9 +184,75 @@ pub fn become_user(user: &User) -> Result<(), BecomeError> {
     let gid = Gid::from_raw(user.gid);
     // Checked: procmail -d gives the pipe `groups=<primary>,<supplementary>`.
     unistd::initgroups(&cname, gid).map_err(os("initgroups"))?;
-    unistd::setgid(gid).map_err(os("setgid"))?;
+    match saved_gid {
+        Some(saved) => unistd::setresgid(gid, gid, saved).map_err(os("setresgid"))?,
+        None => unistd::setgid(gid).map_err(os("setgid"))?,
+    }
     unistd::setuid(Uid::from_raw(user.uid)).map_err(os("setuid"))?;
     Ok(())
+}
+
+/// The spool directory's group, kept after [`become_user_in_spool`] for
+/// dotlocking the recipient's own system mailbox, and the prefix
+/// (`/var/mail/NAME`) of the lockfiles it may make.
+static SPOOL_GROUP: OnceLock<(Gid, Vec<u8>)> = OnceLock::new();
+
+/// [`become_user`] for `-d` delivery beside a spool directory such as
+/// `/var/mail` (`drwxrwsr-x root mail` on Debian).
+///
+/// Users cannot create files there, but procmail, installed setgid `mail`,
+/// still makes `/var/mail/NAME.lock` (procmail-semantics §11: DEFAULT is
+/// locked with `$DEFAULT$LOCKEXT`; checked: `procmail -d user` logs no
+/// `Lock failure` and leaves no lockfile). We are started as root instead,
+/// so when the spool directory is writable by a group that is not the
+/// user's, that group is kept as the saved set-group-ID: it is not
+/// effective, the programs started later lose it at exec(2), and only
+/// [`with_spool_group`] takes it up, for the user's own mailbox lockfile.
+pub fn become_user_in_spool(user: &User, spool: &Path) -> Result<(), BecomeError> {
+    let keep = std::fs::metadata(spool).ok().filter(|m| {
+        unistd::geteuid().is_root()
+            && m.permissions().mode() & S_IWGRP != 0
+            && m.gid() != user.gid
+            && m.uid() != user.uid
+    });
+    let Some(meta) = keep else {
+        return become_user(user);
+    };
+    let spool_gid = Gid::from_raw(meta.gid());
+    become_keeping(user, Some(spool_gid))?;
+    let mut prefix = spool.as_os_str().as_bytes().to_vec();
+    if !prefix.ends_with(b"/") {
+        prefix.push(b'/');
+    }
+    prefix.extend_from_slice(&user.name);
+    let _ = SPOOL_GROUP.set((spool_gid, prefix));
+    Ok(())
+}
+
+/// Runs `f` with the spool group kept by [`become_user_in_spool`] as the
+/// effective group when `lockfile` is the recipient's own in the spool
+/// directory (`/var/mail/NAME.lock`); otherwise, or when no group was
+/// kept, just runs `f`. Use it both to make such a lockfile and to remove
+/// it.
+pub fn with_spool_group<T>(lockfile: &Path, f: impl FnOnce() -> T) -> T {
+    let Some((gid, prefix)) = SPOOL_GROUP.get() else {
+        return f();
+    };
+    if !is_own_spool_lock(lockfile, prefix) || unistd::setegid(*gid).is_err() {
+        return f();
+    }
+    let got = f();
+    // Back to the user's group; the saved gid stays for the next lock.
+    let _ = unistd::setegid(unistd::getgid());
+    got
+}
+
+/// Whether `lockfile` is `prefix` (`/var/mail/NAME`) plus `.lock`: the
+/// recipient's own mailbox lock with the default `LOCKEXT`. Nothing else,
+/// so that a rcfile cannot use the group to lock another user's mailbox
+/// (`/var/mail/NAMEx.lock`, `/var/mail/NAME.x` for a user `NAME.x`).
+fn is_own_spool_lock(lockfile: &Path, prefix: &[u8]) -> bool {
+    lockfile.as_os_str().as_bytes().strip_prefix(prefix) == Some(b".lock")
 }
 
 /// Whether an rcfile may be read.
@@ -575,6 +648,23 @@ mod tests {
         );
         let got = rcfile_trust(Path::new("/no/such/rcfile"), &other, false);
         assert!(matches!(got, Trust::Suspicious(ref why) if why.contains("/no/such/rcfile")));
+    }
+
+    #[test]
+    fn only_the_users_own_spool_lock_gets_the_spool_group() {
+        let cases: &[(&str, bool)] = &[
+            ("/var/mail/bob.lock", true),
+            ("/var/mail/bob", false),
+            ("/var/mail/bob/../alice.lock", false),
+            ("/var/mail/alice.lock", false),
+            ("/var/mail/bobx.lock", false),
+            ("/var/mail/bob.x", false),
+            ("/tmp/var/mail/bob.lock", false),
+        ];
+        for &(path, want) in cases {
+            let got = is_own_spool_lock(Path::new(path), b"/var/mail/bob");
+            assert_eq!(got, want, "{path}");
+        }
     }
 
     #[test]
