@@ -4,4 +4,5 @@ mod deliver;
 mod diff;
 mod mailbox;
 mod rc_syntax;
+mod robust;
 mod util;
