@@ -848,12 +848,25 @@ const D_MSG_END: &[u8] = b"hi there\n>From the body\n\n";
 /// Runs procmail and then `deliver` with `args`, each from the same start:
 /// the users' homes and spool entries reset, then `setup` run.
 fn run_d(users: &[&SysUser], args: &[&str], setup: &dyn Fn()) -> [DRun; 2] {
+    run_d_msg(users, args, D_MSG, setup)
+}
+
+/// [`run_d`] with another message.
+fn run_d_msg(users: &[&SysUser], args: &[&str], msg: &[u8], setup: &dyn Fn()) -> [DRun; 2] {
     programs().map(|(_, prog)| {
         for u in users {
             u.reset();
         }
         setup();
-        let out = run(&prog, args, Path::new("/"), Input::Bytes(D_MSG));
+        let out = run(&prog, args, Path::new("/"), Input::Bytes(msg));
+        if std::env::var_os("ROBUST_SHOW").is_some() {
+            eprintln!(
+                "{} {args:?}: exit {}\n{}",
+                prog.display(),
+                out.code,
+                out.stderr
+            );
+        }
         let mut spool = BTreeMap::new();
         let mut home = BTreeMap::new();
         for u in users {
@@ -959,6 +972,17 @@ fn d_mode_matches_procmail() {
         );
         assert!(data.ends_with(D_MSG_END), "{}", u.name);
     }
+
+    // Leading empty lines are skipped and an existing postmark is kept.
+    let msg = [
+        &b"\n\nFrom carol@example.net  Mon Jan  5 01:02:03 2026\n"[..],
+        D_MSG,
+    ]
+    .concat();
+    let runs = run_d_msg(&[&a], &["-d", &a.name], &msg, &|| {});
+    assert_same_d("own postmark", &runs);
+    let data = spool_data(&runs[1], &a);
+    assert!(data.starts_with(b"From carol@example.net  <date>\nFrom: alice"));
 
     let runs = run_d(&[&a], &["-d", "no-such-user-postroom"], &|| {});
     assert_same_d("unknown user", &runs);
@@ -1218,5 +1242,25 @@ mod tests {
     fn folder_sizes_are_cut_from_the_log() {
         let got = log_without_sizes(b" Subject: x\n  Folder: box\t\t\t     34\n");
         assert_eq!(got, b" Subject: x\n  Folder: box\n");
+    }
+}
+
+/// A `HOST` that is not this machine's name ends the rcfile and drops the
+/// message with exit 0 (procmail-semantics §2, checked with procmail: the
+/// same here). This breaks "exit 0 means the message is somewhere", on
+/// purpose: it is how rcfiles shared between hosts skip the wrong one.
+#[test]
+fn host_mismatch_drops_the_message_like_procmail() {
+    if !require_tool("procmail") {
+        return;
+    }
+    for (tag, prog) in programs() {
+        let d = Dir::new(&format!("host-{tag}"));
+        d.write("rc", "HOST=no.such.host.example\n:0\nbox\n");
+        let args = ["-m", "DEFAULT=./DEFAULT", "./rc"];
+        let out = run(&prog, &args, d.path(), Input::Bytes(D_MSG));
+        assert_eq!(out.code, 0, "{tag}: {}", out.stderr);
+        let left: Vec<_> = snapshot(d.path(), &["rc"]).into_keys().collect();
+        assert!(left.is_empty(), "{tag}: {left:?}");
     }
 }
