@@ -656,41 +656,20 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
 /// The spool directory of the system mailboxes (`ORGMAIL`'s directory).
 const SPOOL_DIR: &str = "/var/mail";
 
-/// §14: in `-d` mode the system mailbox `/var/mail/$LOGNAME` is created,
-/// owned by the user, before privileges are dropped, because the user may
-/// not be allowed to create files in the spool directory. When the spool
-/// directory is writable by its group (Debian: `drwxrwsr-x root mail`), the
-/// mailbox is made `-rw-rw----` in that group, as Debian's setgid-mail
-/// procmail makes it (checked: `procmail -d user` creates it `0660 user
-/// mail`), so that mail readers of that group can lock and rewrite it;
-/// otherwise `-rw-------` in the user's group.
-fn ensure_system_mailbox(u: &user::User) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    let spool = Path::new(SPOOL_DIR);
-    let _ = std::fs::create_dir_all(spool);
-    let group = std::fs::metadata(spool)
-        .ok()
-        .filter(|m| m.mode() & 0o020 != 0)
-        .map(|m| m.gid());
-    let path = spool.join(OsStr::from_bytes(&u.name));
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path);
-    if let Ok(f) = created {
-        let _ = std::os::unix::fs::fchown(&f, Some(u.uid), Some(group.unwrap_or(u.gid)));
-        if group.is_some() {
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
+fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
+    // §14: the system mailbox is checked and made before the switch, since
+    // the user may not create files in the spool directory.
+    match user::prepare_system_mailbox(u, Path::new(SPOOL_DIR)) {
+        user::SystemMailbox::Ready(notes) => {
+            for n in notes {
+                eprintln!("procmail: {n}");
+            }
+        }
+        user::SystemMailbox::Autoforward => {
+            eprintln!("procmail: Autoforwarding mailbox found");
+            return EX_NOUSER;
         }
     }
-}
-
-fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
-    ensure_system_mailbox(u);
     if let Err(e) = user::become_user_in_spool(u, Path::new(SPOOL_DIR)) {
         eprintln!("procmail: {e}");
         return e.exit_code();
