@@ -779,7 +779,12 @@ impl SysUser {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if n == self.name || n == lock || n.starts_with(&bogus) {
-                let _ = std::fs::remove_file(e.path());
+                let p = e.path();
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    let _ = std::fs::remove_dir_all(&p);
+                } else {
+                    let _ = std::fs::remove_file(&p);
+                }
             }
         }
     }
@@ -1263,4 +1268,138 @@ fn host_mismatch_drops_the_message_like_procmail() {
         let left: Vec<_> = snapshot(d.path(), &["rc"]).into_keys().collect();
         assert!(left.is_empty(), "{tag}: {left:?}");
     }
+}
+
+/// The user's entries in `/var/mail`: the mailbox (and the files in it when
+/// it is a directory) and `BOGUS.NAME.<code>` with the inode code masked.
+fn spool_entries(u: &SysUser) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    let bogus = format!("BOGUS.{}.", u.name);
+    for e in std::fs::read_dir("/var/mail").unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let key = if n == u.name {
+            "mailbox".to_string()
+        } else if n.starts_with(&bogus) {
+            "BOGUS.<code>".to_string()
+        } else {
+            continue;
+        };
+        if e.path().is_dir() && !e.path().is_symlink() && e.path().join(".").exists() {
+            for (k, v) in snapshot(&e.path(), &[]) {
+                let k = if k.starts_with("msg.") {
+                    "msg.<code>".into()
+                } else {
+                    k
+                };
+                out.insert(format!("{key}/{k}"), v);
+            }
+        }
+        out.insert(key, Entry::of(&e.path()).unwrap());
+    }
+    out
+}
+
+/// Puts a system mailbox of the kind `what` in place for `u`; `outside`
+/// is a file outside the spool that links may point to.
+fn bad_mailbox(what: &str, u: &SysUser, outside: &Path) {
+    let spool = u.spool();
+    let own = |p: &Path| std::os::unix::fs::chown(p, Some(u.uid), None).unwrap();
+    let chmod =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    match what {
+        "owned by root" => {
+            std::fs::write(&spool, "old\n").unwrap();
+            chmod(&spool, 0o600);
+        }
+        "symlink" => {
+            std::fs::write(outside, "").unwrap();
+            own(outside);
+            std::os::unix::fs::symlink(outside, &spool).unwrap();
+        }
+        "hard link" => {
+            std::fs::write(&spool, "old\n").unwrap();
+            own(&spool);
+            std::fs::hard_link(&spool, outside).unwrap();
+        }
+        "directory" | "directory without u+x" => {
+            std::fs::create_dir(&spool).unwrap();
+            own(&spool);
+            if what == "directory without u+x" {
+                chmod(&spool, 0o600);
+            }
+        }
+        mode => {
+            // "mode 0644" and the like.
+            let mode = u32::from_str_radix(mode.strip_prefix("mode ").unwrap(), 8).unwrap();
+            std::fs::write(&spool, "old\n").unwrap();
+            own(&spool);
+            chmod(&spool, mode);
+        }
+    }
+}
+
+/// A system mailbox that is not what it should be, each case compared with
+/// procmail: owned by someone else, a symlink, hard-linked, or a directory
+/// without `u+x` is renamed `BOGUS.NAME.<code>` and a new one made; loose
+/// permissions are tightened unless `u+x` is set; a directory is a
+/// directory folder; a setuid mailbox gives 67 (autoforwarding).
+///
+/// procmail waits `SUSPEND` (16 s) once before renaming a bogus mailbox,
+/// in case another procmail is creating it; `deliver` does not (it creates
+/// mailboxes with O_EXCL, never through a temporary link), so each case
+/// has a user of its own and they run in parallel.
+#[test]
+fn d_mode_bogus_system_mailboxes() {
+    if !require_tool("procmail") || !require_tool("useradd") || !require_root() {
+        return;
+    }
+    let cases = [
+        "owned by root",
+        "symlink",
+        "hard link",
+        "mode 0644",
+        "mode 0706",
+        "mode 4600",
+        "directory",
+        "directory without u+x",
+    ];
+    let users: Vec<SysUser> = (0..cases.len())
+        .map(|i| SysUser::new(&format!("m{i}")))
+        .collect();
+    std::thread::scope(|scope| {
+        for (what, a) in cases.iter().zip(&users) {
+            scope.spawn(move || check_bad_mailbox(what, a));
+        }
+    });
+}
+
+/// One case of `d_mode_bogus_system_mailboxes`.
+fn check_bad_mailbox(what: &str, a: &SysUser) {
+    let outside = a._dir.path().join("outside");
+    let mut seen = Vec::new();
+    for (_, prog) in programs() {
+        a.reset();
+        let _ = std::fs::remove_file(&outside);
+        bad_mailbox(what, a, &outside);
+        let out = run(&prog, &["-d", &a.name], Path::new("/"), Input::Bytes(D_MSG));
+        let mut lines: Vec<String> = out
+            .stderr
+            .lines()
+            .map(|l| match l.find("BOGUS.") {
+                Some(at) => format!("{}BOGUS.<code>\"", &l[..at]),
+                None => l.to_string(),
+            })
+            .collect();
+        lines.sort();
+        let outside_data = std::fs::read(&outside).ok();
+        seen.push((out.code, lines, spool_entries(a), outside_data));
+    }
+    let (pcode, plines, pspool, pout) = &seen[0];
+    let (dcode, dlines, dspool, dout) = &seen[1];
+    assert_eq!(dcode, pcode, "{what}: exit code");
+    assert_eq!(dlines, plines, "{what}: stderr");
+    let diff = snapshot_diff(pspool, dspool);
+    assert!(diff.is_empty(), "{what}: /var/mail differs:\n{diff}");
+    assert_eq!(dout, pout, "{what}: the file outside the spool");
+    a.clean_spool();
 }
