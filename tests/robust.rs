@@ -1467,13 +1467,11 @@ fn check_bad_mailbox(what: &str, a: &SysUser) {
 /// procmail 3.23pre, `:0 w: box.lock` on `| sleep 5`): SIGTERM logs
 /// `Terminating prematurely` and `**Requeued**` and exits 75 so that the
 /// MTA keeps the message; SIGHUP and SIGINT exit 73 (`**Bounced**`); SIGQUIT
-/// exits 0 (`**Lost**`); in every case the lockfile is removed.
-///
-/// Ignored: `deliver` has no signal handling yet. It dies by the signal
-/// and leaves `box.lock` behind, which stalls every later delivery to that
-/// folder until LOCKTIMEOUT (17 minutes) forces the lock.
+/// exits 0 (`**Lost**`); in every case the lockfile is removed. (Without
+/// this `deliver` died by the signal and left `box.lock` behind, which
+/// stalls every later delivery to that folder until LOCKTIMEOUT, 17
+/// minutes, forces the lock.)
 #[test]
-#[ignore = "deliver does not handle TERM/HUP/INT/QUIT yet (see the doc comment)"]
 fn signals_end_the_run_like_procmail() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
