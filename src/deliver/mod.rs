@@ -460,6 +460,7 @@ fn arm_signal_texts(msg: &Message) {
 /// MTA keeps the message), 73 for HUP and INT, 0 for QUIT. Only
 /// async-signal-safe calls: atomic loads, unlink(2), write(2), _exit(2).
 extern "C" fn on_fatal_signal(sig: libc::c_int) {
+    user::take_spool_group_for_exit();
     mailbox::lock::unlink_held_locks();
     let (code, which) = match sig {
         libc::SIGTERM => (EX_TEMPFAIL, 0),
