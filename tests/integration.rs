@@ -6,6 +6,7 @@ mod eval;
 mod mailbox;
 mod queue;
 mod rc_syntax;
+mod robust;
 mod route;
 mod smtp_proto;
 mod util;

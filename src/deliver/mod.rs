@@ -86,17 +86,6 @@ impl Host {
     }
 }
 
-impl Drop for Host {
-    /// The lockfiles still held are removed as their `DotLock`s drop right
-    /// after this; they leave the signal registry first, so that a late
-    /// signal never removes a lockfile that another process took since.
-    fn drop(&mut self) {
-        for (_, l) in &self.locks {
-            signals::forget_lock(l.path());
-        }
-    }
-}
-
 impl Default for Host {
     fn default() -> Self {
         Host::new()
@@ -190,16 +179,16 @@ impl Effects for Host {
             ..mailbox::lock::LockParams::default()
         };
         let mut lines = Vec::new();
-        let got = mailbox::lock::DotLock::acquire(
-            Path::new(OsStr::from_bytes(path)),
-            &p,
-            &mut |level, text| lines.push((level, text.to_vec())),
-        );
+        let path = Path::new(OsStr::from_bytes(path));
+        let got = user::with_spool_group(path, || {
+            mailbox::lock::DotLock::acquire(path, &p, &mut |level, text| {
+                lines.push((level, text.to_vec()))
+            })
+        });
         for (level, text) in lines {
             self.log_level(level, &text);
         }
         let lock = got.ok()?;
-        signals::held_lock(lock.path());
         let id = self.next_lock;
         self.next_lock += 1;
         self.locks.push((id, lock));
@@ -211,9 +200,12 @@ impl Effects for Host {
             return;
         };
         let (_, lock) = self.locks.remove(at);
-        signals::forget_lock(lock.path());
         let mut lines = Vec::new();
-        let _ = lock.release(&mut |level, text| lines.push((level, text.to_vec())));
+        let path = lock.path().to_path_buf();
+        // The system mailbox's lockfile needs the spool group to go away.
+        let _ = user::with_spool_group(&path, || {
+            lock.release(&mut |level, text| lines.push((level, text.to_vec())))
+        });
         for (level, text) in lines {
             self.log_level(level, &text);
         }
@@ -299,7 +291,7 @@ impl Effects for Host {
                 for (_, l) in self.locks.drain(..) {
                     std::mem::forget(l);
                 }
-                signals::forget_all_locks();
+                signals::forget_children();
                 self.children.clear();
                 // A new process: its own `[pid] date` line comes first.
                 self.stamp = 0;
@@ -734,29 +726,24 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
     }
 }
 
-/// §14: in `-d` mode the system mailbox `/var/mail/$LOGNAME` is created
-/// (mode 0600, owned by the user) before privileges are dropped, because
-/// the user may not be allowed to create files in the spool directory.
-fn ensure_system_mailbox(u: &user::User) {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    let spool = Path::new("/var/mail");
-    let _ = std::fs::create_dir_all(spool);
-    let path = spool.join(OsStr::from_bytes(&u.name));
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path);
-    if created.is_ok() {
-        let _ = std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid));
-    }
-}
+/// The spool directory of the system mailboxes (`ORGMAIL`'s directory).
+const SPOOL_DIR: &str = "/var/mail";
 
 fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) -> i32 {
-    ensure_system_mailbox(u);
-    if let Err(e) = user::become_user(u) {
+    // §14: the system mailbox is checked and made before the switch, since
+    // the user may not create files in the spool directory.
+    match user::prepare_system_mailbox(u, Path::new(SPOOL_DIR)) {
+        user::SystemMailbox::Ready(notes) => {
+            for n in notes {
+                eprintln!("procmail: {n}");
+            }
+        }
+        user::SystemMailbox::Autoforward => {
+            eprintln!("procmail: Autoforwarding mailbox found");
+            return EX_NOUSER;
+        }
+    }
+    if let Err(e) = user::become_user_in_spool(u, Path::new(SPOOL_DIR)) {
         eprintln!("procmail: {e}");
         return e.exit_code();
     }

@@ -5,29 +5,16 @@
 //!
 //! This module owns the handlers and the little they may read: the
 //! `VERBOSE` switch, the log's descriptor, the postmark for the final
-//! abstract and a registry of the lockfiles this process holds. A
-//! terminating signal removes every registered lockfile before `_exit`, so
-//! no lock outlives us (spec §11 "No lockfile may remain after exit").
+//! abstract and the clones that must be spared. A terminating signal
+//! removes every dotlock this process holds before `_exit` (the registry
+//! lives with the locks, in `mailbox::lock`), so no lock outlives us
+//! (spec §11 "No lockfile may remain after exit").
 //!
 //! It must never, inside a handler, allocate, take a lock or call anything
 //! that is not async-signal-safe (only `write`, `open`, `read`, `close`,
-//! `kill`, `unlink`, `getpid` and `_exit`): the registry is a fixed table of
-//! atomic pointers to strings that are leaked rather than freed, so a
-//! handler can never read freed memory, whichever thread it runs on.
-//!
-//! Known gap: a signal that arrives between the `link(2)` that creates a
-//! lockfile and its registration here (a few instructions in
-//! `Host::lock`) leaves that lockfile behind. procmail closes the same
-//! window by deferring signals while it locks; we do not, because holding
-//! signals back for the whole (possibly endless) wait for a busy lock
-//! would keep TERM from ending a stuck delivery. For the same reason a
-//! lockfile leaves the registry just before it is removed: a signal in
-//! between leaves it behind rather than risk removing a lockfile that
-//! another process has taken since.
+//! `kill`, `unlink`, `getpid`, `setresgid` and `_exit`).
 
 use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 /// `VERBOSE`: read by every diagnostic, flipped by USR1/USR2.
@@ -42,12 +29,8 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 /// leaked (null: no postmark).
 static POSTMARK: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
 
-/// How many lockfiles can be registered at once (a global `LOCKFILE`, a
-/// recipe lock and the `DEFAULT` lock are the most procmail holds).
+/// How many spared children can be registered at once.
 const SLOTS: usize = 32;
-/// The held lockfiles: NUL-terminated leaked paths, null for a free slot.
-static LOCKS: [AtomicPtr<libc::c_char>; SLOTS] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
 /// Children that a terminating signal must leave alone: clones of this
 /// process started without waiting (`c` blocks), which go on on their own.
 static SPARED: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
@@ -77,53 +60,8 @@ pub fn set_postmark(line: Option<&[u8]>) {
     POSTMARK.store(new, Ordering::SeqCst);
 }
 
-/// Registers a lockfile this process now holds.
-pub fn held_lock(path: &Path) {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    let p = c.into_raw();
-    for slot in &LOCKS {
-        if slot
-            .compare_exchange(std::ptr::null_mut(), p, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            return;
-        }
-    }
-    // Table full: the lock is still released normally, only a signal
-    // would leave it behind. Free the string, nobody saw it.
-    // SAFETY: `p` came from `into_raw` above and was never shared.
-    drop(unsafe { CString::from_raw(p) });
-}
-
-/// Unregisters a lockfile that is about to be removed (the string is
-/// leaked: a handler on another thread may still be reading it).
-pub fn forget_lock(path: &Path) {
-    let want = path.as_os_str().as_bytes();
-    for slot in &LOCKS {
-        let p = slot.load(Ordering::SeqCst);
-        if p.is_null() {
-            continue;
-        }
-        // SAFETY: non-null slots hold NUL-terminated strings that are
-        // never freed.
-        let have = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
-        if have == want
-            && slot
-                .compare_exchange(p, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            return;
-        }
-    }
-}
-
-/// Unregisters every lockfile (a clone after fork holds none of them).
-pub fn forget_all_locks() {
-    for slot in &LOCKS {
-        slot.store(std::ptr::null_mut(), Ordering::SeqCst);
-    }
+/// Forgets the spared children (a clone after fork has none of its own).
+pub fn forget_children() {
     for s in &SPARED {
         s.store(0, Ordering::SeqCst);
     }
@@ -143,18 +81,6 @@ pub fn spare_child(pid: i32) {
 /// Whether ALRM arrived since the last call (and clears it).
 pub fn take_alarm() -> bool {
     ALARM.swap(false, Ordering::SeqCst)
-}
-
-/// The paths of the lockfiles registered now (for tests and checks).
-pub fn held_locks() -> Vec<Vec<u8>> {
-    LOCKS
-        .iter()
-        .filter_map(|s| {
-            let p = s.load(Ordering::SeqCst);
-            // SAFETY: as in `forget_lock`.
-            (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes().to_vec())
-        })
-        .collect()
 }
 
 /// The exit status and abstract folder of a terminating signal, procmail's
@@ -281,13 +207,11 @@ extern "C" fn on_terminate(sig: libc::c_int) {
             write_all(fd, line.as_bytes());
         }
     }
-    for slot in &LOCKS {
-        let p = slot.load(Ordering::SeqCst);
-        if !p.is_null() {
-            // SAFETY: unlink(2) is async-signal-safe; `p` is a valid path.
-            unsafe { libc::unlink(p) };
-        }
-    }
+    // The dotlocks this process holds (`mailbox::lock` keeps the registry,
+    // by pid, so a clone never removes its parent's); the system mailbox's
+    // lockfile needs the spool group kept for it.
+    crate::deliver::user::take_spool_group_for_exit();
+    crate::mailbox::lock::unlink_held_locks();
     // SAFETY: _exit(2) is async-signal-safe and ends the process at once.
     unsafe { libc::_exit(code) }
 }
@@ -407,23 +331,6 @@ mod tests {
         let msg = crate::message::Message::from_bytes(b"\n".to_vec());
         let want = crate::rc::eval::abstract_text(&msg, b"**Bounced**", 0);
         assert_eq!(folder_line("**Bounced**").as_bytes(), &want[..]);
-    }
-
-    #[test]
-    fn registry_adds_and_forgets() {
-        let a = Path::new("/nonexistent/signals-test-a.lock");
-        let b = Path::new("/nonexistent/signals-test-b.lock");
-        held_lock(a);
-        held_lock(b);
-        let got = held_locks();
-        assert!(got.contains(&a.as_os_str().as_bytes().to_vec()));
-        assert!(got.contains(&b.as_os_str().as_bytes().to_vec()));
-        forget_lock(a);
-        let got = held_locks();
-        assert!(!got.contains(&a.as_os_str().as_bytes().to_vec()));
-        assert!(got.contains(&b.as_os_str().as_bytes().to_vec()));
-        forget_lock(b);
-        assert!(!held_locks().contains(&b.as_os_str().as_bytes().to_vec()));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::unistd::{self, Gid, Uid};
 
@@ -154,6 +156,12 @@ impl BecomeError {
 /// whole process (all threads): call it in the per-recipient process, before
 /// any other thread is started.
 pub fn become_user(user: &User) -> Result<(), BecomeError> {
+    become_keeping(user, None)
+}
+
+/// [`become_user`], keeping `saved_gid` (when root) as the saved
+/// set-group-ID.
+fn become_keeping(user: &User, saved_gid: Option<Gid>) -> Result<(), BecomeError> {
     let name = String::from_utf8_lossy(&user.name).into_owned();
     let euid = unistd::geteuid().as_raw();
     if euid != 0 {
@@ -177,9 +185,199 @@ pub fn become_user(user: &User) -> Result<(), BecomeError> {
     let gid = Gid::from_raw(user.gid);
     // Checked: procmail -d gives the pipe `groups=<primary>,<supplementary>`.
     unistd::initgroups(&cname, gid).map_err(os("initgroups"))?;
-    unistd::setgid(gid).map_err(os("setgid"))?;
+    match saved_gid {
+        Some(saved) => unistd::setresgid(gid, gid, saved).map_err(os("setresgid"))?,
+        None => unistd::setgid(gid).map_err(os("setgid"))?,
+    }
     unistd::setuid(Uid::from_raw(user.uid)).map_err(os("setuid"))?;
     Ok(())
+}
+
+/// The spool directory's group, kept after [`become_user_in_spool`] for
+/// dotlocking the recipient's own system mailbox, and the prefix
+/// (`/var/mail/NAME`) of the lockfiles it may make.
+static SPOOL_GROUP: OnceLock<(Gid, Vec<u8>)> = OnceLock::new();
+
+/// [`become_user`] for `-d` delivery beside a spool directory such as
+/// `/var/mail` (`drwxrwsr-x root mail` on Debian).
+///
+/// Users cannot create files there, but procmail, installed setgid `mail`,
+/// still makes `/var/mail/NAME.lock` (procmail-semantics §11: DEFAULT is
+/// locked with `$DEFAULT$LOCKEXT`; checked: `procmail -d user` logs no
+/// `Lock failure` and leaves no lockfile). We are started as root instead,
+/// so when the spool directory is writable by a group that is not the
+/// user's, that group is kept as the saved set-group-ID: it is not
+/// effective, the programs started later lose it at exec(2), and only
+/// [`with_spool_group`] takes it up, for the user's own mailbox lockfile.
+pub fn become_user_in_spool(user: &User, spool: &Path) -> Result<(), BecomeError> {
+    let keep = std::fs::metadata(spool).ok().filter(|m| {
+        unistd::geteuid().is_root()
+            && m.permissions().mode() & S_IWGRP != 0
+            && m.gid() != user.gid
+            && m.uid() != user.uid
+    });
+    let Some(meta) = keep else {
+        return become_user(user);
+    };
+    let spool_gid = Gid::from_raw(meta.gid());
+    become_keeping(user, Some(spool_gid))?;
+    let mut prefix = spool.as_os_str().as_bytes().to_vec();
+    if !prefix.ends_with(b"/") {
+        prefix.push(b'/');
+    }
+    prefix.extend_from_slice(&user.name);
+    let _ = SPOOL_GROUP.set((spool_gid, prefix));
+    SPOOL_GID_RAW.store(spool_gid.as_raw(), Ordering::SeqCst);
+    Ok(())
+}
+
+/// The kept spool group as a plain number for [`take_spool_group_for_exit`]
+/// (`u32::MAX`: none).
+static SPOOL_GID_RAW: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Makes the kept spool group effective for good, if there is one, so that
+/// a signal handler about to exit can remove `/var/mail/NAME.lock`.
+/// Async-signal-safe: an atomic load and the raw setresgid(2) system call
+/// (for this thread only, which is enough for a process about to _exit).
+pub fn take_spool_group_for_exit() {
+    let gid = SPOOL_GID_RAW.load(Ordering::SeqCst);
+    if gid != u32::MAX {
+        let keep = libc::gid_t::MAX; // -1: leave unchanged
+        // SAFETY: a plain system call with integer arguments.
+        unsafe { libc::syscall(libc::SYS_setresgid, keep, gid, keep) };
+    }
+}
+
+/// Runs `f` with the spool group kept by [`become_user_in_spool`] as the
+/// effective group when `lockfile` is the recipient's own in the spool
+/// directory (`/var/mail/NAME.lock`); otherwise, or when no group was
+/// kept, just runs `f`. Use it both to make such a lockfile and to remove
+/// it.
+pub fn with_spool_group<T>(lockfile: &Path, f: impl FnOnce() -> T) -> T {
+    let Some((gid, prefix)) = SPOOL_GROUP.get() else {
+        return f();
+    };
+    if !is_own_spool_lock(lockfile, prefix) || unistd::setegid(*gid).is_err() {
+        return f();
+    }
+    let got = f();
+    // Back to the user's group; the saved gid stays for the next lock.
+    let _ = unistd::setegid(unistd::getgid());
+    got
+}
+
+/// Whether `lockfile` is `prefix` (`/var/mail/NAME`) plus `.lock`: the
+/// recipient's own mailbox lock with the default `LOCKEXT`. Nothing else,
+/// so that a rcfile cannot use the group to lock another user's mailbox
+/// (`/var/mail/NAMEx.lock`, `/var/mail/NAME.x` for a user `NAME.x`).
+fn is_own_spool_lock(lockfile: &Path, prefix: &[u8]) -> bool {
+    lockfile.as_os_str().as_bytes().strip_prefix(prefix) == Some(b".lock")
+}
+
+/// The state of the recipient's system mailbox after
+/// [`prepare_system_mailbox`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SystemMailbox {
+    /// Usable (or left alone); the lines are procmail's notes for stderr
+    /// (`Renaming bogus mailbox "x" info "y"`, `Enforcing stricter
+    /// permissions on "x"`, `Couldn't create "x"`).
+    Ready(Vec<String>),
+    /// A setuid (or, for a file, setgid) mailbox: SysV autoforwarding,
+    /// which procmail refuses with `Autoforwarding mailbox found` and exit
+    /// 67 (EX_NOUSER).
+    Autoforward,
+}
+
+/// Bits of a mailbox's mode by which its owner asks procmail to leave its
+/// permissions alone (procmail-semantics §14: "unless u+x is set").
+const OVERRIDE_MASK: u32 = 0o100 | 0o4000 | 0o2000 | 0o1000;
+
+/// Checks and creates `spool/NAME`, the system mailbox, as root before the
+/// switch to the user (procmail-semantics §14; each case checked with
+/// Debian's `procmail -d`):
+/// * a mailbox the user does not own, a symlink, a hard-linked file or a
+///   directory without `u+x` is bogus: it is renamed to
+///   `BOGUS.NAME.<inode code>` in the spool directory and a new one made,
+///   so that mail never goes through a link to someone else's file;
+/// * a setuid mailbox (or a setgid file) is [`SystemMailbox::Autoforward`];
+/// * permissions looser than `0600` (`0660` in a group-writable spool) are
+///   tightened, unless a bit of `u+x`, setuid, setgid or sticky is set;
+/// * a missing mailbox is created owned by the user: `0660` in the spool
+///   directory's group when that group may write the directory (Debian's
+///   `drwxrwsr-x root mail`: procmail, setgid mail, makes `-rw-rw---- USER
+///   mail`, so mail readers of that group can lock and rewrite it), else
+///   `0600` in the user's group.
+///
+/// Does nothing unless the effective uid is root.
+pub fn prepare_system_mailbox(user: &User, spool: &Path) -> SystemMailbox {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut notes = Vec::new();
+    if !unistd::geteuid().is_root() {
+        return SystemMailbox::Ready(notes);
+    }
+    let _ = std::fs::create_dir_all(spool);
+    let group = std::fs::metadata(spool)
+        .ok()
+        .filter(|m| m.mode() & S_IWGRP != 0)
+        .map(|m| m.gid());
+    // The umask procmail applies to the mailbox: 077, sparing group
+    // read/write in a group-writable spool (checked: 0644 becomes 0640).
+    let cumask = if group.is_some() { 0o017 } else { 0o077 };
+    let path = spool.join(OsStr::from_bytes(&user.name));
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        let mode = meta.mode();
+        let bogus = meta.uid() != user.uid
+            || if meta.is_dir() {
+                mode & 0o100 == 0
+            } else {
+                !meta.is_file() || meta.nlink() != 1
+            };
+        if !bogus {
+            if mode & 0o4000 != 0 || (!meta.is_dir() && mode & 0o2000 != 0) {
+                return SystemMailbox::Autoforward;
+            }
+            if mode & OVERRIDE_MASK == 0 && mode & cumask != 0 {
+                notes.push(format!(
+                    "Enforcing stricter permissions on \"{}\"",
+                    path.display()
+                ));
+                let tight = std::fs::Permissions::from_mode(mode & 0o7777 & !cumask);
+                let _ = std::fs::set_permissions(&path, tight);
+            }
+            return SystemMailbox::Ready(notes);
+        }
+        let mut name = b"BOGUS.".to_vec();
+        name.extend_from_slice(&user.name);
+        name.push(b'.');
+        name.extend_from_slice(&crate::mailbox::inode_code(meta.ino()));
+        let to = spool.join(OsStr::from_bytes(&name));
+        // procmail's text, "info" included (sic), for log watchers.
+        notes.push(format!(
+            "Renaming bogus mailbox \"{}\" info \"{}\"",
+            path.display(),
+            to.display()
+        ));
+        if std::fs::rename(&path, &to).is_err() {
+            notes.push(format!("Couldn't create \"{}\"", path.display()));
+            return SystemMailbox::Ready(notes);
+        }
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path);
+    match created {
+        Ok(f) => {
+            let _ = std::os::unix::fs::fchown(&f, Some(user.uid), Some(group.unwrap_or(user.gid)));
+            if group.is_some() {
+                let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
+            }
+        }
+        Err(_) => notes.push(format!("Couldn't create \"{}\"", path.display())),
+    }
+    SystemMailbox::Ready(notes)
 }
 
 /// Whether an rcfile may be read.
@@ -575,6 +773,103 @@ mod tests {
         );
         let got = rcfile_trust(Path::new("/no/such/rcfile"), &other, false);
         assert!(matches!(got, Trust::Suspicious(ref why) if why.contains("/no/such/rcfile")));
+    }
+
+    #[test]
+    fn system_mailbox_checks() {
+        if !is_root() {
+            return; // chown and the spool checks need root (CI runs as root)
+        }
+        // (what, set up spool/me, want notes, want mode of spool/me after);
+        // each checked with Debian's procmail -d (see prepare_system_mailbox).
+        let me = User {
+            uid: NOBODY,
+            gid: NOBODY,
+            ..me()
+        };
+        type Setup = fn(&Path);
+        let cases: &[(&str, Setup, &[&str], Option<u32>)] = &[
+            ("missing", |_| {}, &[], Some(0o660)),
+            (
+                "symlink",
+                |p| std::os::unix::fs::symlink("/etc/passwd", p).unwrap(),
+                &["Renaming bogus mailbox"],
+                Some(0o660),
+            ),
+            (
+                "owned by root",
+                |p| std::fs::write(p, "x").unwrap(),
+                &["Renaming bogus mailbox"],
+                Some(0o660),
+            ),
+            (
+                "too loose",
+                |p| {
+                    std::fs::write(p, "x").unwrap();
+                    chown(p, Some(NOBODY), None);
+                    chmod(p, 0o644);
+                },
+                &["Enforcing stricter permissions"],
+                Some(0o640),
+            ),
+            (
+                "u+x keeps its mode",
+                |p| {
+                    std::fs::write(p, "x").unwrap();
+                    chown(p, Some(NOBODY), None);
+                    chmod(p, 0o706);
+                },
+                &[],
+                Some(0o706),
+            ),
+        ];
+        for &(what, setup, want_notes, want_mode) in cases {
+            let spool = tempfile::tempdir().unwrap();
+            chmod(spool.path(), 0o775);
+            let path = spool.path().join("me");
+            setup(&path);
+            let SystemMailbox::Ready(notes) = prepare_system_mailbox(&me, spool.path()) else {
+                panic!("{what}: autoforward");
+            };
+            assert_eq!(notes.len(), want_notes.len(), "{what}: {notes:?}");
+            for (got, want) in notes.iter().zip(want_notes) {
+                assert!(got.starts_with(want), "{what}: {got}");
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert!(meta.is_file(), "{what}");
+            assert_eq!(meta.uid(), NOBODY, "{what}");
+            assert_eq!(
+                Some(meta.permissions().mode() & 0o7777),
+                want_mode,
+                "{what}"
+            );
+        }
+        let spool = tempfile::tempdir().unwrap();
+        let path = spool.path().join("me");
+        std::fs::write(&path, "x").unwrap();
+        chown(&path, Some(NOBODY), None);
+        chmod(&path, 0o4600);
+        assert_eq!(
+            prepare_system_mailbox(&me, spool.path()),
+            SystemMailbox::Autoforward
+        );
+    }
+
+    #[test]
+    fn only_the_users_own_spool_lock_gets_the_spool_group() {
+        let cases: &[(&str, bool)] = &[
+            ("/var/mail/bob.lock", true),
+            ("/var/mail/bob", false),
+            ("/var/mail/bob/../alice.lock", false),
+            ("/var/mail/alice.lock", false),
+            ("/var/mail/bobx.lock", false),
+            ("/var/mail/bob.x", false),
+            ("/tmp/var/mail/bob.lock", false),
+        ];
+        for &(path, want) in cases {
+            let got = is_own_spool_lock(Path::new(path), b"/var/mail/bob");
+            assert_eq!(got, want, "{path}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::time::Duration;
 
 use super::{Level, name};
@@ -68,6 +69,72 @@ pub struct LockError {
 pub struct DotLock {
     path: PathBuf,
     held: bool,
+    /// Its slot in [`HELD`], if one was free.
+    slot: Option<usize>,
+}
+
+/// How many dotlocks [`unlink_held_locks`] can know of at once (a recipe
+/// holds at most two: `LOCKFILE` and its local lockfile).
+const MAX_HELD: usize = 32;
+
+/// The absolute paths (leaked C strings) of the dotlocks held, with the pid
+/// of the process holding each, so that a signal handler can remove them
+/// without allocating or taking a lock (procmail removes its lockfiles
+/// before it exits on a signal, spec §14). A clone made by fork(2) keeps
+/// the entries of its parent, which the pid check skips.
+static HELD: [AtomicPtr<libc::c_char>; MAX_HELD] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_HELD];
+static HELD_PID: [AtomicI32; MAX_HELD] = [const { AtomicI32::new(0) }; MAX_HELD];
+
+/// Records a held lockfile in [`HELD`]; `None` when it is full or the path
+/// holds a NUL.
+fn register(path: &Path) -> Option<usize> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let c = std::ffi::CString::new(abs.as_os_str().as_bytes())
+        .ok()?
+        .into_raw();
+    for (i, slot) in HELD.iter().enumerate() {
+        if slot
+            .compare_exchange(std::ptr::null_mut(), c, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            HELD_PID[i].store(std::process::id() as i32, Ordering::SeqCst);
+            return Some(i);
+        }
+    }
+    // SAFETY: `c` came from CString::into_raw above and was not stored.
+    drop(unsafe { std::ffi::CString::from_raw(c) });
+    None
+}
+
+/// Forgets slot `i` of [`HELD`].
+fn unregister(i: usize) {
+    let c = HELD[i].swap(std::ptr::null_mut(), Ordering::SeqCst);
+    if !c.is_null() {
+        // SAFETY: every non-null entry came from CString::into_raw in
+        // `register`, and the swap gave it to us alone.
+        drop(unsafe { std::ffi::CString::from_raw(c) });
+    }
+}
+
+/// Removes every dotlock this process holds. Async-signal-safe (atomic
+/// loads, getpid(2) and unlink(2) only): for signal handlers that end the
+/// process, which then leaves no lockfile behind.
+pub fn unlink_held_locks() {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    for (slot, pid) in HELD.iter().zip(&HELD_PID) {
+        let c = slot.load(Ordering::SeqCst);
+        if !c.is_null() && pid.load(Ordering::SeqCst) == me {
+            // SAFETY: a non-null entry is a valid C string until it is
+            // unregistered, which a handler that never returns cannot race.
+            unsafe { libc::unlink(c) };
+        }
+    }
 }
 
 /// Whether an error may go away if we wait (procmail's `nfsTRY` cases).
@@ -162,6 +229,7 @@ impl DotLock {
                     return Ok(DotLock {
                         path: path.to_path_buf(),
                         held: true,
+                        slot: register(path),
                     });
                 }
                 Err(e) => e,
@@ -208,9 +276,13 @@ impl DotLock {
     pub fn release(mut self, log: &mut dyn FnMut(Level, &[u8])) -> io::Result<()> {
         self.held = false;
         log(Level::Verbose, &quoted("Unlocking", &self.path));
-        fs::remove_file(&self.path).inspect_err(|_| {
+        let removed = fs::remove_file(&self.path).inspect_err(|_| {
             log(Level::Always, &quoted("Couldn't unlock", &self.path));
-        })
+        });
+        if let Some(i) = self.slot.take() {
+            unregister(i);
+        }
+        removed
     }
 }
 
@@ -227,6 +299,9 @@ impl Drop for DotLock {
     fn drop(&mut self) {
         if self.held {
             let _ = fs::remove_file(&self.path);
+        }
+        if let Some(i) = self.slot.take() {
+            unregister(i);
         }
     }
 }
@@ -295,6 +370,43 @@ mod tests {
             retries: 8,
             host: b"testhost".to_vec(),
         }
+    }
+
+    /// The paths registered for `unlink_held_locks` (which is not called
+    /// here: other tests in this process hold locks of their own; the
+    /// integration test `signals_end_the_run_like_procmail` runs it).
+    fn registered() -> Vec<Vec<u8>> {
+        let me = std::process::id() as i32;
+        HELD.iter()
+            .zip(&HELD_PID)
+            .filter_map(|(c, pid)| {
+                let c = c.load(Ordering::SeqCst);
+                (!c.is_null() && pid.load(Ordering::SeqCst) == me)
+                    // SAFETY: a registered entry is a valid C string.
+                    .then(|| unsafe { std::ffi::CStr::from_ptr(c) }.to_bytes().to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn held_locks_are_registered_for_signal_handlers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.lock"), dir.path().join("b.lock"));
+        let la = DotLock::acquire(&a, &quick(), &mut |_, _| {}).unwrap();
+        let lb = DotLock::acquire(&b, &quick(), &mut |_, _| {}).unwrap();
+        let name = |p: &Path| p.as_os_str().as_bytes().to_vec();
+        assert!(registered().contains(&name(&a)));
+        assert!(registered().contains(&name(&b)));
+        drop(lb);
+        assert!(
+            !registered().contains(&name(&b)),
+            "a dropped lock stays registered"
+        );
+        la.release(&mut |_, _| {}).unwrap();
+        assert!(
+            !registered().contains(&name(&a)),
+            "a released lock stays registered"
+        );
     }
 
     #[test]

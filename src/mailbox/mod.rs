@@ -20,6 +20,12 @@ mod mbox;
 mod mh;
 mod name;
 
+/// `n` in procmail's base 64, least significant digit first: the code of
+/// an inode in directory-folder and `BOGUS.` mailbox names.
+pub fn inode_code(n: u64) -> Vec<u8> {
+    name::code(n)
+}
+
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;

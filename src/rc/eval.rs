@@ -1630,8 +1630,12 @@ fn program_input(data: &[u8], raw: bool) -> Cow<'_, [u8]> {
 /// of 60, 61 and 62 characters all show as 60).
 pub fn abstract_text(msg: &Message, folder: &[u8], size: usize) -> Vec<u8> {
     let mut out = Vec::new();
+    // procmail logs these lines as C strings (mailfold.c `logabstract`):
+    // each ends at its first NUL byte (checked: `Subject: nul\0byte` is
+    // logged as ` Subject: nul`).
+    let to_nul = |s: &[u8]| -> usize { s.iter().position(|&b| b == 0).unwrap_or(s.len()) };
     if let Some(pm) = msg.postmark() {
-        out.extend_from_slice(pm);
+        out.extend_from_slice(&pm[..to_nul(pm)]);
         out.push(b'\n');
     }
     let header = msg.header();
@@ -1640,9 +1644,10 @@ pub fn abstract_text(msg: &Message, folder: &[u8], size: usize) -> Vec<u8> {
         .find(|l| l.len() >= 8 && l[..8].eq_ignore_ascii_case(b"Subject:"));
     if let Some(line) = subject {
         out.push(b' ');
+        let line = &line[..line.len().min(78)];
         out.extend(
-            line.iter()
-                .take(78)
+            line[..to_nul(line)]
+                .iter()
                 .map(|&b| if b < b' ' { b' ' } else { b }),
         );
         out.push(b'\n');
@@ -1960,6 +1965,16 @@ mod tests {
         );
         let got = abstract_text(&msg, b"inbox", 255);
         let want = b"From alice@example.com  Mon Jan  6 10:00:00 2025\n Subject: Hello there\n  Folder: inbox\t\t\t\t\t\t\t\t    255\n";
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+
+    #[test]
+    fn abstract_subject_ends_at_a_nul() {
+        // Checked against procmail 3.23pre: ` Subject: nul` for a Subject
+        // field holding `nul\0byte`.
+        let msg = Message::from_bytes(b"X-A: b\nSubject: nul\0byte\n\nbody\n".to_vec());
+        let got = abstract_text(&msg, b"box", 5);
+        let want = b" Subject: nul\n  Folder: box\t\t\t\t\t\t\t\t      5\n";
         assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
     }
 }
