@@ -18,6 +18,7 @@ struct MemHost {
     log: Vec<u8>,
     locks: Vec<Vec<u8>>,
     rcfiles: BTreeMap<Vec<u8>, Vec<u8>>,
+    verbose: bool,
 }
 
 impl Effects for MemHost {
@@ -104,6 +105,14 @@ impl Effects for MemHost {
 
     fn is_dir(&self, path: &[u8]) -> bool {
         path.ends_with(b"/")
+    }
+
+    fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    fn set_verbose(&mut self, on: bool) {
+        self.verbose = on;
     }
 }
 
@@ -234,4 +243,132 @@ fn weighted_score_decides() {
         ":0\n* -100^0\n* 60^0 ^Subject:.*lunch\n* 60^0 ^From:.*alice\nscored\n",
     );
     assert_eq!(landed(&h), vec!["scoredx1"]);
+}
+
+/// Runs `rc` on a small message; returns the log and the variables
+/// asked for.
+fn run_rc(rc: &str, names: &[&str]) -> (String, MemHost, Vec<Option<String>>) {
+    let mut fake = MemHost::default();
+    let msg = Message::from_bytes(b"From: a@b\nSubject: hi there\n\nbody\n".to_vec());
+    let mut ev = Eval::new(&mut fake, msg, Vec::new());
+    ev.run_rcfile(b"rc", rc.as_bytes());
+    let got = names
+        .iter()
+        .map(|n| {
+            ev.var(n.as_bytes())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect();
+    drop(ev);
+    (String::from_utf8_lossy(&fake.log).into_owned(), fake, got)
+}
+
+#[test]
+fn verbose_lines_follow_procmail() {
+    // Each line as procmail 3.23pre logs it for the same rcfile (the
+    // `[pid] date` lines come from the host and are not made here).
+    // VERBOSE=on itself is not shown, VERBOSE=off is.
+    let rc = "VERBOSE=on\nFOO=bar\nFOO\n:0\n* ^Subject: hi\n* ! ^X-No\n* $ ^From: a@${FOO-b}\n/dev/null\nVERBOSE=off\nBAR=1\n";
+    let (log, _, _) = run_rc(rc, &[]);
+    let want = concat!(
+        "procmail: Assigning \"FOO=bar\"\n",
+        "procmail: Assigning \"FOO\"\n",
+        "procmail: Match on \"^Subject: hi\"\n",
+        "procmail: Match on ! \"^X-No\"\n",
+        "procmail: Match on \"^From: a@b\"\n",
+        "procmail: Assigning \"LASTFOLDER=/dev/null\"\n",
+    );
+    assert_eq!(log, want);
+}
+
+#[test]
+fn verbose_shows_score_and_matched_text() {
+    let rc = "VERBOSE=on\n:0\n* 2^1 e\n* -1^0 ! ^X-No\n* 1^0 ^Subject:\\/.*\n{ }\n";
+    let (log, _, got) = run_rc(rc, &["MATCH"]);
+    // `e` matches three times in the header: 2 + 2 + 2.
+    let want = concat!(
+        "procmail: Score:       6       6 \"e\"\n",
+        "procmail: Score:      -1       5 ! \"^X-No\"\n",
+        "procmail: Assigning \"MATCH=\"\n",
+        "procmail: Matched \" hi there\"\n",
+        "procmail: Score:       1       6 \"^Subject:\\/.*\"\n",
+    );
+    assert_eq!(log, want);
+    assert_eq!(got, [Some(" hi there".to_string())]);
+}
+
+#[test]
+fn default_dev_null_takes_no_lockfile() {
+    // Checked with procmail 3.23pre (VERBOSE=on): DEFAULT=/dev/null
+    // shows no `Locking`, a DEFAULT file locks `$DEFAULT$LOCKEXT`.
+    let cases: [(&[u8], &[&[u8]]); 2] = [(b"/dev/null", &[]), (b"inbox", &[b"inbox.lock"])];
+    for (default, want) in cases {
+        let mut fake = MemHost::default();
+        let msg = Message::from_bytes(b"Subject: x\n\nbody\n".to_vec());
+        let env = vec![(b"DEFAULT".to_vec(), default.to_vec())];
+        let mut ev = Eval::new(&mut fake, msg, env);
+        ev.run_rcfile(b"rc", b"");
+        assert_eq!(ev.finish(), 0);
+        drop(ev);
+        let got: Vec<&[u8]> = fake.locks.iter().map(|l| l.as_slice()).collect();
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(default));
+    }
+}
+
+#[test]
+fn linebuf_assignment_boundary() {
+    // Checked with procmail 3.23pre: at LINEBUF=128 (also the minimum,
+    // so LINEBUF=10 behaves the same) `V=` plus 126 bytes is
+    // assigned, plus 127 is not, and the old value stays.
+    for (linebuf, len, want_assigned) in [
+        ("128", 126, true),
+        ("128", 127, false),
+        ("10", 126, true),
+        ("10", 127, false),
+        ("200", 198, true),
+        ("200", 199, false),
+    ] {
+        let rc = format!("LINEBUF={linebuf}\nV=old\nV={}\n", "x".repeat(len));
+        let (log, _, got) = run_rc(&rc, &["V", "PROCMAIL_OVERFLOW"]);
+        let want_v = if want_assigned {
+            "x".repeat(len)
+        } else {
+            "old".into()
+        };
+        assert_eq!(got[0].as_deref(), Some(want_v.as_str()), "{linebuf}/{len}");
+        let want_overflow = (!want_assigned).then(|| "yes".to_string());
+        assert_eq!(got[1], want_overflow, "{linebuf}/{len}");
+        assert_eq!(log.contains("Exceeded LINEBUF"), !want_assigned);
+    }
+}
+
+#[test]
+fn linebuf_overflowing_lockfile_ends_the_rcfile() {
+    // Checked with procmail 3.23pre at LINEBUF=128: a lockfile name of
+    // 123 bytes is taken, one of 124 ends the rcfile unlocked.
+    for (len, want_reached) in [(123, true), (124, false)] {
+        let rc = format!(
+            "LINEBUF=128\nA={}\n:0 c: $A\n/dev/null\nREACHED=yes\n",
+            "l".repeat(len)
+        );
+        let (_, fake, got) = run_rc(&rc, &["REACHED"]);
+        assert_eq!(got[0].is_some(), want_reached, "{len}");
+        assert_eq!(fake.locks.len(), usize::from(want_reached), "{len}");
+    }
+}
+
+#[test]
+fn linebuf_overflowing_condition_fails() {
+    // Checked with procmail 3.23pre at LINEBUF=128: an expanded `$`
+    // condition of 127 bytes is searched, one of 128 fails.
+    for (len, want_overflow) in [(127, false), (128, true)] {
+        let rc = format!(
+            "LINEBUF=128\nA={}\nB={}\n:0\n* ! $ $A$B\n{{ HIT=yes }}\n",
+            "z".repeat(60),
+            "y".repeat(len - 60)
+        );
+        let (_, _, got) = run_rc(&rc, &["HIT", "PROCMAIL_OVERFLOW"]);
+        assert_eq!(got[0].is_none(), want_overflow, "{len}");
+        assert_eq!(got[1].is_some(), want_overflow, "{len}");
+    }
 }
