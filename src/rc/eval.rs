@@ -309,11 +309,11 @@ impl<'fx> Eval<'fx> {
         self.vars.retain(|(n, _)| n != name);
     }
 
-    /// A numeric variable, with procmail's default when unset or not a number.
+    /// A numeric variable read as procmail reads them (§9: numbers, or
+    /// booleans), with its default when unset or unreadable.
     fn num(&self, name: &[u8], default: i64) -> i64 {
         self.var(name)
-            .and_then(parse_leading_int)
-            .unwrap_or(default)
+            .map_or(default, |v| vars::parse_num(v, default))
     }
 
     fn log_str(&mut self, text: &str) {
@@ -426,7 +426,7 @@ impl<'fx> Eval<'fx> {
                 }
             }
             b"SHIFT" => {
-                let n = parse_leading_int(&value).unwrap_or(0).max(0) as usize;
+                let n = vars::parse_num(&value, 0).max(0) as usize;
                 let n = n.min(self.positional.len());
                 self.positional.drain(..n);
             }
@@ -819,7 +819,7 @@ impl<'fx> Eval<'fx> {
                     b"> "
                 };
                 ctx.shown = [op, trim_blanks(&text)].concat();
-                let limit = parse_leading_int(trim_blanks(&text)).unwrap_or(0) as f64;
+                let limit = vars::parse_num(&text, 0) as f64;
                 let size = self.size_area(ctx) as f64;
                 let less = matches!(kind, CondKind::Less(_)) != ctx.negate;
                 match ctx.weight {
@@ -1682,22 +1682,6 @@ fn trim_blanks(s: &[u8]) -> &[u8] {
         .rposition(|&b| b != b' ' && b != b'\t')
         .map_or(start, |p| p + 1);
     &s[start..end]
-}
-
-/// An optional sign and digits at the start of `s` (after blanks), as strtol.
-fn parse_leading_int(s: &[u8]) -> Option<i64> {
-    let s = trim_blanks(s);
-    let (neg, digits) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-    if n == 0 {
-        return None;
-    }
-    let v: i64 = std::str::from_utf8(&digits[..n]).ok()?.parse().ok()?;
-    Some(if neg { -v } else { v })
 }
 
 /// Runs a program, logging `Executing "x"` first with `VERBOSE` (a free
