@@ -576,6 +576,28 @@ impl Masks<'_> {
         mask_dates(self.ctime, &d, self.year)
     }
 
+    /// Whether `line` is a `procmail: [pid] <ctime>` timestamp (ours says
+    /// `deliver:` or `procmail:`). procmail writes one whenever a
+    /// diagnostic falls in a new second, so their number depends on the
+    /// clock, not on the behaviour under test; they are dropped.
+    fn is_timestamp(&self, line: &[u8]) -> bool {
+        let Some(rest) = line
+            .strip_prefix(b"procmail: [")
+            .or_else(|| line.strip_prefix(b"deliver: ["))
+        else {
+            return false;
+        };
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let Some(date) = rest[digits..].strip_prefix(b"] ") else {
+            return false;
+        };
+        digits > 0
+            && self
+                .ctime
+                .find(date)
+                .is_some_and(|m| m.start() == 0 && m.end() == date.len())
+    }
+
     /// Rewrites a log: like `text`, and in addition every diagnostic line
     /// (`procmail: ...` / `deliver: ...`) becomes `<diagnostic>` (their
     /// wording may differ, their number and position may not) and abstract
@@ -587,6 +609,9 @@ impl Masks<'_> {
                 Some(b) => (b, &b"\n"[..]),
                 None => (line, &b""[..]),
             };
+            if self.is_timestamp(body) {
+                continue;
+            }
             if body.starts_with(b"procmail: ") || body.starts_with(b"deliver: ") {
                 out.extend_from_slice(b"<diagnostic>");
             } else if let Some((text, size)) = parse_folder_line(body) {
@@ -1041,6 +1066,23 @@ mod tests {
         let b = m.log(b"deliver: rc:3:1: skipped `x`\nLOG /tmp/pdX/f\n");
         assert_eq!(a, b);
         assert_eq!(a, b"<diagnostic>\nLOG $W/f\n");
+    }
+
+    #[test]
+    fn timestamp_lines_are_dropped() {
+        let re = ctime_regex();
+        let m = Masks {
+            work: b"/tmp/pdX".to_vec(),
+            names: &[],
+            ctime: &re,
+            year: 2026,
+        };
+        let got = m.log(
+            b"procmail: [29575] Thu Nov 26 12:42:22 2026\nprocmail: Opening \"x\"\n\
+              deliver: [7] Fri Dec  4 01:02:03 2026\nprocmail: [x] Thu Nov 26 12:42:22 2026\n\
+              procmail: [1] Thu Nov 26 12:42:22 2026 and more\n",
+        );
+        assert_eq!(got, b"<diagnostic>\n<diagnostic>\n<diagnostic>\n");
     }
 
     #[test]

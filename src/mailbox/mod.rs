@@ -418,7 +418,13 @@ pub fn deliver<N: AsRef<[u8]>>(
                     mark_written(folder, mode);
                     n
                 }
-                _ => data.len(),
+                _ => {
+                    // procmail opens /dev/null like any file (checked:
+                    // VERBOSE logs `Opening "/dev/null"`, but no kernel
+                    // lock), so the line is logged without writing.
+                    log(Level::Verbose, &quoted("Opening", folder));
+                    data.len()
+                }
             };
             return Ok(Delivered {
                 lastfolder: folder.to_vec(),
@@ -513,6 +519,63 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
+    }
+
+    /// The VERBOSE lines of one delivery, as text.
+    fn verbose_lines(names: &[&[u8]]) -> (Vec<String>, Delivered) {
+        let opts = WriteOpts {
+            fsync: false,
+            ..WriteOpts::default()
+        };
+        let mut got = Vec::new();
+        let out = deliver(names, b"From a  b\n\nx\n", &opts, &mut |l, t| {
+            if l == Level::Verbose {
+                got.push(String::from_utf8_lossy(t).into_owned());
+            }
+        })
+        .unwrap();
+        (got, out)
+    }
+
+    #[test]
+    fn verbose_lines_are_procmails() {
+        // Checked with procmail 3.23pre, VERBOSE=on: /dev/null is opened
+        // but not kernel-locked; MH and directory folders log their final
+        // name and the kernel lock; Maildir logs neither; further names
+        // log `Linking to`.
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().as_os_str().as_bytes().to_vec();
+        let name = |rest: &[u8]| join(&base, rest);
+        let (got, _) = verbose_lines(&[b"/dev/null"]);
+        assert_eq!(got, vec!["Opening \"/dev/null\"".to_string()]);
+
+        let mh = name(b"mh/.");
+        let (got, out) = verbose_lines(&[&mh]);
+        let want_name = String::from_utf8_lossy(&name(b"mh/1")).into_owned();
+        assert_eq!(out.lastfolder, name(b"mh/1"));
+        assert_eq!(
+            got,
+            vec![
+                format!("Opening \"{want_name}\""),
+                "Acquiring kernel-lock".into()
+            ]
+        );
+
+        let dir = name(b"d");
+        fs::create_dir(path(&dir)).unwrap();
+        let (got, out) = verbose_lines(&[&dir]);
+        let want_name = String::from_utf8_lossy(&out.lastfolder).into_owned();
+        assert!(want_name.contains("/d/msg."), "{want_name}");
+        assert_eq!(
+            got,
+            vec![
+                format!("Opening \"{want_name}\""),
+                "Acquiring kernel-lock".into()
+            ]
+        );
+
+        let (got, _) = verbose_lines(&[&name(b"md/")]);
+        assert_eq!(got, Vec::<String>::new());
     }
 
     #[test]
