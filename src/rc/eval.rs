@@ -556,9 +556,6 @@ impl<'fx> Eval<'fx> {
 
     fn run_recipe(&mut self, r: &Recipe) -> Flow {
         let mut f = r.flags;
-        // Checked: `$=` is 0 from the start of every recipe on, also when
-        // chaining flags or failing conditions keep it from running.
-        self.score = 0;
         let flag_logs = check::flag_logs(r);
         self.log_read_complaints(r, &flag_logs);
         if f.else_failed && (f.else_ || f.and_last_ok) {
@@ -586,8 +583,29 @@ impl<'fx> Eval<'fx> {
         } else if f.else_failed {
             test = test && c.prevcond && !c.lastsucc;
         }
+        // `$=` is the last recipe's score while this one's conditions are
+        // expanded (checked with procmail 3.23pre: `* $ $=^0 x` after a
+        // recipe scoring 8 logs `Score: 8`), and this recipe's from then
+        // on: 0 when chaining flags keep its conditions from being tested
+        // or none is weighted.
+        let score_before = self.score;
         if test {
             test = self.conditions(r, &f);
+        } else {
+            self.score = 0;
+        }
+        if r.action == Action::Missing {
+            // procmail tested the conditions above, then complains and goes
+            // on as if they had failed, leaving `$=` as it was before this
+            // recipe (checked with procmail 3.23pre: after it `A` and `e`
+            // do not run and `E` does, also when the conditions matched;
+            // an `A`/`a`/`E` recipe leaves the state its flag protects
+            // alone, as when conditions fail; `$=` keeps the previous
+            // recipe's score, whether this one scored, failed or was
+            // skipped by its flag).
+            self.log_str("Missing action");
+            self.score = score_before;
+            test = false;
         }
         if !f.and_last && !f.and_last_ok {
             self.chain.lastcond = test;
@@ -641,6 +659,9 @@ impl<'fx> Eval<'fx> {
                     // (checked with procmail 3.23pre).
                     self.score = 0;
                     self.log_read_complaints(r, &check::flag_logs(r));
+                    if r.action == Action::Missing {
+                        self.log_str("Missing action");
+                    }
                     if let Action::Block(inner) = &r.action {
                         self.log_skipped_block(inner);
                     }
@@ -707,6 +728,7 @@ impl<'fx> Eval<'fx> {
             };
             ok && score > 0.0
         } else {
+            self.score = 0;
             ok
         }
     }
@@ -992,6 +1014,8 @@ impl<'fx> Eval<'fx> {
 
     fn action(&mut self, r: &Recipe, f: &Flags) -> Flow {
         match &r.action {
+            // `run_recipe` never runs it: its test is always false.
+            Action::Missing => Flow::Next,
             Action::Block(items) => self.block(items, f),
             Action::Capture { name, cmd } => {
                 self.capture(name, cmd, f);
