@@ -995,6 +995,123 @@ fn diff_against_procmail() {
     assert_eq!(failed, 0, "diff: {failed} case(s) failed, see above");
 }
 
+/// One program's COMSAT traffic for one rcfile: the datagrams that reached
+/// the listener and the log's `Notified comsat` lines, with the work
+/// folder's path and Maildir names masked.
+fn comsat_run(prog: &Path, listener: &std::net::UdpSocket, rc: &str) -> (Vec<String>, Vec<String>) {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::Builder::new()
+        .prefix("pdcomsat")
+        .tempdir()
+        .expect("create work folder");
+    let w = dir.path();
+    std::fs::write(w.join("rc"), rc).expect("write rc");
+    std::fs::create_dir(w.join("dir")).expect("mkdir dir");
+    let port = listener.local_addr().expect("listener address").port();
+    let msg = std::fs::read(fixtures().join("msgs/plain.eml")).expect("read plain.eml");
+    let mut child = Command::new(prog)
+        .arg("-m")
+        .arg(format!("COMSAT={port}@127.0.0.1"))
+        .arg("VERBOSE=on")
+        .arg("LOGFILE=./log")
+        .arg("./rc")
+        .current_dir(w)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", w)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", prog.display()));
+    let _ = child.stdin.take().expect("stdin").write_all(&msg);
+    child.wait().expect("wait");
+    // The datagram is sent before the program exits, and loopback delivers
+    // at once; a short wait covers a slow scheduler.
+    listener
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("set timeout");
+    let maildir = Regex::new(r"/new/[0-9]+\.[^ :/\x22]+").expect("maildir regex");
+    let mask = |b: &[u8]| -> String {
+        let b = replace_all(b, w.as_os_str().as_bytes(), b"$W");
+        let s = String::from_utf8_lossy(&b).into_owned();
+        let mut out = String::new();
+        let mut last = 0;
+        for m in maildir.find_iter(&s) {
+            out.push_str(&s[last..m.start()]);
+            out.push_str("/new/NAME");
+            last = m.end();
+        }
+        out.push_str(&s[last..]);
+        out
+    };
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = listener.recv(&mut buf) {
+        got.push(mask(&buf[..n]));
+    }
+    let log = std::fs::read(w.join("log")).unwrap_or_default();
+    let lines = log
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"procmail: Notified comsat"))
+        .map(mask)
+        .collect();
+    (got, lines)
+}
+
+/// COMSAT (procmailrc(5), spec §9): for the same rcfile the real procmail
+/// and `deliver` send the same `user@offset:folder` datagram to a UDP
+/// listener named by `COMSAT=port@127.0.0.1`, and log the same VERBOSE
+/// `Notified comsat` line.
+#[test]
+fn comsat_datagrams_match_procmail() {
+    if !util::require_tool("procmail") {
+        return;
+    }
+    let (prog, _) = program_under_test();
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP listener");
+    let cases: &[(&str, &str, usize)] = &[
+        // (what, rcfile, datagrams procmail sends)
+        ("second append to an mbox", ":0 c\nbox\n:0\nbox\n", 1),
+        ("maildir", ":0\nmd/\n", 1),
+        (
+            "mh, directory and maildir: the first file",
+            ":0\nmh/. dir md/\n",
+            1,
+        ),
+        ("directory folder", ":0\ndir\n", 1),
+        (
+            "pipe after a folder: no offset",
+            ":0 c\nbox\n:0\n| cat > /dev/null\n",
+            1,
+        ),
+        ("/dev/null", ":0\n/dev/null\n", 1),
+        (
+            "LOGNAME assigned in the rcfile",
+            "LOGNAME=fred\n:0\n/dev/null\n",
+            1,
+        ),
+        ("bounce", ":0\nnodir/box\n", 1),
+        ("relative MAILDIR", "MAILDIR=.\n:0\nbox\n", 1),
+        ("turned off", "COMSAT=no\n:0\nbox\n", 0),
+        (
+            "turned off after a copy, then a bounce",
+            ":0 c\nbox\nCOMSAT=off\n",
+            0,
+        ),
+    ];
+    let mut failed = Vec::new();
+    for &(what, rc, count) in cases {
+        let want = comsat_run(Path::new(PROCMAIL), &listener, rc);
+        let got = comsat_run(&prog, &listener, rc);
+        assert_eq!(want.0.len(), count, "{what}: procmail sent {:?}", want.0);
+        if want != got {
+            failed.push(format!("{what}: procmail {want:?}, deliver {got:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

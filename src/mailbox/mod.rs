@@ -108,6 +108,14 @@ pub struct Delivered {
     /// Further names not written because the first was an mbox (already
     /// logged as one `Skipped "a b"` line) or could not be made a directory.
     pub skipped: Vec<Vec<u8>>,
+    /// Where the message starts in the first file: the mbox's size before
+    /// the append, 0 for the new file of a Maildir, MH or directory folder
+    /// and for `/dev/null` (procmail's `lasttell`, reported to COMSAT).
+    pub offset: u64,
+    /// Length of the first file's name at the start of `lastfolder`: the
+    /// one name COMSAT reports when several folders got the message
+    /// (checked: `mh/. d` notifies `.../mh/5`).
+    pub first_len: usize,
 }
 
 /// A failed delivery. Its `Display` is procmail's log text; the line has
@@ -412,24 +420,26 @@ pub fn deliver<N: AsRef<[u8]>>(
             if !skipped.is_empty() {
                 log(Level::Always, &quoted("Skipped", &skipped.join(&b' ')));
             }
-            let written = match kind {
+            let (written, offset) = match kind {
                 Kind::Mbox(mode) => {
-                    let n = mbox::write(folder, data, opts, log)?;
+                    let got = mbox::write(folder, data, opts, log)?;
                     mark_written(folder, mode);
-                    n
+                    got
                 }
                 _ => {
                     // procmail opens /dev/null like any file (checked:
                     // VERBOSE logs `Opening "/dev/null"`, but no kernel
                     // lock), so the line is logged without writing.
                     log(Level::Verbose, &quoted("Opening", folder));
-                    data.len()
+                    (data.len(), 0)
                 }
             };
             return Ok(Delivered {
                 lastfolder: folder.to_vec(),
                 written,
                 skipped,
+                offset,
+                first_len: folder.len(),
             });
         }
         Kind::Maildir(mode) => {
@@ -446,6 +456,7 @@ pub fn deliver<N: AsRef<[u8]>>(
         }
     };
     mark_written(&chmod_target, mode);
+    out.first_len = out.lastfolder.len();
     for other in rest {
         let (suffix, folder) = parse_name(other.as_ref());
         let Some(kind) = resolve(folder, suffix, true, log) else {
@@ -576,6 +587,38 @@ mod tests {
 
         let (got, _) = verbose_lines(&[&name(b"md/")]);
         assert_eq!(got, Vec::<String>::new());
+    }
+
+    #[test]
+    fn offset_is_where_the_message_starts() {
+        // Checked with procmail 3.23pre and COMSAT: a second append to an
+        // mbox reports the size before it (`root@54:.../mbox` after one
+        // 54-byte message); Maildir, MH and /dev/null report 0.
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().as_os_str().as_bytes().to_vec();
+        let opts = WriteOpts {
+            fsync: false,
+            ..WriteOpts::default()
+        };
+        let data = b"From a  b\n\nx\n";
+        let mut quiet = |_: Level, _: &[u8]| {};
+        let mbox = join(&base, b"box");
+        let first = deliver(&[&mbox], data, &opts, &mut quiet).unwrap();
+        assert_eq!(first.offset, 0);
+        let second = deliver(&[&mbox], data, &opts, &mut quiet).unwrap();
+        assert_eq!(second.offset, first.written as u64);
+        for name in [
+            join(&base, b"md/"),
+            join(&base, b"mh/."),
+            b"/dev/null".to_vec(),
+        ] {
+            let got = deliver(&[&name], data, &opts, &mut quiet).unwrap();
+            assert_eq!(got.offset, 0, "{}", String::from_utf8_lossy(&name));
+            assert_eq!(got.first_len, got.lastfolder.len());
+        }
+        let (mh, md) = (join(&base, b"mh/."), join(&base, b"md/"));
+        let got = deliver(&[&mh, &md], data, &opts, &mut quiet).unwrap();
+        assert_eq!(&got.lastfolder[..got.first_len], &join(&base, b"mh/2")[..]);
     }
 
     #[test]

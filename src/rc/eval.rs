@@ -88,6 +88,27 @@ pub struct Delivered {
     pub written: usize,
 }
 
+/// Where the mail went, told to the host once the delivery is over and
+/// before the log abstract, for the COMSAT (biff) notification
+/// (procmailrc(5) COMSAT, spec §9), which only the host sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice<'a> {
+    /// `$COMSAT`; `None` when unset (notification on, to `biff@localhost`).
+    pub comsat: Option<&'a [u8]>,
+    /// `$LOGNAME`, the user named in the notification.
+    pub logname: &'a [u8],
+    /// The last delivery's `LASTFOLDER` with `$MAILDIR/` in front unless it
+    /// is absolute (as it was when delivered), or `**Bounced**` /
+    /// `**Requeued**` as they are when nothing was delivered.
+    pub folder: &'a [u8],
+    /// The last delivery wrote into a folder, so the offset the host got
+    /// from [`Effects::deliver_folders`] is reported; false after a pipe,
+    /// a forward or a failure.
+    pub file: bool,
+    /// `$LINEBUF`: a notification must fit in it.
+    pub linebuf: usize,
+}
+
 /// Whether this process is the original or a clone after [`Effects::fork`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fork {
@@ -159,6 +180,9 @@ pub trait Effects {
         line.push(b'\n');
         self.log(&line);
     }
+    /// The delivery is over and the abstract comes next; the original
+    /// process (never a clone) says where the mail went, for COMSAT.
+    fn delivery_over(&mut self, _notice: &Notice<'_>) {}
     /// The message is now `msg` (at the start and after a filter), for
     /// what the host must know of it without asking: the abstract written
     /// when a signal ends the delivery.
@@ -245,6 +269,9 @@ pub struct Eval<'fx> {
     is_clone: bool,
     /// The recipe header being run overflowed `LINEBUF`: end the rcfile.
     header_overflow: bool,
+    /// The last delivery's folder as COMSAT reports it, and whether it was
+    /// written as a folder (see [`Notice`]).
+    comsat_folder: Option<(Vec<u8>, bool)>,
 }
 
 impl<'fx> Eval<'fx> {
@@ -276,6 +303,7 @@ impl<'fx> Eval<'fx> {
             berkeley: false,
             last_written: 0,
             is_clone: false,
+            comsat_folder: None,
             header_overflow: false,
         }
     }
@@ -358,7 +386,50 @@ impl<'fx> Eval<'fx> {
     /// Sets `LASTFOLDER` after a delivery, with its `Assigning` line.
     fn set_lastfolder(&mut self, value: Vec<u8>) {
         self.yell_assign(b"LASTFOLDER", Some(&value));
+        // Checked with procmail 3.23pre: COMSAT gets `$MAILDIR/` in front
+        // of a relative name as MAILDIR is now (`MAILDIR=.` gives
+        // `./mbox`), also of a pipe's command text.
+        let shown = if value.starts_with(b"/") {
+            value.clone()
+        } else {
+            [self.var_or(b"MAILDIR", b""), b"/", &value].concat()
+        };
+        self.comsat_folder = Some((shown, false));
         self.set_raw(b"LASTFOLDER", value);
+    }
+
+    /// Marks the last `LASTFOLDER` as a folder written (see [`Notice::file`]).
+    fn lastfolder_was_written(&mut self) {
+        if let Some((_, file)) = &mut self.comsat_folder {
+            *file = true;
+        }
+    }
+
+    /// Tells the host where the mail went (procmail's `Terminate`): the
+    /// last delivery when the exit status is 0, else `**Bounced**` or
+    /// `**Requeued**` (checked with procmail 3.23pre). Clones say nothing.
+    fn notify_host(&mut self, status: i32) {
+        if self.is_clone {
+            return;
+        }
+        let (folder, file) = match status {
+            0 => match &self.comsat_folder {
+                Some((folder, file)) => (folder.clone(), *file),
+                None => return,
+            },
+            75 => (b"**Requeued**".to_vec(), false),
+            _ => (b"**Bounced**".to_vec(), false),
+        };
+        let comsat = self.var(b"COMSAT").map(|v| v.to_vec());
+        let logname = self.var_or(b"LOGNAME", b"").to_vec();
+        let notice = Notice {
+            comsat: comsat.as_deref(),
+            logname: &logname,
+            folder: &folder,
+            file,
+            linebuf: self.linebuf(),
+        };
+        self.fx.delivery_over(&notice);
     }
 
     /// Assigns a variable from the command line or an rcfile, with the
@@ -1301,6 +1372,7 @@ impl<'fx> Eval<'fx> {
         match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
                 self.set_lastfolder(d.lastfolder);
+                self.lastfolder_was_written();
                 self.last_written = d.written;
                 true
             }
@@ -1420,6 +1492,7 @@ impl<'fx> Eval<'fx> {
             self.set_raw(b"LASTFOLDER", Vec::new());
             self.last_written = 0;
         }
+        self.notify_host(status);
         match self.abstract_mode() {
             Abstract::No => {}
             Abstract::Default if !self.fx.log_is_open() => {}
