@@ -1484,14 +1484,17 @@ impl<'fx> Eval<'fx> {
                 } else {
                     b"**Bounced**"
                 };
+                // The abstract keeps the size of the last thing written
+                // (checked with procmail 3.23pre: `:0 c` to a box, then no
+                // DEFAULT in -m mode, logs `**Bounced**` with 54 bytes).
                 self.set_raw(b"LASTFOLDER", folder.to_vec());
-                self.last_written = 0;
                 status = if self.soft_fail { 75 } else { 73 };
             }
-        } else if self.host_abort && !self.delivered {
-            self.set_raw(b"LASTFOLDER", Vec::new());
-            self.last_written = 0;
         }
+        // A `HOST` mismatch leaves `LASTFOLDER` and the size alone (checked:
+        // `LASTFOLDER=foo` then `HOST=x` logs `Folder: foo`, and after a
+        // `c` delivery to `box` it logs `Folder: box` with its size).
+
         self.notify_host(status);
         match self.abstract_mode() {
             Abstract::No => {}
