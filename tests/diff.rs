@@ -1112,6 +1112,71 @@ fn comsat_datagrams_match_procmail() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// What `prog -m ./rc` writes to stderr without a log file, diagnostic
+/// lines left out (their wording and order are compared elsewhere).
+fn stderr_abstract(prog: &Path, rc: &str) -> String {
+    let dir = tempfile::Builder::new()
+        .prefix("pdstderr")
+        .tempdir()
+        .expect("create work folder");
+    let w = dir.path();
+    std::fs::write(w.join("rc"), rc).expect("write rc");
+    let msg = std::fs::read(fixtures().join("msgs/plain.eml")).expect("read plain.eml");
+    let mut child = Command::new(prog)
+        .args(["-m", "./rc"])
+        .current_dir(w)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", w)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", prog.display()));
+    let _ = child.stdin.take().expect("stdin").write_all(&msg);
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("procmail: ") && !l.starts_with("deliver: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Without `LOGFILE` the abstract goes to stderr when VERBOSE is on at the
+/// end, and not otherwise (checked against the real procmail here, since
+/// the case harness always names a log file).
+#[test]
+fn abstract_on_stderr_follows_verbose() {
+    if !util::require_tool("procmail") {
+        return;
+    }
+    let (prog, _) = program_under_test();
+    let cases: &[(&str, &str, bool)] = &[
+        ("verbose at the end", "VERBOSE=on\n:0\n/dev/null\n", true),
+        (
+            "verbose turned off",
+            "VERBOSE=on\nVERBOSE=off\n:0\n/dev/null\n",
+            false,
+        ),
+        ("never verbose", ":0\n/dev/null\n", false),
+        (
+            "LOGABSTRACT=no wins",
+            "VERBOSE=on\nLOGABSTRACT=no\n:0\n/dev/null\n",
+            false,
+        ),
+    ];
+    for &(what, rc, shown) in cases {
+        let want = stderr_abstract(Path::new(PROCMAIL), rc);
+        assert_eq!(
+            want.contains("  Folder: /dev/null"),
+            shown,
+            "{what}: procmail wrote {want:?}"
+        );
+        let got = stderr_abstract(&prog, rc);
+        assert_eq!(got, want, "{what}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,7 @@ struct Chain {
 enum Abstract {
     /// Never.
     No,
-    /// At exit, when a log file is open (the default).
+    /// At exit, when a log file is open or VERBOSE is on (the default).
     Default,
     /// At exit, to stderr too.
     Yes,
@@ -1498,7 +1498,9 @@ impl<'fx> Eval<'fx> {
         self.notify_host(status);
         match self.abstract_mode() {
             Abstract::No => {}
-            Abstract::Default if !self.fx.log_is_open() => {}
+            // Checked with procmail 3.23pre: without a log file the
+            // abstract still goes to stderr when VERBOSE is on at the end.
+            Abstract::Default if !self.fx.log_is_open() && !self.fx.verbose() => {}
             _ => self.write_abstract(),
         }
         if let Some(trap) = self
