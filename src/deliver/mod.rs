@@ -155,6 +155,7 @@ impl Effects for Host {
             msgprefix: opts.msgprefix.clone(),
             host: self.host.clone(),
             fsync: true,
+            announce: true,
         };
         let mut lines = Vec::new();
         let got = mailbox::deliver(names, data, &w, &mut |level, text| {
@@ -174,6 +175,10 @@ impl Effects for Host {
             }
             Err(e) => Err(e.lastfolder().map(|l| l.to_vec())),
         }
+    }
+
+    fn announces_lastfolder(&self) -> bool {
+        true
     }
 
     fn delivery_over(&mut self, notice: &eval::Notice<'_>) {

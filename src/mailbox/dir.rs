@@ -41,6 +41,7 @@ pub(crate) fn write_temp(
         e
     })?;
     let name = final_name(&file);
+    super::announce(opts, &name, log);
     log(Level::Verbose, &super::quoted("Opening", &name));
     let o = CopyOpts {
         final_newline: !opts.raw,

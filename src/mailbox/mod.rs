@@ -78,6 +78,12 @@ pub struct WriteOpts {
     pub host: Vec<u8>,
     /// fsync files and directories (procmail always does; tests may not).
     pub fsync: bool,
+    /// Log procmail's VERBOSE `Assigning "LASTFOLDER=<file>"` line where
+    /// procmail writes it: before `Opening` for mbox, `/dev/null`, MH and
+    /// directory folders, after writing a Maildir's file, and only for the
+    /// first file of several (checked with procmail 3.23pre). The caller
+    /// then sets the variable without logging it.
+    pub announce: bool,
 }
 
 impl Default for WriteOpts {
@@ -92,6 +98,7 @@ impl Default for WriteOpts {
             msgprefix: b"msg.".to_vec(),
             host: local_host(),
             fsync: true,
+            announce: false,
         }
     }
 }
@@ -248,6 +255,16 @@ pub(crate) fn join(folder: &[u8], rest: &[u8]) -> Vec<u8> {
     out.push(b'/');
     out.extend_from_slice(rest);
     out
+}
+
+/// `Assigning "LASTFOLDER=name"` with VERBOSE when `opts.announce`.
+pub(crate) fn announce(opts: &WriteOpts, name: &[u8], log: &mut dyn FnMut(Level, &[u8])) {
+    if opts.announce {
+        let mut line = b"Assigning \"LASTFOLDER=".to_vec();
+        line.extend_from_slice(name);
+        line.push(b'"');
+        log(Level::Verbose, &line);
+    }
 }
 
 /// `what "name"`, a procmail log line.
@@ -420,6 +437,7 @@ pub fn deliver<N: AsRef<[u8]>>(
             if !skipped.is_empty() {
                 log(Level::Always, &quoted("Skipped", &skipped.join(&b' ')));
             }
+            announce(opts, folder, log);
             let (written, offset) = match kind {
                 Kind::Mbox(mode) => {
                     let got = mbox::write(folder, data, opts, log)?;
@@ -444,6 +462,7 @@ pub fn deliver<N: AsRef<[u8]>>(
         }
         Kind::Maildir(mode) => {
             let (out, file) = maildir::write(folder, data, opts, log)?;
+            announce(opts, &out.lastfolder, log);
             (out, file, join(folder, b"tmp"), mode)
         }
         Kind::Mh(mode) => {
@@ -587,6 +606,49 @@ mod tests {
 
         let (got, _) = verbose_lines(&[&name(b"md/")]);
         assert_eq!(got, Vec::<String>::new());
+    }
+
+    #[test]
+    fn lastfolder_is_announced_where_procmail_logs_it() {
+        // Checked with procmail 3.23pre, VERBOSE=on: `Assigning
+        // "LASTFOLDER=x"` comes before `Opening`, after a Maildir write,
+        // and names only the first file of several.
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().as_os_str().as_bytes().to_vec();
+        let opts = WriteOpts {
+            fsync: false,
+            announce: true,
+            ..WriteOpts::default()
+        };
+        let run = |names: &[&[u8]]| {
+            let mut got = Vec::new();
+            let out = deliver(names, b"From a  b\n\nx\n", &opts, &mut |l, t| {
+                if l == Level::Verbose {
+                    got.push(String::from_utf8_lossy(t).into_owned());
+                }
+            })
+            .unwrap();
+            (
+                got,
+                String::from_utf8_lossy(&out.lastfolder[..out.first_len]).into_owned(),
+            )
+        };
+        let mbox = join(&base, b"box");
+        let (got, name) = run(&[&mbox]);
+        let want = vec![
+            format!("Assigning \"LASTFOLDER={name}\""),
+            format!("Opening \"{name}\""),
+            "Acquiring kernel-lock".to_string(),
+        ];
+        assert_eq!(got, want);
+        let (mh, md) = (join(&base, b"mh/."), join(&base, b"md/"));
+        let (got, name) = run(&[&mh, &md]);
+        assert_eq!(got[0], format!("Assigning \"LASTFOLDER={name}\""));
+        assert_eq!(got.iter().filter(|l| l.starts_with("Assigning")).count(), 1);
+        assert!(got[3].starts_with("Linking to"), "{got:?}");
+        let (got, name) = run(&[&md, &mh]);
+        assert_eq!(got[0], format!("Assigning \"LASTFOLDER={name}\""));
+        assert!(name.contains("/md/new/"), "{name}");
     }
 
     #[test]

@@ -180,6 +180,13 @@ pub trait Effects {
         line.push(b'\n');
         self.log(&line);
     }
+    /// Whether [`Effects::deliver_folders`] logs procmail's VERBOSE
+    /// `Assigning "LASTFOLDER=x"` line itself, where procmail writes it
+    /// (before `Opening`, which only the host knows); the evaluator then
+    /// sets the variable for folder deliveries without logging it.
+    fn announces_lastfolder(&self) -> bool {
+        false
+    }
     /// The delivery is over and the abstract comes next; the original
     /// process (never a clone) says where the mail went, for COMSAT.
     fn delivery_over(&mut self, _notice: &Notice<'_>) {}
@@ -386,6 +393,12 @@ impl<'fx> Eval<'fx> {
     /// Sets `LASTFOLDER` after a delivery, with its `Assigning` line.
     fn set_lastfolder(&mut self, value: Vec<u8>) {
         self.yell_assign(b"LASTFOLDER", Some(&value));
+        self.set_lastfolder_quietly(value);
+    }
+
+    /// [`Eval::set_lastfolder`] without the `Assigning` line, for folder
+    /// deliveries whose host logged it already.
+    fn set_lastfolder_quietly(&mut self, value: Vec<u8>) {
         // Checked with procmail 3.23pre: COMSAT gets `$MAILDIR/` in front
         // of a relative name as MAILDIR is now (`MAILDIR=.` gives
         // `./mbox`), also of a pipe's command text.
@@ -1371,14 +1384,22 @@ impl<'fx> Eval<'fx> {
         };
         match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
-                self.set_lastfolder(d.lastfolder);
+                if self.fx.announces_lastfolder() {
+                    self.set_lastfolder_quietly(d.lastfolder);
+                } else {
+                    self.set_lastfolder(d.lastfolder);
+                }
                 self.lastfolder_was_written();
                 self.last_written = d.written;
                 true
             }
             Err(lastfolder) => {
                 if let Some(l) = lastfolder {
-                    self.set_lastfolder(l);
+                    if self.fx.announces_lastfolder() {
+                        self.set_lastfolder_quietly(l);
+                    } else {
+                        self.set_lastfolder(l);
+                    }
                 }
                 false
             }
