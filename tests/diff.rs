@@ -10,7 +10,10 @@
 //! normalise anything that a correct `deliver` could reproduce exactly: the
 //! only things masked are those that differ between two runs of procmail
 //! itself (Maildir unique names, directory-folder inode codes, the work
-//! folder's path, ctime dates of today and the wording of diagnostics).
+//! folder's path, ctime dates of today and the wording of diagnostics);
+//! `[pid] <ctime>` timestamp lines are dropped, as their number depends on
+//! the clock. It also holds two checks outside the case folders: COMSAT
+//! datagrams and the abstract on stderr without a log file.
 //!
 //! Environment knobs:
 //! * `DIFF_DELIVER=/usr/bin/procmail` — self-check: compare procmail against
