@@ -7,7 +7,8 @@
 //! around it (`src/bin/deliver.rs`) only maps the returned status to the
 //! exit code. Nothing here interprets recipes. [`signals`] ends a
 //! delivery on TERM, HUP, INT and QUIT the way procmail does, removing the
-//! lockfiles [`Host`] registered there.
+//! lockfiles [`Host`] registered there. `comsat` sends the biff
+//! notification at the end, the only network traffic here.
 
 mod comsat;
 pub mod proc;
