@@ -67,8 +67,10 @@ fn parse_time_logs(items: &[Item], out: &mut Vec<String>) {
                 out.extend(r.bad_flags.iter().map(|b| format!("Skipped \"{b}\"")));
                 let read_time = check::flag_logs(r).into_iter().filter(|l| !l.only_when_run);
                 out.extend(read_time.map(|l| l.log.to_string()));
-                if let Action::Block(body) = &r.action {
-                    parse_time_logs(body, out);
+                match &r.action {
+                    Action::Block(body) => parse_time_logs(body, out),
+                    Action::Missing => out.push("Missing action".into()),
+                    _ => {}
                 }
             }
             Item::Assign { .. } => {}

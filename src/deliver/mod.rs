@@ -7,8 +7,10 @@
 //! around it (`src/bin/deliver.rs`) only maps the returned status to the
 //! exit code. Nothing here interprets recipes. [`signals`] ends a
 //! delivery on TERM, HUP, INT and QUIT the way procmail does, removing the
-//! lockfiles [`Host`] registered there.
+//! lockfiles [`Host`] registered there. `comsat` sends the biff
+//! notification at the end, the only network traffic here.
 
+mod comsat;
 pub mod proc;
 pub mod signals;
 pub mod user;
@@ -48,6 +50,10 @@ pub struct Host {
     /// The second of the last `[pid] date` line (procmail's `oldtime`);
     /// 0 before the first one.
     stamp: i64,
+    /// Where the last folder delivery started in its file, and how many
+    /// bytes of its `LASTFOLDER` follow the first file's name, for COMSAT.
+    last_offset: u64,
+    last_others_len: usize,
 }
 
 impl Host {
@@ -60,6 +66,8 @@ impl Host {
             host: user::hostname(),
             children: Vec::new(),
             stamp: 0,
+            last_offset: 0,
+            last_others_len: 0,
         }
     }
 
@@ -148,6 +156,7 @@ impl Effects for Host {
             msgprefix: opts.msgprefix.clone(),
             host: self.host.clone(),
             fsync: true,
+            announce: true,
         };
         let mut lines = Vec::new();
         let got = mailbox::deliver(names, data, &w, &mut |level, text| {
@@ -157,11 +166,43 @@ impl Effects for Host {
             self.log_level(level, &text);
         }
         match got {
-            Ok(d) => Ok(Delivered {
-                lastfolder: d.lastfolder,
-                written: d.written,
-            }),
+            Ok(d) => {
+                self.last_offset = d.offset;
+                self.last_others_len = d.lastfolder.len() - d.first_len;
+                Ok(Delivered {
+                    lastfolder: d.lastfolder,
+                    written: d.written,
+                })
+            }
             Err(e) => Err(e.lastfolder().map(|l| l.to_vec())),
+        }
+    }
+
+    fn announces_lastfolder(&self) -> bool {
+        true
+    }
+
+    fn delivery_over(&mut self, notice: &eval::Notice<'_>) {
+        // procmailrc(5) COMSAT: a best-effort UDP datagram; nothing here
+        // can change the outcome of the delivery.
+        let Some(to) = comsat::target(notice.comsat) else {
+            return;
+        };
+        let offset = notice.file.then_some(self.last_offset);
+        // After several folders procmail names only the first file; the
+        // notice's folder ends with the `LASTFOLDER` we returned.
+        let folder = match notice.file {
+            true => &notice.folder[..notice.folder.len().saturating_sub(self.last_others_len)],
+            false => notice.folder,
+        };
+        let Some(msg) = comsat::message(notice.logname, offset, folder, notice.linebuf) else {
+            return;
+        };
+        if comsat::send(to, &msg) {
+            self.log_level(
+                mailbox::Level::Verbose,
+                &mailbox::quoted("Notified comsat:", &msg),
+            );
         }
     }
 

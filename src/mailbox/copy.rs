@@ -110,6 +110,18 @@ pub(crate) fn copy(
     o: &CopyOpts,
     log: &mut dyn FnMut(Level, &[u8]),
 ) -> Result<usize, CopyError> {
+    copy_at(file, data, o, log).map(|(n, _)| n)
+}
+
+/// [`copy`], also returning where the data starts in the file: its size
+/// when the kernel lock was taken (procmail's `lasttell`, which COMSAT
+/// reports), 0 for a file that cannot seek.
+pub(crate) fn copy_at(
+    file: &File,
+    data: &[u8],
+    o: &CopyOpts,
+    log: &mut dyn FnMut(Level, &[u8]),
+) -> Result<(usize, u64), CopyError> {
     let locked = o.kernel_lock && {
         log(Level::Verbose, b"Acquiring kernel-lock");
         let ok = lock::kernel_lock(file).is_ok();
@@ -121,7 +133,7 @@ pub(crate) fn copy(
     let mut f = file;
     let old_len = f.seek(SeekFrom::End(0)).ok();
     let result = match write_all(file, data, o) {
-        Ok(n) => Ok(n),
+        Ok(n) => Ok((n, old_len.unwrap_or(0))),
         Err(source) => {
             // Leave the folder as it was: a half message would corrupt the
             // next one in an mbox (spec §10.1, procmail `Truncated file to

@@ -15,10 +15,16 @@ use super::{
 };
 
 /// Writes the message into a fresh temp file in `folder` (postmark kept,
-/// no escaping, final-newline rule unless raw, fsync); returns its name
-/// and the bytes written. The temp file is removed again on failure, and
-/// the error names the file procmail would have been writing, which
-/// `final_name` works out from the temp file.
+/// no escaping, final-newline rule unless raw, kernel lock, fsync);
+/// returns its name and the bytes written. The temp file is removed again
+/// on failure, and the error names the file procmail would have been
+/// writing, which `final_name` works out from the temp file.
+///
+/// With VERBOSE procmail logs `Opening "<final name>"` and `Acquiring
+/// kernel-lock` for MH and directory folders, because it opens the final
+/// name itself and writes it under the kernel lock (checked against
+/// procmail 3.23pre: `Opening "mh/1"`, `Opening "d/msg.jIcm"`); we log the
+/// same lines for the name the temp file will get.
 pub(crate) fn write_temp(
     folder: &[u8],
     data: &[u8],
@@ -34,15 +40,18 @@ pub(crate) fn write_temp(
         log(Level::Always, e.to_string().as_bytes());
         e
     })?;
+    let name = final_name(&file);
+    super::announce(opts, &name, log);
+    log(Level::Verbose, &super::quoted("Opening", &name));
     let o = CopyOpts {
         final_newline: !opts.raw,
+        kernel_lock: true,
         fsync: opts.fsync,
         ..CopyOpts::default()
     };
     match copy::copy(&file, data, &o, log) {
         Ok(n) => Ok((tmp, n)),
         Err(e) => {
-            let name = final_name(&file);
             drop(file);
             let _ = fs::remove_file(path(&tmp));
             let err = MailboxError::Write {
@@ -98,6 +107,8 @@ pub(crate) fn write(
             lastfolder: name.clone(),
             written,
             skipped: Vec::new(),
+            offset: 0,
+            first_len: 0,
         },
         path(&name).to_path_buf(),
     ))

@@ -152,7 +152,17 @@ fn quoted(what: &str, path: &Path) -> Vec<u8> {
 
 /// Makes the unique temp file `_<code>.<host>` beside `path`, mode 0444,
 /// holding `0`; returns its path and its mtime (the filesystem's clock).
-fn make_temp(path: &Path, host: &[u8]) -> io::Result<(PathBuf, i64)> {
+///
+/// A temp file that cannot be made is logged with VERBOSE as `Error while
+/// writing to "<temp name>"` before each retry, as procmail's `lockit`
+/// does (checked: `LOCKFILE=nodir/x.lock` logs `Locking "nodir/x.lock"`,
+/// then `Error while writing to "nodir/_Ys.GlCCrB.vm"`, eight times; not
+/// logged without VERBOSE).
+fn make_temp(
+    path: &Path,
+    host: &[u8],
+    log: &mut dyn FnMut(Level, &[u8]),
+) -> io::Result<(PathBuf, i64)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -184,7 +194,10 @@ fn make_temp(path: &Path, host: &[u8]) -> io::Result<(PathBuf, i64)> {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(e),
+            Err(e) => {
+                log(Level::Verbose, &quoted("Error while writing to", &tmp));
+                return Err(e);
+            }
         }
     }
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EEXIST)))
@@ -192,8 +205,12 @@ fn make_temp(path: &Path, host: &[u8]) -> io::Result<(PathBuf, i64)> {
 
 /// One attempt: temp file, hard link to the lock name, unlink the temp.
 /// Returns the temp file's mtime on EEXIST so the caller can judge age.
-fn try_once(path: &Path, host: &[u8]) -> Result<(), (io::Error, i64)> {
-    let (tmp, t) = make_temp(path, host).map_err(|e| (e, 0))?;
+fn try_once(
+    path: &Path,
+    host: &[u8],
+    log: &mut dyn FnMut(Level, &[u8]),
+) -> Result<(), (io::Error, i64)> {
+    let (tmp, t) = make_temp(path, host, log).map_err(|e| (e, 0))?;
     let linked = match fs::hard_link(&tmp, path) {
         Ok(()) => Ok(()),
         // Over NFS the reply to a link() that worked can be lost; the link
@@ -224,7 +241,7 @@ impl DotLock {
         let mut tried_force = false;
         loop {
             log(Level::Verbose, &quoted("Locking", path));
-            let (err, t) = match try_once(path, &p.host) {
+            let (err, t) = match try_once(path, &p.host, log) {
                 Ok(()) => {
                     return Ok(DotLock {
                         path: path.to_path_buf(),
@@ -512,11 +529,24 @@ mod tests {
         let path = dir.path().join("nodir/box.lock");
         let mut attempts = 0;
         let mut failure = Vec::new();
+        let mut temp_errors = 0;
         let err = DotLock::acquire(&path, &quick(), &mut |l, t| match l {
-            Level::Verbose => attempts += 1,
+            Level::Verbose if t.starts_with(b"Locking \"") => attempts += 1,
+            Level::Verbose => {
+                // Checked against procmail: `Error while writing to
+                // "nodir/_<code>.<host>"` after each `Locking`.
+                let t = String::from_utf8_lossy(t).into_owned();
+                let want = format!(
+                    "Error while writing to \"{}/_",
+                    path.parent().unwrap().display()
+                );
+                assert!(t.starts_with(&want), "{t}");
+                temp_errors += 1;
+            }
             _ => failure.push(String::from_utf8_lossy(t).into_owned()),
         })
         .unwrap_err();
+        assert_eq!(temp_errors, 8);
         // nfsTRY: eight attempts, i.e. seven pauses (spec §11: ~56 s with
         // LOCKSLEEP=8 on the real procmail).
         assert_eq!(attempts, 8);
@@ -537,8 +567,8 @@ mod tests {
         fs::create_dir(&ro).unwrap();
         fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
         let mut attempts = 0;
-        let err = DotLock::acquire(&ro.join("x.lock"), &quick(), &mut |l, _| {
-            attempts += (l == Level::Verbose) as u32
+        let err = DotLock::acquire(&ro.join("x.lock"), &quick(), &mut |l, t| {
+            attempts += (l == Level::Verbose && t.starts_with(b"Locking")) as u32
         });
         assert!(err.is_err());
         assert_eq!(attempts, 1);

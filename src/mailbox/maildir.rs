@@ -96,6 +96,8 @@ pub(crate) fn write(
             lastfolder: new.clone(),
             written,
             skipped: Vec::new(),
+            offset: 0,
+            first_len: 0,
         },
         path(&new).to_path_buf(),
     ))

@@ -11,13 +11,14 @@ use super::copy::{self, CopyOpts, Escape};
 use super::{FILE_MODE, Level, MailboxError, WriteOpts, path, quoted};
 
 /// Appends `data` to the mbox `name` (created 0667 & ~umask if missing,
-/// its directory must exist); returns the bytes written.
+/// its directory must exist); returns the bytes written and the offset
+/// where they start.
 pub(crate) fn write(
     name: &[u8],
     data: &[u8],
     opts: &WriteOpts,
     log: &mut dyn FnMut(Level, &[u8]),
-) -> Result<usize, MailboxError> {
+) -> Result<(usize, u64), MailboxError> {
     let fail = |source, log: &mut dyn FnMut(Level, &[u8])| {
         let e = MailboxError::Write {
             name: name.to_vec(),
@@ -45,7 +46,7 @@ pub(crate) fn write(
         truncate_on_error: true,
         fsync: opts.fsync,
     };
-    copy::copy(&file, data, &o, log).map_err(|e| {
+    copy::copy_at(&file, data, &o, log).map_err(|e| {
         let err = fail(e.source, log);
         if e.truncated {
             log(Level::Logged, b"Truncated file to former size");

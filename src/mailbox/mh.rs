@@ -103,6 +103,8 @@ pub(crate) fn write(
             lastfolder: name.clone(),
             written,
             skipped: Vec::new(),
+            offset: 0,
+            first_len: 0,
         },
         path(&name).to_path_buf(),
     ))

@@ -78,6 +78,12 @@ pub struct WriteOpts {
     pub host: Vec<u8>,
     /// fsync files and directories (procmail always does; tests may not).
     pub fsync: bool,
+    /// Log procmail's VERBOSE `Assigning "LASTFOLDER=<file>"` line where
+    /// procmail writes it: before `Opening` for mbox, `/dev/null`, MH and
+    /// directory folders, after writing a Maildir's file, and only for the
+    /// first file of several (checked with procmail 3.23pre). The caller
+    /// then sets the variable without logging it.
+    pub announce: bool,
 }
 
 impl Default for WriteOpts {
@@ -92,6 +98,7 @@ impl Default for WriteOpts {
             msgprefix: b"msg.".to_vec(),
             host: local_host(),
             fsync: true,
+            announce: false,
         }
     }
 }
@@ -108,6 +115,14 @@ pub struct Delivered {
     /// Further names not written because the first was an mbox (already
     /// logged as one `Skipped "a b"` line) or could not be made a directory.
     pub skipped: Vec<Vec<u8>>,
+    /// Where the message starts in the first file: the mbox's size before
+    /// the append, 0 for the new file of a Maildir, MH or directory folder
+    /// and for `/dev/null` (procmail's `lasttell`, reported to COMSAT).
+    pub offset: u64,
+    /// Length of the first file's name at the start of `lastfolder`: the
+    /// one name COMSAT reports when several folders got the message
+    /// (checked: `mh/. d` notifies `.../mh/5`).
+    pub first_len: usize,
 }
 
 /// A failed delivery. Its `Display` is procmail's log text; the line has
@@ -240,6 +255,16 @@ pub(crate) fn join(folder: &[u8], rest: &[u8]) -> Vec<u8> {
     out.push(b'/');
     out.extend_from_slice(rest);
     out
+}
+
+/// `Assigning "LASTFOLDER=name"` with VERBOSE when `opts.announce`.
+pub(crate) fn announce(opts: &WriteOpts, name: &[u8], log: &mut dyn FnMut(Level, &[u8])) {
+    if opts.announce {
+        let mut line = b"Assigning \"LASTFOLDER=".to_vec();
+        line.extend_from_slice(name);
+        line.push(b'"');
+        log(Level::Verbose, &line);
+    }
 }
 
 /// `what "name"`, a procmail log line.
@@ -412,22 +437,32 @@ pub fn deliver<N: AsRef<[u8]>>(
             if !skipped.is_empty() {
                 log(Level::Always, &quoted("Skipped", &skipped.join(&b' ')));
             }
-            let written = match kind {
+            announce(opts, folder, log);
+            let (written, offset) = match kind {
                 Kind::Mbox(mode) => {
-                    let n = mbox::write(folder, data, opts, log)?;
+                    let got = mbox::write(folder, data, opts, log)?;
                     mark_written(folder, mode);
-                    n
+                    got
                 }
-                _ => data.len(),
+                _ => {
+                    // procmail opens /dev/null like any file (checked:
+                    // VERBOSE logs `Opening "/dev/null"`, but no kernel
+                    // lock), so the line is logged without writing.
+                    log(Level::Verbose, &quoted("Opening", folder));
+                    (data.len(), 0)
+                }
             };
             return Ok(Delivered {
                 lastfolder: folder.to_vec(),
                 written,
                 skipped,
+                offset,
+                first_len: folder.len(),
             });
         }
         Kind::Maildir(mode) => {
             let (out, file) = maildir::write(folder, data, opts, log)?;
+            announce(opts, &out.lastfolder, log);
             (out, file, join(folder, b"tmp"), mode)
         }
         Kind::Mh(mode) => {
@@ -440,6 +475,7 @@ pub fn deliver<N: AsRef<[u8]>>(
         }
     };
     mark_written(&chmod_target, mode);
+    out.first_len = out.lastfolder.len();
     for other in rest {
         let (suffix, folder) = parse_name(other.as_ref());
         let Some(kind) = resolve(folder, suffix, true, log) else {
@@ -513,6 +549,138 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
+    }
+
+    /// The VERBOSE lines of one delivery, as text.
+    fn verbose_lines(names: &[&[u8]]) -> (Vec<String>, Delivered) {
+        let opts = WriteOpts {
+            fsync: false,
+            ..WriteOpts::default()
+        };
+        let mut got = Vec::new();
+        let out = deliver(names, b"From a  b\n\nx\n", &opts, &mut |l, t| {
+            if l == Level::Verbose {
+                got.push(String::from_utf8_lossy(t).into_owned());
+            }
+        })
+        .unwrap();
+        (got, out)
+    }
+
+    #[test]
+    fn verbose_lines_are_procmails() {
+        // Checked with procmail 3.23pre, VERBOSE=on: /dev/null is opened
+        // but not kernel-locked; MH and directory folders log their final
+        // name and the kernel lock; Maildir logs neither; further names
+        // log `Linking to`.
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().as_os_str().as_bytes().to_vec();
+        let name = |rest: &[u8]| join(&base, rest);
+        let (got, _) = verbose_lines(&[b"/dev/null"]);
+        assert_eq!(got, vec!["Opening \"/dev/null\"".to_string()]);
+
+        let mh = name(b"mh/.");
+        let (got, out) = verbose_lines(&[&mh]);
+        let want_name = String::from_utf8_lossy(&name(b"mh/1")).into_owned();
+        assert_eq!(out.lastfolder, name(b"mh/1"));
+        assert_eq!(
+            got,
+            vec![
+                format!("Opening \"{want_name}\""),
+                "Acquiring kernel-lock".into()
+            ]
+        );
+
+        let dir = name(b"d");
+        fs::create_dir(path(&dir)).unwrap();
+        let (got, out) = verbose_lines(&[&dir]);
+        let want_name = String::from_utf8_lossy(&out.lastfolder).into_owned();
+        assert!(want_name.contains("/d/msg."), "{want_name}");
+        assert_eq!(
+            got,
+            vec![
+                format!("Opening \"{want_name}\""),
+                "Acquiring kernel-lock".into()
+            ]
+        );
+
+        let (got, _) = verbose_lines(&[&name(b"md/")]);
+        assert_eq!(got, Vec::<String>::new());
+    }
+
+    #[test]
+    fn lastfolder_is_announced_where_procmail_logs_it() {
+        // Checked with procmail 3.23pre, VERBOSE=on: `Assigning
+        // "LASTFOLDER=x"` comes before `Opening`, after a Maildir write,
+        // and names only the first file of several.
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().as_os_str().as_bytes().to_vec();
+        let opts = WriteOpts {
+            fsync: false,
+            announce: true,
+            ..WriteOpts::default()
+        };
+        let run = |names: &[&[u8]]| {
+            let mut got = Vec::new();
+            let out = deliver(names, b"From a  b\n\nx\n", &opts, &mut |l, t| {
+                if l == Level::Verbose {
+                    got.push(String::from_utf8_lossy(t).into_owned());
+                }
+            })
+            .unwrap();
+            (
+                got,
+                String::from_utf8_lossy(&out.lastfolder[..out.first_len]).into_owned(),
+            )
+        };
+        let mbox = join(&base, b"box");
+        let (got, name) = run(&[&mbox]);
+        let want = vec![
+            format!("Assigning \"LASTFOLDER={name}\""),
+            format!("Opening \"{name}\""),
+            "Acquiring kernel-lock".to_string(),
+        ];
+        assert_eq!(got, want);
+        let (mh, md) = (join(&base, b"mh/."), join(&base, b"md/"));
+        let (got, name) = run(&[&mh, &md]);
+        assert_eq!(got[0], format!("Assigning \"LASTFOLDER={name}\""));
+        assert_eq!(got.iter().filter(|l| l.starts_with("Assigning")).count(), 1);
+        assert!(got[3].starts_with("Linking to"), "{got:?}");
+        let (got, name) = run(&[&md, &mh]);
+        assert_eq!(got[0], format!("Assigning \"LASTFOLDER={name}\""));
+        assert!(name.contains("/md/new/"), "{name}");
+    }
+
+    #[test]
+    fn offset_is_where_the_message_starts() {
+        // Checked with procmail 3.23pre and COMSAT: a second append to an
+        // mbox reports the size before it (`root@54:.../mbox` after one
+        // 54-byte message); Maildir, MH and /dev/null report 0.
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().as_os_str().as_bytes().to_vec();
+        let opts = WriteOpts {
+            fsync: false,
+            ..WriteOpts::default()
+        };
+        let data = b"From a  b\n\nx\n";
+        let mut quiet = |_: Level, _: &[u8]| {};
+        let mbox = join(&base, b"box");
+        let first = deliver(&[&mbox], data, &opts, &mut quiet).unwrap();
+        assert_eq!(first.offset, 0);
+        let second = deliver(&[&mbox], data, &opts, &mut quiet).unwrap();
+        assert_eq!(second.offset, first.written as u64);
+        for name in [
+            join(&base, b"md/"),
+            join(&base, b"mh/."),
+            b"/dev/null".to_vec(),
+        ] {
+            let got = deliver(&[&name], data, &opts, &mut quiet).unwrap();
+            assert_eq!(got.offset, 0, "{}", String::from_utf8_lossy(&name));
+            assert_eq!(got.first_len, got.lastfolder.len());
+        }
+        let (mh, md) = (join(&base, b"mh/."), join(&base, b"md/"));
+        let got = deliver(&[&mh, &md], data, &opts, &mut quiet).unwrap();
+        assert_eq!(&got.lastfolder[..got.first_len], &join(&base, b"mh/2")[..]);
     }
 
     #[test]

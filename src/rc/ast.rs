@@ -33,7 +33,7 @@ pub enum Item {
     /// A recipe.
     Recipe(Recipe),
     /// Something procmail complains about when it reaches it and then skips
-    /// (`Skipped "x"`, `Closing brace unexpected`, `Missing action`, ...).
+    /// (`Skipped "x"`, `Closing brace unexpected`, ...).
     /// `log` is procmail's text without the `procmail: ` prefix.
     Invalid {
         /// The log text, e.g. `Skipped "-odq"`.
@@ -163,6 +163,12 @@ pub enum Action {
     },
     /// `{ items }`.
     Block(Vec<Item>),
+    /// No action: the conditions ended at an empty line and the next line
+    /// starts a new recipe. procmail still evaluates the conditions (spec
+    /// §4.6; checked with 3.23pre: `?` programs run, MATCH is set, VERBOSE
+    /// shows `Match on`), then logs `Missing action` and goes on as if
+    /// they had not matched.
+    Missing,
 }
 
 /// The flag letters in the order [`Flags::letters`] prints them.
@@ -392,6 +398,7 @@ impl fmt::Display for Action {
                 write_items(f, items, 2)?;
                 return f.write_str(")");
             }
+            Action::Missing => return f.write_str("(missing)"),
         };
         write!(f, "({tag} ")?;
         write_bytes(f, text)?;

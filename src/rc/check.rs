@@ -175,6 +175,10 @@ pub fn flag_logs(r: &Recipe) -> Vec<FlagLog> {
         Action::Block(_) => "a block",
         Action::Capture { .. } => "a capture",
         Action::Pipe(_) | Action::Forward(_) => "a program",
+        // procmail reads no action, so it says nothing about the flags
+        // an action would use (checked: `:0 fcbhiwr:` then an empty line
+        // and `:0` logs only `Missing action`).
+        Action::Missing => return out,
     };
     // Folders, blocks and captures share procmail's branch that drops `f`.
     if f.filter && !matches!(r.action, Action::Pipe(_) | Action::Forward(_)) {

@@ -88,6 +88,27 @@ pub struct Delivered {
     pub written: usize,
 }
 
+/// Where the mail went, told to the host once the delivery is over and
+/// before the log abstract, for the COMSAT (biff) notification
+/// (procmailrc(5) COMSAT, spec §9), which only the host sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice<'a> {
+    /// `$COMSAT`; `None` when unset (notification on, to `biff@localhost`).
+    pub comsat: Option<&'a [u8]>,
+    /// `$LOGNAME`, the user named in the notification.
+    pub logname: &'a [u8],
+    /// The last delivery's `LASTFOLDER` with `$MAILDIR/` in front unless it
+    /// is absolute (as it was when delivered), or `**Bounced**` /
+    /// `**Requeued**` as they are when nothing was delivered.
+    pub folder: &'a [u8],
+    /// The last delivery wrote into a folder, so the offset the host got
+    /// from [`Effects::deliver_folders`] is reported; false after a pipe,
+    /// a forward or a failure.
+    pub file: bool,
+    /// `$LINEBUF`: a notification must fit in it.
+    pub linebuf: usize,
+}
+
 /// Whether this process is the original or a clone after [`Effects::fork`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fork {
@@ -159,6 +180,16 @@ pub trait Effects {
         line.push(b'\n');
         self.log(&line);
     }
+    /// Whether [`Effects::deliver_folders`] logs procmail's VERBOSE
+    /// `Assigning "LASTFOLDER=x"` line itself, where procmail writes it
+    /// (before `Opening`, which only the host knows); the evaluator then
+    /// sets the variable for folder deliveries without logging it.
+    fn announces_lastfolder(&self) -> bool {
+        false
+    }
+    /// The delivery is over and the abstract comes next; the original
+    /// process (never a clone) says where the mail went, for COMSAT.
+    fn delivery_over(&mut self, _notice: &Notice<'_>) {}
     /// The message is now `msg` (at the start and after a filter), for
     /// what the host must know of it without asking: the abstract written
     /// when a signal ends the delivery.
@@ -200,7 +231,7 @@ struct Chain {
 enum Abstract {
     /// Never.
     No,
-    /// At exit, when a log file is open (the default).
+    /// At exit, when a log file is open or VERBOSE is on (the default).
     Default,
     /// At exit, to stderr too.
     Yes,
@@ -245,6 +276,9 @@ pub struct Eval<'fx> {
     is_clone: bool,
     /// The recipe header being run overflowed `LINEBUF`: end the rcfile.
     header_overflow: bool,
+    /// The last delivery's folder as COMSAT reports it, and whether it was
+    /// written as a folder (see [`Notice`]).
+    comsat_folder: Option<(Vec<u8>, bool)>,
 }
 
 impl<'fx> Eval<'fx> {
@@ -276,6 +310,7 @@ impl<'fx> Eval<'fx> {
             berkeley: false,
             last_written: 0,
             is_clone: false,
+            comsat_folder: None,
             header_overflow: false,
         }
     }
@@ -358,7 +393,56 @@ impl<'fx> Eval<'fx> {
     /// Sets `LASTFOLDER` after a delivery, with its `Assigning` line.
     fn set_lastfolder(&mut self, value: Vec<u8>) {
         self.yell_assign(b"LASTFOLDER", Some(&value));
+        self.set_lastfolder_quietly(value);
+    }
+
+    /// [`Eval::set_lastfolder`] without the `Assigning` line, for folder
+    /// deliveries whose host logged it already.
+    fn set_lastfolder_quietly(&mut self, value: Vec<u8>) {
+        // Checked with procmail 3.23pre: COMSAT gets `$MAILDIR/` in front
+        // of a relative name as MAILDIR is now (`MAILDIR=.` gives
+        // `./mbox`), also of a pipe's command text.
+        let shown = if value.starts_with(b"/") {
+            value.clone()
+        } else {
+            [self.var_or(b"MAILDIR", b""), b"/", &value].concat()
+        };
+        self.comsat_folder = Some((shown, false));
         self.set_raw(b"LASTFOLDER", value);
+    }
+
+    /// Marks the last `LASTFOLDER` as a folder written (see [`Notice::file`]).
+    fn lastfolder_was_written(&mut self) {
+        if let Some((_, file)) = &mut self.comsat_folder {
+            *file = true;
+        }
+    }
+
+    /// Tells the host where the mail went (procmail's `Terminate`): the
+    /// last delivery when the exit status is 0, else `**Bounced**` or
+    /// `**Requeued**` (checked with procmail 3.23pre). Clones say nothing.
+    fn notify_host(&mut self, status: i32) {
+        if self.is_clone {
+            return;
+        }
+        let (folder, file) = match status {
+            0 => match &self.comsat_folder {
+                Some((folder, file)) => (folder.clone(), *file),
+                None => return,
+            },
+            75 => (b"**Requeued**".to_vec(), false),
+            _ => (b"**Bounced**".to_vec(), false),
+        };
+        let comsat = self.var(b"COMSAT").map(|v| v.to_vec());
+        let logname = self.var_or(b"LOGNAME", b"").to_vec();
+        let notice = Notice {
+            comsat: comsat.as_deref(),
+            logname: &logname,
+            folder: &folder,
+            file,
+            linebuf: self.linebuf(),
+        };
+        self.fx.delivery_over(&notice);
     }
 
     /// Assigns a variable from the command line or an rcfile, with the
@@ -556,9 +640,6 @@ impl<'fx> Eval<'fx> {
 
     fn run_recipe(&mut self, r: &Recipe) -> Flow {
         let mut f = r.flags;
-        // Checked: `$=` is 0 from the start of every recipe on, also when
-        // chaining flags or failing conditions keep it from running.
-        self.score = 0;
         let flag_logs = check::flag_logs(r);
         self.log_read_complaints(r, &flag_logs);
         if f.else_failed && (f.else_ || f.and_last_ok) {
@@ -586,8 +667,29 @@ impl<'fx> Eval<'fx> {
         } else if f.else_failed {
             test = test && c.prevcond && !c.lastsucc;
         }
+        // `$=` is the last recipe's score while this one's conditions are
+        // expanded (checked with procmail 3.23pre: `* $ $=^0 x` after a
+        // recipe scoring 8 logs `Score: 8`), and this recipe's from then
+        // on: 0 when chaining flags keep its conditions from being tested
+        // or none is weighted.
+        let score_before = self.score;
         if test {
             test = self.conditions(r, &f);
+        } else {
+            self.score = 0;
+        }
+        if r.action == Action::Missing {
+            // procmail tested the conditions above, then complains and goes
+            // on as if they had failed, leaving `$=` as it was before this
+            // recipe (checked with procmail 3.23pre: after it `A` and `e`
+            // do not run and `E` does, also when the conditions matched;
+            // an `A`/`a`/`E` recipe leaves the state its flag protects
+            // alone, as when conditions fail; `$=` keeps the previous
+            // recipe's score, whether this one scored, failed or was
+            // skipped by its flag).
+            self.log_str("Missing action");
+            self.score = score_before;
+            test = false;
         }
         if !f.and_last && !f.and_last_ok {
             self.chain.lastcond = test;
@@ -641,6 +743,9 @@ impl<'fx> Eval<'fx> {
                     // (checked with procmail 3.23pre).
                     self.score = 0;
                     self.log_read_complaints(r, &check::flag_logs(r));
+                    if r.action == Action::Missing {
+                        self.log_str("Missing action");
+                    }
                     if let Action::Block(inner) = &r.action {
                         self.log_skipped_block(inner);
                     }
@@ -707,6 +812,7 @@ impl<'fx> Eval<'fx> {
             };
             ok && score > 0.0
         } else {
+            self.score = 0;
             ok
         }
     }
@@ -992,6 +1098,8 @@ impl<'fx> Eval<'fx> {
 
     fn action(&mut self, r: &Recipe, f: &Flags) -> Flow {
         match &r.action {
+            // `run_recipe` never runs it: its test is always false.
+            Action::Missing => Flow::Next,
             Action::Block(items) => self.block(items, f),
             Action::Capture { name, cmd } => {
                 self.capture(name, cmd, f);
@@ -1276,13 +1384,22 @@ impl<'fx> Eval<'fx> {
         };
         match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
-                self.set_lastfolder(d.lastfolder);
+                if self.fx.announces_lastfolder() {
+                    self.set_lastfolder_quietly(d.lastfolder);
+                } else {
+                    self.set_lastfolder(d.lastfolder);
+                }
+                self.lastfolder_was_written();
                 self.last_written = d.written;
                 true
             }
             Err(lastfolder) => {
                 if let Some(l) = lastfolder {
-                    self.set_lastfolder(l);
+                    if self.fx.announces_lastfolder() {
+                        self.set_lastfolder_quietly(l);
+                    } else {
+                        self.set_lastfolder(l);
+                    }
                 }
                 false
             }
@@ -1388,17 +1505,23 @@ impl<'fx> Eval<'fx> {
                 } else {
                     b"**Bounced**"
                 };
+                // The abstract keeps the size of the last thing written
+                // (checked with procmail 3.23pre: `:0 c` to a box, then no
+                // DEFAULT in -m mode, logs `**Bounced**` with 54 bytes).
                 self.set_raw(b"LASTFOLDER", folder.to_vec());
-                self.last_written = 0;
                 status = if self.soft_fail { 75 } else { 73 };
             }
-        } else if self.host_abort && !self.delivered {
-            self.set_raw(b"LASTFOLDER", Vec::new());
-            self.last_written = 0;
         }
+        // A `HOST` mismatch leaves `LASTFOLDER` and the size alone (checked:
+        // `LASTFOLDER=foo` then `HOST=x` logs `Folder: foo`, and after a
+        // `c` delivery to `box` it logs `Folder: box` with its size).
+
+        self.notify_host(status);
         match self.abstract_mode() {
             Abstract::No => {}
-            Abstract::Default if !self.fx.log_is_open() => {}
+            // Checked with procmail 3.23pre: without a log file the
+            // abstract still goes to stderr when VERBOSE is on at the end.
+            Abstract::Default if !self.fx.log_is_open() && !self.fx.verbose() => {}
             _ => self.write_abstract(),
         }
         if let Some(trap) = self

@@ -888,21 +888,26 @@ impl<'a> Reader<'a> {
                     i64::from(!(f.and_last || f.and_last_ok || f.else_ || f.else_failed))
                 }
             };
-            let Some(conds) = self.conditions(nrcond) else {
-                // An empty line, then `:`: procmail logs "Missing action"
-                // and starts over with the new recipe (spec §4.6, checked).
-                items.extend(skipped_item);
-                items.push(Item::Invalid {
-                    log: "Missing action".into(),
+            let (conds, missing) = self.conditions(nrcond);
+            if missing {
+                // An empty line, then `:`: procmail evaluates the conditions,
+                // logs "Missing action" and starts over with the new recipe
+                // (spec §4.6, checked); the evaluator does both.
+                items.push(Item::Recipe(Recipe {
+                    flags: head.flags,
+                    bad_flags: head.skipped.into_iter().collect(),
+                    lock: head.lock,
+                    conds,
+                    action: Action::Missing,
                     span,
-                });
+                }));
                 self.error(
                     span,
                     "missing action",
                     "an empty line ended the conditions and a new recipe starts; procmail logs \"Missing action\"",
                 );
                 continue;
-            };
+            }
             self.skip_blanks();
             let bad_flags = head.skipped.into_iter().collect();
             match self.action(items) {
@@ -1045,9 +1050,9 @@ impl<'a> Reader<'a> {
 
     /// Condition lines (procmail's `conditions()`): `nrcond` lines that
     /// need no `*` (old style `:N`), then any `*` lines, with comment lines
-    /// and empty lines between them. `None` when an empty line is followed
-    /// by a `:` ("Missing action"); `self.pos` is then at that `:`.
-    fn conditions(&mut self, mut nrcond: i64) -> Option<Vec<Cond>> {
+    /// and empty lines between them. The flag is set when an empty line is
+    /// followed by a `:` ("Missing action"); `self.pos` is then at that `:`.
+    fn conditions(&mut self, mut nrcond: i64) -> (Vec<Cond>, bool) {
         let mut conds = Vec::new();
         let mut skipped_empty = false;
         loop {
@@ -1066,8 +1071,8 @@ impl<'a> Reader<'a> {
                         skipped_empty = true;
                         continue;
                     }
-                    Some(b':') if skipped_empty => return None,
-                    _ => return Some(conds),
+                    Some(b':') if skipped_empty => return (conds, true),
+                    _ => return (conds, false),
                 }
             }
             self.skip_blanks();
