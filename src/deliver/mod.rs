@@ -26,7 +26,7 @@ use crate::cli::{HELP, Invocation, Mode, USAGE};
 use crate::mailbox;
 use crate::message::Message;
 use crate::rc::eval::{
-    self, Delivered, Effects, Eval, FolderOpts, Fork, LockParams, Ran, RunRequest,
+    self, Delivered, Effects, Eval, FolderOpts, Fork, Input, LockParams, Ran, RunRequest,
 };
 use crate::status::sysexits::*;
 
@@ -94,6 +94,12 @@ impl Default for Host {
 
 impl Effects for Host {
     fn run(&mut self, req: &RunRequest, input: &[u8]) -> Ran {
+        self.run_input(req, Input::raw(input))
+    }
+
+    /// Writes the message and its final newline as two pieces (writev), so
+    /// that a filter pass does not copy the message (bench/rss.sh).
+    fn run_input(&mut self, req: &RunRequest, input: Input<'_>) -> Ran {
         let spawn = proc::Spawn {
             program: proc::Program::Argv(req.argv.clone()),
             env: req.env.clone(),
@@ -110,7 +116,7 @@ impl Effects for Host {
         // ALRM (procmail's timeout path, spec §14) kills the program that
         // runs; an alarm from before it started does not count.
         signals::take_alarm();
-        match proc::run(&spawn, input) {
+        match proc::run_pieces(&spawn, &input.pieces(), None) {
             Ok(r) => Ran {
                 status: r.status,
                 output: r.output,
