@@ -25,6 +25,41 @@ use std::ffi::{c_char, c_int};
 #[link(name = "gcc_eh", kind = "static")]
 unsafe extern "C" {}
 
+/// `pow(3)`, for the weighted size conditions of procmailsc(5) (`w *
+/// ratio^x`), the only libm function deliver calls. Defined here, it keeps
+/// libm.so off the list of libraries loaded for every message (about 40 us
+/// each, bench/startup.py); the rare recipe that needs it loads libm on
+/// first use and gets glibc's own `pow`, so scores stay bit for bit those
+/// of procmail, which calls the same function.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+extern "C" fn pow(x: f64, y: f64) -> f64 {
+    use std::sync::OnceLock;
+    type Pow = unsafe extern "C" fn(f64, f64) -> f64;
+    static LIBM_POW: OnceLock<Pow> = OnceLock::new();
+    let f = LIBM_POW.get_or_init(|| {
+        // SAFETY: dlopen/dlsym with NUL-terminated names; the handle is
+        // never closed, so the function pointer stays valid, and glibc's
+        // `pow` has exactly the signature of `Pow`.
+        unsafe {
+            let lib = libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            let sym = if lib.is_null() {
+                std::ptr::null_mut()
+            } else {
+                libc::dlsym(lib, c"pow".as_ptr())
+            };
+            if sym.is_null() {
+                // libm is part of glibc itself; without it nothing can
+                // score, and guessing would deliver differently.
+                libc::abort();
+            }
+            std::mem::transmute::<*mut libc::c_void, Pow>(sym)
+        }
+    });
+    // SAFETY: a pure function of two doubles.
+    unsafe { f(x, y) }
+}
+
 /// The program's entry point, called by the C library.
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
