@@ -702,7 +702,7 @@ fn ev_log(ev: &mut Eval<'_>, text: &str) {
 
 /// `-d user...`: deliver to each user in turn (a child process per user
 /// when there are several), as that user.
-fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i32 {
+fn deliver_users(inv: &Invocation, mut bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i32 {
     if recipients.is_empty() {
         eprint!("{USAGE}");
         return EX_USAGE;
@@ -710,7 +710,7 @@ fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i3
     let invoker = user::current();
     let mut status = EX_OK;
     for r in recipients {
-        let s = deliver_one(inv, bytes.clone(), r, &invoker.name);
+        let s = deliver_one(inv, &mut bytes, r, &invoker.name);
         if status == EX_OK {
             status = s;
         }
@@ -718,7 +718,10 @@ fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i3
     status
 }
 
-fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) -> i32 {
+/// Delivers to one user in a child process. The message is not copied for
+/// it: the child takes the buffer out of its own (copy-on-write) view of
+/// `bytes`, which the parent keeps for the next recipient.
+fn deliver_one(inv: &Invocation, bytes: &mut Vec<u8>, name: &[u8], invoker: &[u8]) -> i32 {
     let Some(u) = user::lookup(name) else {
         eprintln!(
             "procmail: Unknown user \"{}\"",
@@ -730,7 +733,7 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
     let child = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
         Ok(nix::unistd::ForkResult::Child) => {
-            let code = deliver_as(inv, bytes, &u, invoker);
+            let code = deliver_as(inv, std::mem::take(bytes), &u, invoker);
             std::process::exit(code);
         }
         Err(_) => return EX_OSERR,
