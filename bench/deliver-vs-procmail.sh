@@ -146,8 +146,14 @@ trace_side() {
     local side=$1 prog=$2 dir=$cache/fsync/$side
     rm -rf "$dir"; mkdir -p "$dir/msgs"
     cp "$here/procmailrc" "$dir/procmailrc"
-    # shellcheck disable=SC2012
-    ls "$msgs" | grep '\.eml$' | head -40 | while read -r m; do ln -s "$msgs/$m" "$dir/msgs/$m"; done
+    # The first 40 by name (a glob sorts; `ls | head` would die of SIGPIPE
+    # under pipefail and end the script here).
+    local m n=0
+    for m in "$msgs"/*.eml; do
+        [ "$n" -lt 40 ] || break
+        ln -s "$m" "$dir/msgs/$(basename "$m")"
+        n=$((n + 1))
+    done
     strace -f -y -qq -o "$dir/strace.out" -e trace=fsync,fdatasync,sync_file_range,syncfs,sync,msync \
         "$PY" "$here/driver.py" "$dir/msgs" --side "$side" "$prog" "$dir" >/dev/null
     "$PY" - "$dir/strace.out" "$side" "$dir" <<'EOF'

@@ -4,8 +4,9 @@
 # Owns: measuring, with `/usr/bin/time -f %M`, the peak RSS of one delivery
 # (a) of a generated 100 MB message through bench/rss-mbox.rc into an mbox,
 # (b) of a 32 MiB message routed by header conditions only
-# (bench/rss-headers.rc) into a Maildir, for procmail and for deliver, and
-# the ratio of each peak to the message size.
+# (bench/rss-headers.rc) into a Maildir, (c) of the 100 MB message through a
+# `:0 fw` + `| cat` filter (bench/rss-filter.rc), for procmail and for
+# deliver, and the ratio of each peak to the message size.
 # Never: installs anything (it says what is missing), or writes outside
 # bench/.cache/rss/ (and target/ when it builds the default deliver).
 #
@@ -58,15 +59,18 @@ measure() {
     local where
     where=$(cd "$dir" && find . -type f ! -name "$rc" ! -name peak-kb ! -name procmail.log \
         ! -name '*.lock' -size +1M | sed 's|^\./||' | head -1)
-    awk -v s="$side" -v m="$3" -v kb="$kb" -v size="$size" -v c="$code" -v w="${where:-nothing}" \
-        'BEGIN { printf "%-9s %-15s %10.1f MiB %9.2f x   exit %-3s -> %s\n",
-                 s, m, kb / 1024, kb * 1024 / size, c, w }'
+    # Nothing big written (e.g. /dev/null): the folder the log abstract names.
+    [ -n "$where" ] || where=$(sed -n 's/^  Folder: \([^[:space:]]*\).*/\1/p' "$dir/procmail.log" 2>/dev/null | tail -1)
+    awk -v s="$side" -v m="$3" -v r="${4%.rc}" -v kb="$kb" -v size="$size" -v c="$code" -v w="${where:-nothing}" \
+        'BEGIN { printf "%-9s %-15s %-12s %10.1f MiB %9.2f x   exit %-3s -> %s\n",
+                 s, m, r, kb / 1024, kb * 1024 / size, c, w }'
 }
 
 echo "peak RSS (/usr/bin/time -f %M) of one delivery; ratio = peak RSS / message size"
-printf '%-9s %-15s %14s %11s\n' side message "peak RSS" ratio
+printf '%-9s %-15s %-12s %14s %11s\n' side message rcfile "peak RSS" ratio
 for side in procmail deliver; do
     prog=$PROCMAIL; [ "$side" = procmail ] || prog=$DELIVER
     measure "$side" "$prog" big-100MB.eml rss-mbox.rc
     measure "$side" "$prog" big-32MiB.eml rss-headers.rc
+    measure "$side" "$prog" big-100MB.eml rss-filter.rc
 done

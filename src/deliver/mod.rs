@@ -28,7 +28,7 @@ use crate::cli::{HELP, Invocation, Mode, USAGE};
 use crate::mailbox;
 use crate::message::Message;
 use crate::rc::eval::{
-    self, Delivered, Effects, Eval, FolderOpts, Fork, LockParams, Ran, RunRequest,
+    self, Delivered, Effects, Eval, FolderOpts, Fork, Input, LockParams, Ran, RunRequest,
 };
 use crate::status::sysexits::*;
 
@@ -102,6 +102,12 @@ impl Default for Host {
 
 impl Effects for Host {
     fn run(&mut self, req: &RunRequest, input: &[u8]) -> Ran {
+        self.run_input(req, Input::raw(input))
+    }
+
+    /// Writes the message and its final newline as two pieces (writev), so
+    /// that a filter pass does not copy the message (bench/rss.sh).
+    fn run_input(&mut self, req: &RunRequest, input: Input<'_>) -> Ran {
         let spawn = proc::Spawn {
             program: proc::Program::Argv(req.argv.clone()),
             env: req.env.clone(),
@@ -118,7 +124,7 @@ impl Effects for Host {
         // ALRM (procmail's timeout path, spec §14) kills the program that
         // runs; an alarm from before it started does not count.
         signals::take_alarm();
-        match proc::run(&spawn, input) {
+        match proc::run_pieces(&spawn, &input.pieces(), None) {
             Ok(r) => Ran {
                 status: r.status,
                 output: r.output,
@@ -406,8 +412,9 @@ fn startup_env(
     u: &user::User,
     filter: bool,
     maildir: &[u8],
+    hostname: &[u8],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(24);
     let unsafe_name = |n: &[u8]| {
         n.starts_with(b"LD_")
             || n.starts_with(b"_RLD")
@@ -415,14 +422,20 @@ fn startup_env(
             || n.starts_with(b"AOUT_LD_")
             || n == b"LIBPATH"
     };
-    for (k, v) in std::env::vars_os() {
-        let (k, v) = (k.as_bytes().to_vec(), v.as_bytes().to_vec());
-        if unsafe_name(&k) || k == b"IFS" || k == b"ENV" || k == b"PWD" {
-            continue;
+    if inv.preserve_env {
+        for (k, v) in std::env::vars_os() {
+            let (k, v) = (k.as_bytes(), v.as_bytes());
+            if unsafe_name(k) || k == b"IFS" || k == b"ENV" || k == b"PWD" {
+                continue;
+            }
+            if !env.iter().any(|(n, _)| n == k) {
+                env.push((k.to_vec(), v.to_vec()));
+            }
         }
-        if (inv.preserve_env || k == b"TZ") && !env.iter().any(|(n, _)| *n == k) {
-            env.push((k, v));
-        }
+    } else if let Some(tz) = std::env::var_os("TZ") {
+        // Without -p only TZ survives: one getenv instead of copying the
+        // whole environment (start-up cost, bench/startup.py).
+        env.push((b"TZ".to_vec(), tz.as_bytes().to_vec()));
     }
     let mut set = |k: &[u8], v: Vec<u8>, only_if_unset: bool| {
         if let Some(slot) = env.iter_mut().find(|(n, _)| n == k) {
@@ -453,7 +466,7 @@ fn startup_env(
     );
     set(b"SHELLFLAGS", b"-c".to_vec(), keep);
     set(b"MAILDIR", maildir.to_vec(), false);
-    set(b"HOST", user::hostname(), false);
+    set(b"HOST", hostname.to_vec(), false);
     set(b"SENDMAIL", b"/usr/sbin/sendmail".to_vec(), keep);
     if matches!(inv.mode, Mode::Rcfiles(_) | Mode::Filter { .. }) {
         set(b"COMSAT", b"no".to_vec(), false);
@@ -532,10 +545,12 @@ pub fn run(inv: Invocation) -> i32 {
             return EX_USAGE;
         }
         Mode::Version => {
-            eprintln!(
-                "deliver (postroom {}), compatible with procmail v{PROCMAIL_VERSION}\n\nLocking strategies:\tdotlocking, fcntl()\nDefault rcfile:\t\t$HOME/.procmailrc",
+            // One write(2), not one per formatted piece.
+            let text = format!(
+                "deliver (postroom {}), compatible with procmail v{PROCMAIL_VERSION}\n\nLocking strategies:\tdotlocking, fcntl()\nDefault rcfile:\t\t$HOME/.procmailrc\n",
                 env!("CARGO_PKG_VERSION")
             );
+            eprint!("{text}");
             return EX_OK;
         }
         Mode::Lmtp => {
@@ -577,7 +592,7 @@ pub fn run(inv: Invocation) -> i32 {
             };
             let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
             let mut host = Host::new();
-            let env = startup_env(&inv, &me, true, &maildir);
+            let env = startup_env(&inv, &me, true, &maildir, &host.host);
             let mut ev = Eval::new(&mut host, msg, env);
             ev.protect = protect;
             ev.berkeley = inv.berkeley;
@@ -595,7 +610,7 @@ pub fn run(inv: Invocation) -> i32 {
             };
             let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
             let mut host = Host::new();
-            let env = startup_env(&inv, &me, false, &maildir);
+            let env = startup_env(&inv, &me, false, &maildir, &host.host);
             let mut ev = Eval::new(&mut host, msg, env);
             ev.protect = protect;
             ev.berkeley = inv.berkeley;
@@ -609,7 +624,7 @@ pub fn run(inv: Invocation) -> i32 {
             let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
             let mut host = Host::new();
             let home = me.home.as_os_str().as_bytes().to_vec();
-            let env = startup_env(&inv, &me, false, &home);
+            let env = startup_env(&inv, &me, false, &home, &host.host);
             let mut ev = Eval::new(&mut host, msg, env);
             ev.protect = protect;
             ev.berkeley = inv.berkeley;
@@ -728,7 +743,7 @@ fn ev_log(ev: &mut Eval<'_>, text: &str) {
 
 /// `-d user...`: deliver to each user in turn (a child process per user
 /// when there are several), as that user.
-fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i32 {
+fn deliver_users(inv: &Invocation, mut bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i32 {
     if recipients.is_empty() {
         eprint!("{USAGE}");
         return EX_USAGE;
@@ -736,7 +751,7 @@ fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i3
     let invoker = user::current();
     let mut status = EX_OK;
     for r in recipients {
-        let s = deliver_one(inv, bytes.clone(), r, &invoker.name);
+        let s = deliver_one(inv, &mut bytes, r, &invoker.name);
         if status == EX_OK {
             status = s;
         }
@@ -744,7 +759,10 @@ fn deliver_users(inv: &Invocation, bytes: Vec<u8>, recipients: &[Vec<u8>]) -> i3
     status
 }
 
-fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) -> i32 {
+/// Delivers to one user in a child process. The message is not copied for
+/// it: the child takes the buffer out of its own (copy-on-write) view of
+/// `bytes`, which the parent keeps for the next recipient.
+fn deliver_one(inv: &Invocation, bytes: &mut Vec<u8>, name: &[u8], invoker: &[u8]) -> i32 {
     let Some(u) = user::lookup(name) else {
         eprintln!(
             "procmail: Unknown user \"{}\"",
@@ -756,7 +774,7 @@ fn deliver_one(inv: &Invocation, bytes: Vec<u8>, name: &[u8], invoker: &[u8]) ->
     let child = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
         Ok(nix::unistd::ForkResult::Child) => {
-            let code = deliver_as(inv, bytes, &u, invoker);
+            let code = deliver_as(inv, std::mem::take(bytes), &u, invoker);
             std::process::exit(code);
         }
         Err(_) => return EX_OSERR,
@@ -791,7 +809,7 @@ fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) 
     let (msg, protect) = prepare_message(inv, bytes, true, invoker);
     let mut host = Host::new();
     let home = u.home.as_os_str().as_bytes().to_vec();
-    let env = startup_env(inv, u, false, &home);
+    let env = startup_env(inv, u, false, &home, &host.host);
     let mut ev = Eval::new(&mut host, msg, env);
     ev.protect = protect;
     ev.berkeley = inv.berkeley;

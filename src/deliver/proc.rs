@@ -18,7 +18,7 @@
 //! procmail pipe recipe).
 
 use std::ffi::{CString, OsStr};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -133,7 +133,7 @@ pub struct Ran {
 /// the caller may retry later, for a `cwd` that is not a directory, and for
 /// an empty argv or a NUL byte in the environment.
 pub fn run(spawn: &Spawn, input: &[u8]) -> io::Result<Ran> {
-    run_capped(spawn, input, None)
+    run_pieces(spawn, &[input], None)
 }
 
 /// [`run`], reading at most `max_output + 1` bytes of captured output, for
@@ -144,6 +144,13 @@ pub fn run(spawn: &Spawn, input: &[u8]) -> io::Result<Ran> {
 /// SIGPIPE on its next write. `None` reads everything, as for filters and
 /// `NAME=|cmd`.
 pub fn run_capped(spawn: &Spawn, input: &[u8], max_output: Option<usize>) -> io::Result<Ran> {
+    run_pieces(spawn, &[input], max_output)
+}
+
+/// [`run_capped`] with the input given as pieces that the program reads one
+/// after the other (written with writev(2)), so that a caller never has to
+/// copy a message to append its final newline (spec §10.1).
+pub fn run_pieces(spawn: &Spawn, input: &[&[u8]], max_output: Option<usize>) -> io::Result<Ran> {
     ignore_sigpipe();
     let argv = spawn.program.argv();
     if argv.is_empty() {
@@ -188,6 +195,9 @@ pub fn run_capped(spawn: &Spawn, input: &[u8], max_output: Option<usize>) -> io:
         len: spawn.timeout.unwrap_or_default(),
     };
     let mut ran = Ran::default();
+    if spawn.stdout == Output::Capture {
+        ran.output = capture_buffer(input, max_output);
+    }
     let stdin = child.stdin.take().map(OwnedFd::from);
     let stdout = child.stdout.take().map(OwnedFd::from);
     let cap = max_output.map(|max| max.saturating_add(1));
@@ -198,6 +208,7 @@ pub fn run_capped(spawn: &Spawn, input: &[u8], max_output: Option<usize>) -> io:
         let _ = child.wait();
         return Err(err);
     }
+    shrink_capture(&mut ran.output);
     if !spawn.wait {
         reap_in_background(child);
         return Ok(ran);
@@ -205,6 +216,34 @@ pub fn run_capped(spawn: &Spawn, input: &[u8], max_output: Option<usize>) -> io:
     let status = wait_until(&mut child, &mut timer, &mut ran)?;
     ran.status = status_code(status);
     Ok(ran)
+}
+
+/// The buffer for a program's captured output, sized for the common case,
+/// a filter that gives back about what it got: the input's length and a
+/// little room for added header fields, or the cap of a backquote if that
+/// is smaller. Growing a buffer by doubling instead costs a realloc per
+/// doubling and, below glibc's mmap threshold, a copy each time. Only
+/// address space is reserved here (pages are touched as output arrives),
+/// and if even that is refused the buffer simply grows as needed.
+fn capture_buffer(input: &[&[u8]], max_output: Option<usize>) -> Vec<u8> {
+    /// Room for header fields a filter adds (formail, spam checkers).
+    const SLACK: usize = 64 << 10;
+    let total: usize = input.iter().map(|p| p.len()).sum();
+    let want = total.saturating_add(SLACK);
+    let want = max_output.map_or(want, |max| want.min(max.saturating_add(1)));
+    let mut buf = Vec::new();
+    let _ = buf.try_reserve_exact(want);
+    buf
+}
+
+/// Gives back the unused part of a capture buffer when most of it went
+/// unused (a backquote or `NAME=|cmd` that printed one line about a big
+/// message), so the value kept in a variable does not hold the reservation
+/// for the rest of the delivery.
+fn shrink_capture(output: &mut Vec<u8>) {
+    if output.capacity() - output.len() > (64 << 10).max(output.len() / 8) {
+        output.shrink_to_fit();
+    }
 }
 
 /// The `TIMEOUT` clock of one run: first the deadline for SIGTERM, then,
@@ -343,7 +382,7 @@ fn pump(
     child: &Child,
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
-    input: &[u8],
+    input: &[&[u8]],
     cap: Option<usize>,
     timer: &mut Timer,
     ran: &mut Ran,
@@ -357,8 +396,8 @@ fn pump(
     {
         set_nonblocking(fd)?;
     }
-    let mut written = 0;
-    if input.is_empty() {
+    let mut rest = Pending::new(input);
+    if rest.is_empty() {
         stdin = None; // end of file at once
     }
     while stdin.is_some() || stdout.is_some() {
@@ -394,8 +433,8 @@ fn pump(
             let revents = fds[next].revents;
             next += 1;
             if revents != 0 {
-                match f.write(&input[written..]) {
-                    Ok(n) => written += n,
+                match f.write_vectored(&rest.slices()) {
+                    Ok(n) => rest.advance(n),
                     Err(e) if retry(&e) => {}
                     // EPIPE (the program exited without reading everything)
                     // or any other write error: spec §5 `i`, the caller
@@ -405,7 +444,7 @@ fn pump(
                         stdin = None;
                     }
                 }
-                if written == input.len() {
+                if rest.is_empty() {
                     stdin = None; // close: the program sees end of file
                 }
             }
@@ -427,6 +466,44 @@ fn pump(
         }
     }
     Ok(())
+}
+
+/// The input not yet written: the pieces still to go, the first one
+/// possibly begun. Empty pieces are dropped at once.
+struct Pending<'a> {
+    pieces: std::collections::VecDeque<&'a [u8]>,
+}
+
+impl<'a> Pending<'a> {
+    fn new(input: &[&'a [u8]]) -> Pending<'a> {
+        Pending {
+            pieces: input.iter().copied().filter(|p| !p.is_empty()).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// The pieces as writev(2) takes them.
+    fn slices(&self) -> Vec<IoSlice<'a>> {
+        self.pieces.iter().map(|p| IoSlice::new(p)).collect()
+    }
+
+    /// Forgets the first `n` bytes, which were written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(first) = self.pieces.front_mut() else {
+                return;
+            };
+            if n < first.len() {
+                *first = &first[n..];
+                return;
+            }
+            n -= first.len();
+            self.pieces.pop_front();
+        }
+    }
 }
 
 /// Waits for the child to exit, honouring the timer: at the deadline it gets
@@ -782,6 +859,57 @@ mod tests {
         let got = run(&spawn(&["cat"]), &input).unwrap();
         assert!(!got.write_error);
         assert!(got.output == input, "output differs from input");
+    }
+
+    #[test]
+    fn pieces_arrive_in_order_as_one_input() {
+        // Big pieces cross the pipe buffer in the middle of a piece and at
+        // the boundaries; empty pieces are no end of file.
+        let big: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
+        let cases: [&[&[u8]]; 4] = [
+            &[b"abc", b"\n"],
+            &[b"", b"x", b"", b"y"],
+            &[&big, b"\n", &big],
+            &[b"", b""],
+        ];
+        for pieces in cases {
+            let want = pieces.concat();
+            let got = run_pieces(&spawn(&["cat"]), pieces, None).unwrap();
+            assert!(!got.write_error);
+            assert!(
+                got.output == want,
+                "{} bytes in, {} out",
+                want.len(),
+                got.output.len()
+            );
+        }
+    }
+
+    #[test]
+    fn pending_advances_across_pieces() {
+        let mut p = Pending::new(&[b"ab", b"", b"cde", b"f"]);
+        p.advance(1);
+        assert_eq!(p.pieces, [&b"b"[..], b"cde", b"f"]);
+        p.advance(3);
+        assert_eq!(p.pieces, [&b"e"[..], b"f"]);
+        p.advance(2);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn capture_buffer_is_sized_then_trimmed() {
+        let input = vec![b'x'; 1 << 20];
+        let buf = capture_buffer(&[&input, b"\n"], None);
+        assert!(buf.capacity() > input.len());
+        let buf = capture_buffer(&[&input], Some(2048));
+        assert_eq!(buf.capacity(), 2049);
+        // A short answer to a big input does not keep the reservation.
+        let got = run(&spawn(&["head", "-c", "5"]), &input).unwrap();
+        assert_eq!(got.output, b"xxxxx");
+        assert!(got.output.capacity() < 1 << 16, "{}", got.output.capacity());
+        // A filter's output that fills it keeps it.
+        let got = run(&spawn(&["cat"]), &input).unwrap();
+        assert_eq!(got.output.len(), input.len());
     }
 
     #[test]

@@ -99,10 +99,11 @@ impl Message {
         &self.bytes[self.header_len..]
     }
 
-    /// Replaces the header, keeping the body (an `h` filter).
+    /// Replaces the header, keeping the body (an `h` filter). The body
+    /// moves within the same buffer; it is never copied elsewhere.
     pub fn set_header(&mut self, header: &[u8]) {
-        let body = self.bytes.split_off(self.header_len);
-        *self = Message::from_parts(header, &body);
+        self.bytes.splice(..self.header_len, header.iter().copied());
+        self.edited();
     }
 
     /// Replaces the body, keeping the header (a `b` filter).
@@ -187,13 +188,13 @@ impl Message {
     }
 
     /// Sets the postmark to `line` (without newline), replacing an existing one.
+    /// The rest of the message moves within its buffer, so a big message
+    /// is not held twice.
     pub fn set_postmark(&mut self, line: &[u8]) {
         let old = self.postmark_len();
-        let mut bytes = Vec::with_capacity(self.bytes.len() + line.len() + 1 - old.min(line.len()));
-        bytes.extend_from_slice(line);
-        bytes.push(b'\n');
-        bytes.extend_from_slice(&self.bytes[old..]);
-        *self = Message::from_bytes(bytes);
+        let new = line.iter().copied().chain(std::iter::once(b'\n'));
+        self.bytes.splice(..old, new);
+        self.edited();
     }
 
     /// Drops leading empty lines, as procmail does in `-d` mode.
@@ -329,6 +330,48 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
             assert_eq!(got, protect);
+        }
+    }
+
+    #[test]
+    fn set_header_keeps_the_body_and_finds_the_new_end() {
+        // (new header, want bytes, want header): a filter's header output
+        // without the empty line runs into the body, as procmail reads it.
+        let cases: [(&[u8], &[u8], &[u8]); 3] = [
+            (
+                b"X: longer header\n\n",
+                b"X: longer header\n\nbody\n\nmore\n",
+                b"X: longer header\n\n",
+            ),
+            (b"X\n\n", b"X\n\nbody\n\nmore\n", b"X\n\n"),
+            (b"X: y\n", b"X: y\nbody\n\nmore\n", b"X: y\nbody\n\n"),
+        ];
+        for (header, want, want_header) in cases {
+            let mut m = Message::from_bytes(b"A: b\nC: d\n\nbody\n\nmore\n".to_vec());
+            m.joined_whole();
+            m.set_header(header);
+            assert_eq!(m.as_bytes(), want);
+            assert_eq!(m.header(), want_header);
+            assert_eq!(m.joined_whole(), want, "cached view forgotten");
+        }
+    }
+
+    #[test]
+    fn set_postmark_inserts_or_replaces() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (b"A: b\n\nx\n", b"From me  now\nA: b\n\nx\n"),
+            (b"From a  Mon\nA: b\n\nx\n", b"From me  now\nA: b\n\nx\n"),
+            (
+                b"From a-much-longer-sender@example.com  Mon\n\nx\n",
+                b"From me  now\n\nx\n",
+            ),
+        ];
+        for (input, want) in cases {
+            let mut m = Message::from_bytes(input.to_vec());
+            m.set_postmark(b"From me  now");
+            assert_eq!(m.as_bytes(), want);
+            assert_eq!(m.postmark(), Some(&b"From me  now"[..]));
+            assert_eq!(m.body(), b"x\n");
         }
     }
 

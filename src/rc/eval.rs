@@ -64,6 +64,74 @@ pub struct Ran {
     pub timed_out: bool,
 }
 
+/// What a program reads on its stdin: `data`, then one newline when the
+/// final-newline rule adds it (§10.1).
+///
+/// The two pieces stay apart so that a message of any size is never copied
+/// just to append one byte: the host writes them one after the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Input<'a> {
+    /// The bytes taken from the message (or a condition's search area).
+    pub data: &'a [u8],
+    /// Whether one newline follows `data`.
+    pub newline: bool,
+}
+
+impl<'a> Input<'a> {
+    /// `data` exactly as it is: `r` recipes, `?` conditions.
+    pub fn raw(data: &'a [u8]) -> Input<'a> {
+        Input {
+            data,
+            newline: false,
+        }
+    }
+
+    /// `data` under the final-newline rule (§10.1): one newline is added
+    /// unless it already ends in two.
+    pub fn final_newline(data: &'a [u8]) -> Input<'a> {
+        Input {
+            data,
+            newline: !data.ends_with(b"\n\n"),
+        }
+    }
+
+    /// The final-newline rule unless `raw`: what pipes, filters, forwards
+    /// and the MTA's stdout get.
+    pub fn for_program(data: &'a [u8], raw: bool) -> Input<'a> {
+        if raw {
+            Input::raw(data)
+        } else {
+            Input::final_newline(data)
+        }
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.data.len() + usize::from(self.newline)
+    }
+
+    /// Whether nothing at all is written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces in order; the second is empty or a newline.
+    pub fn pieces(&self) -> [&'a [u8]; 2] {
+        [self.data, if self.newline { b"\n" } else { b"" }]
+    }
+
+    /// One contiguous copy, for hosts that need a single slice (a copy of
+    /// the whole input: real hosts use [`Input::pieces`]).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len());
+        all.extend_from_slice(self.data);
+        if self.newline {
+            all.push(b'\n');
+        }
+        all
+    }
+}
+
 /// Options for writing into folders; see [`Effects::deliver_folders`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FolderOpts {
@@ -124,6 +192,17 @@ pub enum Fork {
 pub trait Effects {
     /// Runs a program with `input` on its stdin.
     fn run(&mut self, req: &RunRequest, input: &[u8]) -> Ran;
+    /// Runs a program with the pieces of `input` on its stdin. The
+    /// evaluator only calls this one. The default joins the pieces (a copy
+    /// of the message) and calls [`Effects::run`]; the real host writes
+    /// them one after the other.
+    fn run_input(&mut self, req: &RunRequest, input: Input<'_>) -> Ran {
+        if input.newline {
+            self.run(req, &input.to_vec())
+        } else {
+            self.run(req, input.data)
+        }
+    }
     /// Writes `data` into the folders `names` (already expanded), logging
     /// what procmail logs. A failure may still name a `LASTFOLDER`.
     fn deliver_folders(
@@ -891,7 +970,8 @@ impl<'fx> Eval<'fx> {
             CondKind::Program(raw) => {
                 ctx.shown = raw.to_vec();
                 let (req, shown, _) = self.command_request(raw, Output::Null, true);
-                let ran = exec(&mut *self.fx, &req, search_area(&self.msg, ctx));
+                let input = Input::raw(search_area(&self.msg, ctx));
+                let ran = exec(&mut *self.fx, &req, input);
                 self.last_status = ran.status;
                 if ran.status != 0 && self.fx.verbose() {
                     let what = format!("Non-zero exitcode ({}) from", ran.status);
@@ -1116,10 +1196,9 @@ impl<'fx> Eval<'fx> {
                 self.after_delivery(ok, f)
             }
             Action::Pipe(raw) if trim_blanks(raw).is_empty() => {
-                let data = program_input(part(&self.msg, f).0, f.raw);
-                let ok = self.fx.to_stdout(&data);
-                let len = data.len();
-                drop(data);
+                let input = Input::for_program(part(&self.msg, f).0, f.raw);
+                let ok = to_stdout(&mut *self.fx, input);
+                let len = input.len();
                 if ok {
                     self.set_lastfolder(b"|".to_vec());
                     self.last_written = len;
@@ -1190,11 +1269,8 @@ impl<'fx> Eval<'fx> {
         // "NAME="` before the program runs, and nothing when it is assigned.
         self.yell_assign(name.as_bytes(), Some(b""));
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
-        let ran = exec(
-            &mut *self.fx,
-            &req,
-            &with_final_newline(part(&self.msg, f).0),
-        );
+        let input = Input::final_newline(part(&self.msg, f).0);
+        let ran = exec(&mut *self.fx, &req, input);
         self.last_status = ran.status;
         let failed = ran.status != 0;
         if failed && (f.wait || f.wait_quiet) {
@@ -1234,8 +1310,8 @@ impl<'fx> Eval<'fx> {
 
     fn filter(&mut self, raw: &[u8], f: &Flags) {
         let (req, shown, _) = self.command_request(raw, Output::Capture, true);
-        let input = program_input(part(&self.msg, f).0, f.raw);
-        let ran = exec(&mut *self.fx, &req, &input);
+        let input = Input::for_program(part(&self.msg, f).0, f.raw);
+        let ran = exec(&mut *self.fx, &req, input);
         if f.wait || f.wait_quiet {
             self.last_status = ran.status;
         }
@@ -1254,10 +1330,16 @@ impl<'fx> Eval<'fx> {
             self.chain.lastsucc = false;
             return;
         }
+        // The output replaces the message in place: the old bytes go
+        // before anything else is built, so a filter pass holds the message
+        // and its output, no third copy.
         match (f.pass_head, f.pass_body) {
             (true, false) => self.msg.set_header(&ran.output),
             (false, true) => self.msg.set_body(&ran.output),
-            _ => self.msg = Message::from_bytes(ran.output),
+            _ => {
+                drop(std::mem::take(&mut self.msg));
+                self.msg = Message::from_bytes(ran.output);
+            }
         }
         // procmail reads the filtered message as a new one: its
         // Content-Length is rewritten again (checked: a filter that sets
@@ -1272,8 +1354,8 @@ impl<'fx> Eval<'fx> {
     fn pipe(&mut self, raw: &[u8], f: &Flags, wait: bool) -> bool {
         let (req, shown, lastfolder) = self.command_request(raw, Output::Null, wait);
         let data = part(&self.msg, f).0;
-        let input = program_input(data, f.raw);
-        let ran = exec(&mut *self.fx, &req, &input);
+        let input = Input::for_program(data, f.raw);
+        let ran = exec(&mut *self.fx, &req, input);
         // Checked: when the program stops reading, procmail's abstract
         // counts the message without the newline it would have added.
         let len = if ran.write_error {
@@ -1281,7 +1363,6 @@ impl<'fx> Eval<'fx> {
         } else {
             input.len()
         };
-        drop(input);
         if wait {
             // procmail leaves `$?` alone for programs it does not wait for.
             self.last_status = ran.status;
@@ -1343,10 +1424,9 @@ impl<'fx> Eval<'fx> {
         } else {
             0
         };
-        let input = program_input(&data[skip..], f.raw);
-        let ran = exec(&mut *self.fx, &req, &input);
+        let input = Input::for_program(&data[skip..], f.raw);
+        let ran = exec(&mut *self.fx, &req, input);
         let len = input.len();
-        drop(input);
         self.last_status = ran.status;
         if ran.write_error && !f.ignore_write_error {
             self.log_str(&format!("Error while writing to \"{}\"", show(&argv[0])));
@@ -1534,10 +1614,10 @@ impl<'fx> Eval<'fx> {
                 self.yell_assign(b"EXITCODE", Some(&code));
                 self.set_raw(b"EXITCODE", code);
             }
-            let input = with_final_newline(self.msg.as_bytes()).into_owned();
             // §9 TRAP: its stdout goes to the log as well as its stderr.
             let (req, _, _) = self.command_request(&trap, Output::Capture, true);
-            let ran = exec(&mut *self.fx, &req, &input);
+            let input = Input::final_newline(self.msg.as_bytes());
+            let ran = exec(&mut *self.fx, &req, input);
             self.fx.log(&ran.output);
             if self.exitcode_assigned && self.var(b"EXITCODE") == Some(b"") {
                 self.release_global_lock();
@@ -1567,9 +1647,9 @@ impl<'fx> Eval<'fx> {
             ..Flags::default()
         };
         if target == b"|" {
-            let data = with_final_newline(self.msg.as_bytes()).into_owned();
-            self.last_written = data.len();
-            return self.fx.to_stdout(&data);
+            let input = Input::final_newline(self.msg.as_bytes());
+            self.last_written = input.len();
+            return to_stdout(&mut *self.fx, input);
         }
         let mut lock = None;
         // Checked with procmail: DEFAULT is locked only when it is a file;
@@ -1622,9 +1702,9 @@ impl vars::Env for Eval<'_> {
     }
 
     fn backquote(&mut self, cmd: &[u8]) -> Vec<u8> {
-        let input = with_final_newline(self.msg.as_bytes()).into_owned();
         let (req, _, _) = self.command_request(cmd, Output::Capture, true);
-        let ran = exec(&mut *self.fx, &req, &input);
+        let input = Input::final_newline(self.msg.as_bytes());
+        let ran = exec(&mut *self.fx, &req, input);
         self.last_status = ran.status;
         ran.output
     }
@@ -1739,13 +1819,10 @@ pub fn with_final_newline(data: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(owned)
 }
 
-/// What a program or the MTA's stdout gets: the final-newline rule unless raw.
-fn program_input(data: &[u8], raw: bool) -> Cow<'_, [u8]> {
-    if raw {
-        Cow::Borrowed(data)
-    } else {
-        with_final_newline(data)
-    }
+/// Writes `input` to the MTA's stdout (a bare `|`), the data and then the
+/// newline, so that the message is not copied to add it.
+fn to_stdout(fx: &mut dyn Effects, input: Input<'_>) -> bool {
+    fx.to_stdout(input.data) && (!input.newline || fx.to_stdout(b"\n"))
 }
 
 /// The log abstract (§13): postmark, first Subject line, folder and size.
@@ -1809,12 +1886,12 @@ fn trim_blanks(s: &[u8]) -> &[u8] {
 
 /// Runs a program, logging `Executing "x"` first with `VERBOSE` (a free
 /// function so that the message may stay borrowed as the input).
-fn exec(fx: &mut dyn Effects, req: &RunRequest, input: &[u8]) -> Ran {
+fn exec(fx: &mut dyn Effects, req: &RunRequest, input: Input<'_>) -> Ran {
     if fx.verbose() {
         let text = quoted("Executing", Some(&req.shown));
         fx.diag(&text, true);
     }
-    fx.run(req, input)
+    fx.run_input(req, input)
 }
 
 /// `what "value"` (or `what` alone) as a diagnostic's text.
@@ -1865,6 +1942,112 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(&*with_final_newline(input), want);
         }
+    }
+
+    #[test]
+    fn input_pieces_follow_the_final_newline_rule() {
+        // The same table as `final_newline_rule`: the pieces joined must
+        // give what procmail writes to a program (§10.1), raw or not.
+        let cases: [(&[u8], bool, &[u8]); 6] = [
+            (b"text", false, b"text\n"),
+            (b"text\n", false, b"text\n\n"),
+            (b"text\n\n", false, b"text\n\n"),
+            (b"", false, b"\n"),
+            (b"text", true, b"text"),
+            (b"", true, b""),
+        ];
+        for (data, raw, want) in cases {
+            let input = Input::for_program(data, raw);
+            let got = input.pieces().concat();
+            assert_eq!(got, want, "data {data:?} raw {raw}");
+            assert_eq!(input.to_vec(), want);
+            assert_eq!(input.len(), want.len());
+            assert_eq!(input.is_empty(), want.is_empty());
+            // Never a copy: the first piece is the caller's slice.
+            assert_eq!(input.pieces()[0].as_ptr(), data.as_ptr());
+        }
+    }
+
+    /// A host that records what `run` and `to_stdout` got, to check the
+    /// default `run_input` and the two-piece stdout writes.
+    #[derive(Default)]
+    struct Recorder {
+        runs: Vec<Vec<u8>>,
+        stdout: Vec<Vec<u8>>,
+    }
+
+    impl Effects for Recorder {
+        fn run(&mut self, _req: &RunRequest, input: &[u8]) -> Ran {
+            self.runs.push(input.to_vec());
+            Ran::default()
+        }
+        fn deliver_folders(
+            &mut self,
+            _names: &[Vec<u8>],
+            _data: &[u8],
+            _opts: &FolderOpts,
+        ) -> Result<Delivered, Option<Vec<u8>>> {
+            Err(None)
+        }
+        fn to_stdout(&mut self, data: &[u8]) -> bool {
+            self.stdout.push(data.to_vec());
+            true
+        }
+        fn lock(&mut self, _path: &[u8], _params: &LockParams) -> Option<u64> {
+            None
+        }
+        fn unlock(&mut self, _id: u64) {}
+        fn read_rcfile(&mut self, _path: &[u8]) -> std::io::Result<Vec<u8>> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+        fn log(&mut self, _bytes: &[u8]) {}
+        fn chdir(&mut self, _path: &[u8]) -> bool {
+            true
+        }
+        fn open_log(&mut self, _path: &[u8]) -> bool {
+            false
+        }
+        fn log_is_open(&self) -> bool {
+            false
+        }
+        fn set_umask(&mut self, _mask: u32) {}
+        fn hostname(&self) -> Vec<u8> {
+            b"h".to_vec()
+        }
+        fn fork(&mut self, _wait: bool) -> Fork {
+            Fork::Failed
+        }
+        fn pid(&self) -> u32 {
+            1
+        }
+        fn is_dir(&self, _path: &[u8]) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn default_run_input_joins_the_pieces() {
+        let mut host = Recorder::default();
+        let req = RunRequest {
+            argv: vec![b"cat".to_vec()],
+            env: Vec::new(),
+            stdout: Output::Capture,
+            wait: true,
+            timeout: 0,
+            shown: b"cat".to_vec(),
+        };
+        host.run_input(&req, Input::final_newline(b"a\n"));
+        host.run_input(&req, Input::raw(b"b"));
+        assert_eq!(host.runs, [b"a\n\n".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn stdout_gets_the_data_then_the_newline() {
+        let mut host = Recorder::default();
+        assert!(to_stdout(&mut host, Input::final_newline(b"msg\n")));
+        assert!(to_stdout(&mut host, Input::final_newline(b"two\n\n")));
+        let want: [&[u8]; 3] = [b"msg\n", b"\n", b"two\n\n"];
+        assert_eq!(host.stdout, want);
     }
 
     #[test]
