@@ -1808,17 +1808,6 @@ pub fn weighted_matches(steps: impl Iterator<Item = Step>, w: f64, x: f64) -> f6
     score
 }
 
-/// §10.1: one newline is added unless the data already ends in two.
-pub fn with_final_newline(data: &[u8]) -> Cow<'_, [u8]> {
-    if data.ends_with(b"\n\n") {
-        return Cow::Borrowed(data);
-    }
-    let mut owned = Vec::with_capacity(data.len() + 1);
-    owned.extend_from_slice(data);
-    owned.push(b'\n');
-    Cow::Owned(owned)
-}
-
 /// Writes `input` to the MTA's stdout (a bare `|`), the data and then the
 /// newline, so that the message is not copied to add it.
 fn to_stdout(fx: &mut dyn Effects, input: Input<'_>) -> bool {
@@ -1932,21 +1921,8 @@ mod tests {
     }
 
     #[test]
-    fn final_newline_rule() {
-        let cases: [(&[u8], &[u8]); 4] = [
-            (b"text", b"text\n"),
-            (b"text\n", b"text\n\n"),
-            (b"text\n\n", b"text\n\n"),
-            (b"", b"\n"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(&*with_final_newline(input), want);
-        }
-    }
-
-    #[test]
     fn input_pieces_follow_the_final_newline_rule() {
-        // The same table as `final_newline_rule`: the pieces joined must
+        // §10.1's final-newline rule: the pieces joined must
         // give what procmail writes to a program (§10.1), raw or not.
         let cases: [(&[u8], bool, &[u8]); 6] = [
             (b"text", false, b"text\n"),
