@@ -113,11 +113,7 @@ impl Effects for Host {
             env: req.env.clone(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             stderr: self.stderr_for_child(),
-            stdout: match req.stdout {
-                eval::Output::Null => proc::Output::Null,
-                eval::Output::Capture => proc::Output::Capture,
-                eval::Output::Inherit => proc::Output::Inherit,
-            },
+            stdout: req.stdout,
             timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout)),
             wait: req.wait,
         };

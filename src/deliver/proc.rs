@@ -67,17 +67,9 @@ impl Program {
     }
 }
 
-/// Where the program's stdout goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// `/dev/null`: pipes to programs and `?` conditions.
-    Null,
-    /// Read into [`Ran::output`] until end of file: filters, backquotes,
-    /// `NAME=|cmd`.
-    Capture,
-    /// Our own stdout (the MTA's pipe).
-    Inherit,
-}
+/// Where the program's stdout goes: the evaluator's own type, so that a
+/// request passes through unchanged.
+pub use crate::rc::eval::Output;
 
 /// One program to start, and how.
 #[derive(Debug)]
