@@ -526,9 +526,13 @@ pub struct Exec {
     /// Kill an agent after this long: a temporary failure (A.10, Postfix
     /// `command_time_limit`).
     pub time_limit: Duration,
+    /// The uid and gid virtual users share, when the runner is root; `None`
+    /// runs their `deliver -m` as the runner itself (route::users: virtual
+    /// users share the server's uid).
+    pub virtual_id: Option<(u32, u32)>,
 }
 
-/// An identity to run a child as: uid, gid, and the home for `HOME`.
+/// An identity to run a child as: uid and gid.
 type Id = (u32, u32);
 
 impl Exec {
@@ -540,6 +544,7 @@ impl Exec {
             users,
             default_user: "nobody".into(),
             time_limit: Duration::from_secs(1000),
+            virtual_id: None,
         }
     }
 
@@ -604,12 +609,6 @@ impl Exec {
             c.arg("-d").arg(&name);
             return Ok(c);
         }
-        if nix::unistd::geteuid().is_root() {
-            return Err(Outcome::temp(
-                (3, 5),
-                format!("refusing to run virtual user {name}'s rcfile as root"),
-            ));
-        }
         // A virtual user shares our uid: `deliver -m` with the user's own
         // rcfile, HOME and MAILDIR (route::users). They are given as
         // command-line assignments too, because procmail takes HOME from
@@ -657,6 +656,21 @@ impl Exec {
             .stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
+            // A missing or non-executable program will not appear by
+            // itself: permanent, as the shell's 126/127 would be (A.10:
+            // every status but 71/74/75 is permanent).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Outcome::perm(
+                    (3, 0),
+                    sysexits::EX_UNAVAILABLE,
+                    format!("{what}: cannot run: {e}"),
+                );
+            }
             Err(e) => return Outcome::temp((3, 0), format!("{what}: cannot run: {e}")),
         };
         let mut stdin = child.stdin.take();
@@ -747,7 +761,17 @@ impl LocalDelivery for Exec {
         match &job.target.delivery {
             Delivery::Mailbox { user, detail } => {
                 match self.mailbox(user, detail.as_deref(), job.sender) {
-                    Ok(cmd) => self.run(cmd, None, job.message, "deliver"),
+                    Ok(cmd) => {
+                        // System users: deliver -d switches itself; virtual
+                        // users: the shared identity, if we are root.
+                        let id = match self.users.lookup(user) {
+                            Some(u) if u.uid.is_none() && nix::unistd::geteuid().is_root() => {
+                                self.virtual_id
+                            }
+                            _ => None,
+                        };
+                        self.run(cmd, id, job.message, "deliver")
+                    }
                     Err(o) => o,
                 }
             }
