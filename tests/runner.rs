@@ -440,3 +440,156 @@ fn real_deliver_unknown_user_and_pipe_exit_codes_bounce_or_defer() {
     assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
     assert!(dsns(&q)[0].1.contains("Status: 5.3.0"));
 }
+
+/// What `agent` wrote into the virtual user's Maildir for MSG, run through
+/// [`Exec`] (the same argv and environment for both agents).
+fn maildir_copy_by(agent: &std::path::Path, name: &str) -> Vec<u8> {
+    let dir = Dir::new(name);
+    let exec = Exec::new(agent, Arc::new(virtual_bob(&dir)));
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!(got.delivered, 1, "{}: {got:?}", agent.display());
+    let new: Vec<_> = dir
+        .join("home/bob/Maildir/new")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(new.len(), 1);
+    std::fs::read(&new[0]).unwrap()
+}
+
+#[test]
+fn virtual_user_invocation_gives_the_same_maildir_file_as_procmail() {
+    // The `-m HOME=.. MAILDIR=.. rcfile` command line checked against
+    // the real procmail 3.23pre: both write the same bytes into the
+    // virtual user's own Maildir (not the invoking user's home).
+    if !crate::util::require_tool("procmail") {
+        return;
+    }
+    let want = maildir_copy_by(std::path::Path::new("/usr/bin/procmail"), "runner-pm");
+    let got = maildir_copy_by(&bin("deliver"), "runner-dl");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[test]
+fn file_target_is_appended_in_mbox_format() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new("runner-file");
+    // As root the write runs as the default user (nobody): let it in.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::create_dir(dir.join("out")).unwrap();
+    std::fs::set_permissions(dir.join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.join("out/archive");
+    let exec = Exec::new(bin("deliver"), Arc::new(VirtualUsers::default()));
+    let to_file = |_: &str| {
+        Resolution::Local(vec![Target {
+            delivery: Delivery::File {
+                path: path.to_str().unwrap().as_bytes().to_vec(),
+                run_as: RunAs::DefaultUser,
+            },
+            original: postroom::route::Address::new(b"archive", b"example.test"),
+            sender: None,
+        }])
+    };
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    for _ in 0..2 {
+        q.enqueue(
+            &envelope("alice@example.test", &["archive@example.test"]),
+            MSG,
+        )
+        .unwrap();
+    }
+    let got = Runner::new(&q, &to_file, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!((got.delivered, got.removed), (2, 2), "{got:?}");
+    let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let copies: Vec<&str> = text.split("From alice@example.test ").skip(1).collect();
+    assert_eq!(copies.len(), 2, "{text}");
+    for c in copies {
+        let (_date, rest) = c.split_once('\n').unwrap();
+        assert_eq!(
+            rest,
+            "Return-Path: <alice@example.test>\nX-Original-To: archive@example.test\n\
+             Delivered-To: archive@example.test\nFrom: alice@example.test\nSubject: hello\n\nbody line\n\n"
+        );
+    }
+}
+
+#[test]
+fn one_delay_warning_is_sent_while_a_recipient_waits() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let s = Schedule {
+        delay_warning: Some(Duration::from_secs(600)),
+        ..schedule()
+    };
+    let q = MemoryQueue::new(s, clock.clone());
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        // The warning goes to alice, who is local here: it is delivered
+        // by the next run like any other message.
+        script: vec![("bob", vec![temp()]), ("alice", vec![Outcome::Delivered])],
+        ..Fake::default()
+    };
+    let runner = Runner::new(&q, &router, &fake, bounce_cfg());
+    let mut dsn_count = 0;
+    for t in (0..=3600).step_by(60) {
+        dsn_count += runner.run_once(T0 + t).dsns;
+    }
+    assert_eq!(dsn_count, 1);
+    assert!(q.entry(&id).unwrap().warned);
+    let seen = fake.seen.borrow();
+    let to_alice: Vec<_> = seen.iter().filter(|s| s.0 == "alice").collect();
+    assert_eq!(to_alice.len(), 1);
+    // From the null sender, never bounced back (B.9).
+    assert_eq!(to_alice[0].1, "");
+    let text = String::from_utf8_lossy(&to_alice[0].2);
+    assert!(text.starts_with("Return-Path: <>\n"), "{text}");
+    assert!(text.contains("Action: delayed"), "{text}");
+}
+
+#[test]
+fn a_temporary_failure_of_one_alias_member_defers_the_whole_recipient() {
+    // bob@ expands to bob and carol; carol's mailbox is locked.
+    let list = |_: &str| {
+        let t = |u: &str| Target {
+            delivery: Delivery::Mailbox {
+                user: u.as_bytes().to_vec(),
+                detail: None,
+            },
+            original: postroom::route::Address::new(b"list", b"example.test"),
+            sender: Some(b"owner-list@example.test".to_vec()),
+        };
+        Resolution::Local(vec![t("bob"), t("carol")])
+    };
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["list@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        script: vec![
+            ("bob", vec![Outcome::Delivered]),
+            ("carol", vec![temp(), Outcome::Delivered]),
+        ],
+        ..Fake::default()
+    };
+    let runner = Runner::new(&q, &list, &fake, bounce_cfg());
+    assert_eq!(runner.run_once(T0).deferred, 1);
+    assert!(q.entry(&id).is_ok());
+    assert_eq!(runner.run_once(T0 + 300).delivered, 1);
+    // bob got it twice: a duplicate rather than a loss (runner docs).
+    let seen = fake.seen.borrow();
+    let users: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(users, ["bob", "carol", "bob", "carol"]);
+    // The owner- sender is the one the agent is given.
+    assert!(seen.iter().all(|s| s.1 == "owner-list@example.test"));
+}
