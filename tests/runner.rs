@@ -593,3 +593,23 @@ fn a_temporary_failure_of_one_alias_member_defers_the_whole_recipient() {
     // The owner- sender is the one the agent is given.
     assert!(seen.iter().all(|s| s.1 == "owner-list@example.test"));
 }
+
+#[test]
+fn a_message_already_delivered_to_the_recipient_bounces_as_a_loop() {
+    // mta-semantics B.7: Delivered-To for this recipient is already there.
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let looped = b"Delivered-To: bob@example.test\r\nSubject: again\r\n\r\nx\r\n";
+    q.enqueue(
+        &envelope("alice@example.test", &["bob@example.test"]),
+        looped,
+    )
+    .unwrap();
+    let fake = Fake::default();
+    let got = Runner::new(&q, &router, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
+    assert!(fake.seen.borrow().is_empty(), "the agent is not run");
+    let d = dsns(&q);
+    assert!(d[0].1.contains("Status: 5.4.6"), "{}", d[0].1);
+    assert!(d[0].1.contains("mail forwarding loop for bob@example.test"));
+}

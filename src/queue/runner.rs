@@ -908,4 +908,26 @@ mod tests {
             assert_eq!(got, want, "{}", String::from_utf8_lossy(msg));
         }
     }
+
+    #[test]
+    fn routing_replies_keep_their_class_and_enhanced_code() {
+        // (reply, want status, want diagnostic)
+        let cases = [
+            (
+                crate::route::reply::user_unknown(),
+                "5.1.1",
+                "smtp; 550 5.1.1 User unknown",
+            ),
+            (
+                crate::status::Reply::temp(451, (2, 4), "Cannot open"),
+                "4.2.4",
+                "smtp; 451 4.2.4 Cannot open",
+            ),
+        ];
+        for (reply, want_status, want_diag) in cases {
+            let got = from_reply(&reply);
+            assert_eq!(got.status(), want_status);
+            assert_eq!(got.diagnostic, want_diag);
+        }
+    }
 }
