@@ -8,5 +8,6 @@ mod queue;
 mod rc_syntax;
 mod robust;
 mod route;
+mod runner;
 mod smtp_proto;
 mod util;

@@ -19,6 +19,7 @@
 pub mod bounce;
 pub mod entry;
 pub mod memory;
+pub mod runner;
 pub mod schedule;
 pub mod spool;
 

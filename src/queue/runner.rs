@@ -1,0 +1,933 @@
+//! The queue runner: takes due entries, delivers, records, bounces, removes.
+//!
+//! Owns the order in which a queued message is handled (mta-semantics B.8
+//! step 4, C.3): for each pending or due recipient it routes the address
+//! ([`Router`]), hands each local target to a [`LocalDelivery`] strategy
+//! (the real one, [`Exec`], runs the `deliver` binary; tests plug in a
+//! fake), and calls [`Queue::record`] with the result before doing anything
+//! else. Then it queues one DSN for the failed recipients ([`bounce::build`],
+//! never to the null sender), marks them notified, sends at most one delay
+//! warning, and removes the entry once every recipient is final.
+//!
+//! Like Postfix's qmgr, the runner prefers a duplicate to a loss: a crash
+//! after `deliver` exited 0 but before [`Queue::record`] returned leaves the
+//! recipient pending, and the next run delivers it again; a crash after a
+//! DSN was enqueued but before [`Queue::mark_notified`] sends the DSN twice.
+//! Nothing is ever removed before the queue says every recipient is final
+//! and reported ([`Queue::remove`] itself refuses anything else).
+//!
+//! It never runs user code as root: system users are delivered by
+//! `deliver -d user` (which switches to the user), virtual users by
+//! `deliver -m` under the server's own uid, and files and pipes as the
+//! target's `run_as` (A.6.2). It never speaks SMTP: forwards and relay
+//! recipients stay deferred until the relay client exists.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::bounce::{self, BounceConfig, Kind};
+use super::entry::{Attempt, Entry, Failure, State};
+use super::spool::QueueId;
+use super::{Clock, Queue, QueueError};
+use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
+use crate::status::{Class, Outcome, sysexits};
+
+/// Where the runner learns what a queued recipient address means now.
+pub trait Router {
+    /// Classifies and expands one recipient as queued (`bob@example.test`).
+    fn route(&self, rcpt: &str) -> Resolution;
+}
+
+impl Router for route::Resolver<'_> {
+    fn route(&self, rcpt: &str) -> Resolution {
+        match route::Address::parse(rcpt.as_bytes()) {
+            Some(a) => self.resolve(&a),
+            None => Resolution::Refused(route::reply::bad_member()),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Resolution> Router for F {
+    fn route(&self, rcpt: &str) -> Resolution {
+        self(rcpt)
+    }
+}
+
+/// One local delivery to hand to a [`LocalDelivery`].
+#[derive(Clone, Copy, Debug)]
+pub struct Job<'a> {
+    /// The queue entry it comes from.
+    pub id: &'a QueueId,
+    /// What to deliver to: a mailbox, a file or a pipe.
+    pub target: &'a Target,
+    /// The envelope sender (empty for `<>`), after any `owner-` rewrite.
+    pub sender: &'a str,
+    /// The message as the agent gets it: `Return-Path:`, `X-Original-To:`
+    /// and `Delivered-To:` prepended, LF line ends (mta-semantics A.10).
+    pub message: &'a [u8],
+}
+
+/// A way to carry out one local delivery: the real [`Exec`], or a fake in
+/// tests.
+pub trait LocalDelivery {
+    /// Delivers `job` and says what happened; must not panic on failure.
+    fn deliver(&self, job: &Job<'_>) -> Outcome;
+}
+
+/// What one [`Runner::run_once`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Entries looked at.
+    pub entries: usize,
+    /// Recipients delivered.
+    pub delivered: usize,
+    /// Recipients deferred (temporary failure, retry later).
+    pub deferred: usize,
+    /// Recipients failed for good (permanent failure or expiry).
+    pub failed: usize,
+    /// DSNs (failure reports and delay warnings) enqueued.
+    pub dsns: usize,
+    /// Failed recipients of null-sender mail, logged instead of bounced.
+    pub not_bounced: usize,
+    /// Entries removed because every recipient was done.
+    pub removed: usize,
+    /// Queue errors met, lowercase; the entry is left for the next run.
+    pub errors: Vec<String>,
+}
+
+/// The queue runner.
+pub struct Runner<'a> {
+    queue: &'a dyn Queue,
+    router: &'a dyn Router,
+    local: &'a dyn LocalDelivery,
+    bounce: BounceConfig,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner over `queue`, routing with `router`, delivering local
+    /// targets with `local`; DSNs are written as `bounce` says.
+    pub fn new(
+        queue: &'a dyn Queue,
+        router: &'a dyn Router,
+        local: &'a dyn LocalDelivery,
+        bounce: BounceConfig,
+    ) -> Runner<'a> {
+        Runner {
+            queue,
+            router,
+            local,
+            bounce,
+        }
+    }
+
+    /// Handles every entry due at `now` (unix seconds), oldest first.
+    pub fn run_once(&self, now: i64) -> Summary {
+        let mut sum = Summary::default();
+        let due = match self.queue.due(now) {
+            Ok(d) => d,
+            Err(e) => {
+                sum.errors.push(e.to_string());
+                return sum;
+            }
+        };
+        for id in due {
+            sum.entries += 1;
+            if let Err(e) = self.run_entry(&id, now, &mut sum) {
+                sum.errors.push(e.to_string());
+            }
+        }
+        sum
+    }
+
+    /// Calls [`Runner::run_once`] with `clock`'s time every `interval`
+    /// until `stop` is set; returns the summaries added up. The flag is
+    /// looked at every 100 ms, so a stop takes effect quickly.
+    pub fn run_until(&self, clock: &dyn Clock, interval: Duration, stop: &AtomicBool) -> Summary {
+        let mut total = Summary::default();
+        while !stop.load(Ordering::SeqCst) {
+            let s = self.run_once(unix(clock.now()));
+            total.entries += s.entries;
+            total.delivered += s.delivered;
+            total.deferred += s.deferred;
+            total.failed += s.failed;
+            total.dsns += s.dsns;
+            total.not_bounced += s.not_bounced;
+            total.removed += s.removed;
+            total.errors.extend(s.errors);
+            let start = Instant::now();
+            while start.elapsed() < interval && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100).min(interval));
+            }
+        }
+        total
+    }
+
+    /// One entry: attempts, reports, removal.
+    fn run_entry(&self, id: &QueueId, now: i64, sum: &mut Summary) -> Result<(), QueueError> {
+        let entry = self.queue.entry(id)?;
+        let mut message = None;
+        for (i, r) in entry.recipients.iter().enumerate() {
+            let due = match &r.state {
+                State::Pending => true,
+                State::Deferred { next, .. } => *next <= now,
+                _ => false,
+            };
+            if !due {
+                continue;
+            }
+            let msg = match &message {
+                Some(m) => m,
+                None => message.insert(self.queue.message(id)?),
+            };
+            let attempt = self.attempt(&entry, i, msg);
+            // Recorded durably before anything else happens to the entry:
+            // only the queue's word counts (module docs: a duplicate, never
+            // a loss).
+            match self.queue.record(id, i, &attempt, now)? {
+                State::Delivered => sum.delivered += 1,
+                State::Failed { .. } => sum.failed += 1,
+                _ => sum.deferred += 1,
+            }
+        }
+        let entry = self.queue.entry(id)?;
+        let unreported: Vec<usize> = entry
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                matches!(
+                    r.state,
+                    State::Failed {
+                        notified: false,
+                        ..
+                    }
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !unreported.is_empty() {
+            let msg = match message {
+                Some(m) => m,
+                None => self.queue.message(id)?,
+            };
+            match bounce::build(
+                &self.bounce,
+                &entry,
+                &msg,
+                Kind::Failed,
+                now,
+                self.queue.schedule(),
+            ) {
+                Some(b) => {
+                    // The DSN is safe in the queue before the failures
+                    // count as reported: a crash in between sends it twice.
+                    self.queue.enqueue(&b.envelope, &b.message)?;
+                    sum.dsns += 1;
+                    self.queue.mark_notified(id, &b.reported)?;
+                }
+                None => {
+                    // mta-semantics B.9: never a DSN for the null sender,
+                    // a bounce of a bounce could loop; it is only logged.
+                    sum.not_bounced += unreported.len();
+                    self.queue.mark_notified(id, &unreported)?;
+                }
+            }
+            message = Some(msg);
+        }
+        let entry = self.queue.entry(id)?;
+        if !entry.warned && self.queue.schedule().should_warn(entry.arrival, now) {
+            let msg = match message {
+                Some(m) => m,
+                None => self.queue.message(id)?,
+            };
+            if let Some(b) = bounce::build(
+                &self.bounce,
+                &entry,
+                &msg,
+                Kind::Delayed,
+                now,
+                self.queue.schedule(),
+            ) {
+                self.queue.enqueue(&b.envelope, &b.message)?;
+                sum.dsns += 1;
+            }
+            // Marked even when nothing was sent (null sender, nothing
+            // deferred): at most one warning per message (B.9).
+            self.queue.mark_warned(id)?;
+        }
+        let entry = self.queue.entry(id)?;
+        if entry.recipients.iter().all(|r| {
+            matches!(
+                r.state,
+                State::Delivered | State::Failed { notified: true, .. }
+            )
+        }) {
+            self.queue.remove(id)?;
+            sum.removed += 1;
+        }
+        Ok(())
+    }
+
+    /// One attempt for recipient `i`: route it, deliver to every target.
+    fn attempt(&self, entry: &Entry, i: usize, message: &[u8]) -> Attempt {
+        let rcpt = &entry.recipients[i].address;
+        let targets = match self.router.route(&rcpt.address) {
+            Resolution::Local(t) => t,
+            Resolution::Relay(_) => return no_relay_client(&rcpt.address),
+            Resolution::Refused(reply) => return Attempt::Failed(from_reply(&reply)),
+        };
+        if targets.is_empty() {
+            return Attempt::Failed(Failure {
+                class: Class::Perm,
+                detail: (1, 1),
+                diagnostic: "x-unix; recipient expands to nothing".into(),
+                remote: None,
+            });
+        }
+        let original = rcpt
+            .orcpt
+            .as_deref()
+            .and_then(|o| o.split_once(';').map(|(_, a)| a.trim()))
+            .unwrap_or(&rcpt.address);
+        // One queued recipient may expand to several targets (an alias
+        // list) and the queue keeps one state per queued recipient. A
+        // temporary failure of any target defers the whole recipient, and
+        // the retry delivers the targets that succeeded once more: a
+        // duplicate rather than a loss (module docs). Otherwise the first
+        // permanent failure is reported.
+        let mut perm = None;
+        for t in &targets {
+            let attempt = match &t.delivery {
+                Delivery::Forward(_) => no_relay_client(&rcpt.address),
+                Delivery::Error { reply, .. } => Attempt::Failed(from_reply(reply)),
+                _ => {
+                    let sender = match &t.sender {
+                        Some(s) => String::from_utf8_lossy(s).into_owned(),
+                        None => entry.envelope.sender.clone(),
+                    };
+                    let outcome = if has_delivered_to(message, &rcpt.address) {
+                        // mta-semantics B.7: the message was here before.
+                        Outcome::perm(
+                            (4, 6),
+                            sysexits::EX_DATAERR,
+                            format!("mail forwarding loop for {}", rcpt.address),
+                        )
+                    } else {
+                        let copy = local_copy(message, &sender, original, &rcpt.address);
+                        self.local.deliver(&Job {
+                            id: &entry.id,
+                            target: t,
+                            sender: &sender,
+                            message: &copy,
+                        })
+                    };
+                    Attempt::from(&outcome)
+                }
+            };
+            match attempt {
+                Attempt::Delivered => {}
+                Attempt::Failed(f) if f.class == Class::Temp => return Attempt::Failed(f),
+                Attempt::Failed(f) => {
+                    perm.get_or_insert(f);
+                }
+            }
+        }
+        perm.map_or(Attempt::Delivered, Attempt::Failed)
+    }
+}
+
+/// The deferral of a recipient that needs the SMTP client, which does not
+/// exist yet.
+fn no_relay_client(rcpt: &str) -> Attempt {
+    Attempt::Failed(Failure {
+        class: Class::Temp,
+        detail: (4, 0),
+        diagnostic: format!("x-postroom; no relay client yet, {rcpt} stays queued"),
+        remote: None,
+    })
+}
+
+/// A routing reply as a failure: its class and enhanced code as given.
+fn from_reply(reply: &crate::status::Reply) -> Failure {
+    let class = reply.class().unwrap_or(Class::Perm);
+    let detail = reply
+        .enhanced()
+        .and_then(|e| {
+            let mut p = e.split('.').skip(1).map(|n| n.parse::<u16>().ok());
+            Some((p.next()??, p.next()??))
+        })
+        .unwrap_or((0, 0));
+    let text = reply.to_string().replace(['\r', '\n'], " ");
+    Failure {
+        class,
+        detail,
+        diagnostic: format!("smtp; {text}"),
+        remote: None,
+    }
+}
+
+/// Unix seconds of a time (0 before 1970).
+fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Where the header ends in `message`: the offset of the empty line (LF
+/// line ends), or the length when there is no body.
+fn header_end(message: &[u8]) -> usize {
+    if message.starts_with(b"\n") {
+        return 0;
+    }
+    message
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(message.len(), |p| p + 1)
+}
+
+/// The header fields of an LF message, each with its continuation lines.
+fn fields(header: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < header.len() {
+        let end = header[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(header.len(), |p| i + p + 1);
+        let cont = matches!(header.get(i), Some(b' ' | b'\t'));
+        if !cont && i > start {
+            out.push(&header[start..i]);
+            start = i;
+        }
+        i = end;
+    }
+    if start < header.len() {
+        out.push(&header[start..]);
+    }
+    out
+}
+
+/// Whether `field` is named `name` (ASCII case-insensitive).
+fn is_field(field: &[u8], name: &[u8]) -> bool {
+    field.len() > name.len()
+        && field[..name.len()].eq_ignore_ascii_case(name)
+        && field[name.len()] == b':'
+}
+
+/// CRLF line ends turned into LF (mta-semantics A.10: the agent gets LF).
+fn to_lf(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut i = 0;
+    while i < message.len() {
+        if message[i] == b'\r' && message.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(message[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether the message already carries `Delivered-To: rcpt` (mta-semantics
+/// B.7 loop detection; case-insensitive, blanks and angle brackets
+/// ignored).
+pub fn has_delivered_to(message: &[u8], rcpt: &str) -> bool {
+    let msg = to_lf(message);
+    let head = &msg[..header_end(&msg)];
+    fields(head).iter().any(|f| {
+        is_field(f, b"Delivered-To")
+            && f[13..]
+                .iter()
+                .filter(|b| !b" \t\r\n<>".contains(b))
+                .copied()
+                .collect::<Vec<u8>>()
+                .eq_ignore_ascii_case(rcpt.as_bytes())
+    })
+}
+
+/// The copy a local delivery agent gets (mta-semantics A.10, B.7): LF line
+/// ends, any `Return-Path:` removed, then `Return-Path: <sender>`,
+/// `X-Original-To: original` and `Delivered-To: rcpt` prepended in
+/// Postfix's order.
+pub fn local_copy(message: &[u8], sender: &str, original: &str, rcpt: &str) -> Vec<u8> {
+    let msg = to_lf(message);
+    let end = header_end(&msg);
+    let clean = |s: &str| s.replace(['\r', '\n'], " ");
+    let mut out = format!(
+        "Return-Path: <{}>\nX-Original-To: {}\nDelivered-To: {}\n",
+        clean(sender),
+        clean(original),
+        clean(rcpt)
+    )
+    .into_bytes();
+    for f in fields(&msg[..end]) {
+        if !is_field(f, b"Return-Path") {
+            out.extend_from_slice(f);
+        }
+    }
+    out.extend_from_slice(&msg[end..]);
+    out
+}
+
+/// What an agent's exit status means (mta-semantics A.10, sendmail's
+/// `markfailure`): 0 delivered; 75 EX_TEMPFAIL, 74 EX_IOERR and 71
+/// EX_OSERR, or death by a signal (`None`), temporary; every other status
+/// permanent, with the RFC 3463 code of its sysexits name. `stderr` (one
+/// line, bounded by the caller) becomes the reason.
+pub fn outcome_of_exit(code: Option<i32>, stderr: &str) -> Outcome {
+    use sysexits::*;
+    let why = |what: &str| {
+        let s = stderr.trim();
+        if s.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {s}")
+        }
+    };
+    match code {
+        Some(EX_OK) => Outcome::Delivered,
+        None => Outcome::temp((3, 0), why("delivery agent killed by a signal")),
+        Some(c @ (EX_TEMPFAIL | EX_IOERR | EX_OSERR)) => Outcome::Failed {
+            class: Class::Temp,
+            detail: (3, 0),
+            exit: c,
+            reason: why(&format!("delivery agent exit {c}")),
+        },
+        Some(c) => {
+            let detail = match c {
+                EX_NOUSER => (1, 1),
+                EX_NOHOST => (1, 2),
+                EX_DATAERR => (6, 0),
+                EX_PROTOCOL => (5, 0),
+                EX_NOPERM => (7, 1),
+                EX_CONFIG => (3, 5),
+                _ => (3, 0),
+            };
+            Outcome::perm(detail, c, why(&format!("delivery agent exit {c}")))
+        }
+    }
+}
+
+/// The real local delivery: runs the `deliver` binary for mailboxes and
+/// files, `/bin/sh -c` for pipes, each with the message on stdin.
+pub struct Exec {
+    /// The `deliver` binary.
+    pub deliver: PathBuf,
+    /// Where mailbox users are looked up.
+    pub users: Arc<dyn Users + Send + Sync>,
+    /// The unprivileged user for system-alias files and pipes (sendmail
+    /// `DefaultUser`); used only when running as root.
+    pub default_user: String,
+    /// Kill an agent after this long: a temporary failure (A.10, Postfix
+    /// `command_time_limit`).
+    pub time_limit: Duration,
+    /// The uid and gid virtual users share, when the runner is root; `None`
+    /// runs their `deliver -m` as the runner itself (route::users: virtual
+    /// users share the server's uid).
+    pub virtual_id: Option<(u32, u32)>,
+}
+
+/// An identity to run a child as: uid and gid.
+type Id = (u32, u32);
+
+impl Exec {
+    /// An `Exec` with Postfix's 1000 s time limit and `nobody` as the
+    /// default user.
+    pub fn new(deliver: impl Into<PathBuf>, users: Arc<dyn Users + Send + Sync>) -> Exec {
+        Exec {
+            deliver: deliver.into(),
+            users,
+            default_user: "nobody".into(),
+            time_limit: Duration::from_secs(1000),
+            virtual_id: None,
+        }
+    }
+
+    /// The identity to run `run_as` with, or `None` to stay as we are: when
+    /// the runner is not root it can only run things as itself (the demo
+    /// and the tests). Never root (A.6.2).
+    fn identity(&self, run_as: &RunAs) -> Result<Option<Id>, Outcome> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let by_name = |name: &str| match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) if !u.uid.is_root() => Ok(Some((u.uid.as_raw(), u.gid.as_raw()))),
+            _ => Err(Outcome::temp(
+                (3, 5),
+                format!("no unprivileged user `{name}` to run as"),
+            )),
+        };
+        match run_as {
+            RunAs::DefaultUser => by_name(&self.default_user),
+            RunAs::Owner { uid, gid } if *uid != 0 => Ok(Some((*uid, *gid))),
+            RunAs::Owner { .. } => by_name(&self.default_user),
+            RunAs::User { name } => {
+                let user = self.users.lookup(name);
+                match user.and_then(|u| u.uid) {
+                    Some(uid) if uid != 0 => match nix::unistd::User::from_uid(uid.into()) {
+                        Ok(Some(u)) => Ok(Some((uid, u.gid.as_raw()))),
+                        _ => by_name(&self.default_user),
+                    },
+                    _ => by_name(&self.default_user),
+                }
+            }
+        }
+    }
+
+    /// The `deliver` command for a mailbox user.
+    fn mailbox(
+        &self,
+        user: &[u8],
+        detail: Option<&[u8]>,
+        sender: &str,
+    ) -> Result<Command, Outcome> {
+        let name = String::from_utf8_lossy(user).into_owned();
+        let Some(u) = self.users.lookup(user) else {
+            return Err(Outcome::perm(
+                (1, 1),
+                sysexits::EX_NOUSER,
+                format!("no such user {name}"),
+            ));
+        };
+        let mut c = Command::new(&self.deliver);
+        c.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .arg("-f")
+            .arg(null_sender(sender));
+        if u.uid.is_some() {
+            // A system user: `deliver -d user` (A.10, sendmail's
+            // local_procmail); as root deliver switches to the user itself,
+            // so we never run the user's rcfile as root.
+            if let Some(d) = detail {
+                c.arg("-a").arg(std::ffi::OsStr::from_bytes_lossy(d));
+            }
+            c.arg("-d").arg(&name);
+            return Ok(c);
+        }
+        // A virtual user shares our uid: `deliver -m` with the user's own
+        // rcfile, HOME and MAILDIR (route::users). They are given as
+        // command-line assignments too, because procmail takes HOME from
+        // the passwd entry of the uid, not from the environment (checked
+        // against procmail 3.23pre: without `MAILDIR=` on the command line
+        // a `Maildir/` recipe wrote into the invoking user's home).
+        let rc = u.home.join(".procmailrc");
+        let rcfile: &Path = if rc.exists() {
+            &rc
+        } else {
+            Path::new("/dev/null")
+        };
+        let mut assign = |var: &str, p: &Path| {
+            let mut a = std::ffi::OsString::from(format!("{var}="));
+            a.push(p.as_os_str());
+            c.env(var, p);
+            a
+        };
+        let home = assign("HOME", &u.home);
+        let maildir = assign("MAILDIR", &u.home);
+        let default = u.mailbox.as_deref().map(|m| assign("DEFAULT", m));
+        c.env("LOGNAME", &name).env("USER", &name);
+        c.arg("-m").arg(home).arg(maildir);
+        if let Some(d) = default {
+            c.arg(d);
+        }
+        c.arg(rcfile);
+        if let Some(d) = detail {
+            // `-m rcfile arg`: the detail is $1, as `-a detail` makes it.
+            c.arg(std::ffi::OsStr::from_bytes_lossy(d));
+        }
+        Ok(c)
+    }
+
+    /// Runs `cmd` with `input` on stdin, within the time limit, keeping
+    /// the first 1000 bytes of its stderr.
+    fn run(&self, mut cmd: Command, id: Option<Id>, input: &[u8], what: &str) -> Outcome {
+        use std::os::unix::process::CommandExt as _;
+        if let Some((uid, gid)) = id {
+            // std clears the supplementary groups when root sets a uid.
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            // A missing or non-executable program will not appear by
+            // itself: permanent, as the shell's 126/127 would be (A.10:
+            // every status but 71/74/75 is permanent).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Outcome::perm(
+                    (3, 0),
+                    sysexits::EX_UNAVAILABLE,
+                    format!("{what}: cannot run: {e}"),
+                );
+            }
+            Err(e) => return Outcome::temp((3, 0), format!("{what}: cannot run: {e}")),
+        };
+        let mut stdin = child.stdin.take();
+        let mut stderr = child.stderr.take();
+        let buf = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            if let Some(s) = stdin.as_mut() {
+                // A program that does not read all its input is its own
+                // business (EPIPE); its exit status decides.
+                let _ = s.write_all(&buf);
+            }
+        });
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(s) = stderr.as_mut() {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = s.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    if out.len() < 1000 {
+                        out.extend_from_slice(&chunk[..n.min(1000 - out.len())]);
+                    }
+                }
+            }
+            out
+        });
+        let start = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if start.elapsed() >= self.time_limit => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Outcome::temp((3, 0), format!("{what}: wait: {e}")),
+            }
+        };
+        let _ = writer.join();
+        let err = reader.join().unwrap_or_default();
+        let err = String::from_utf8_lossy(&err).replace(['\r', '\n', '\t'], " ");
+        match status {
+            None => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
+            Some(s) => match outcome_of_exit(s.code(), &err) {
+                Outcome::Failed {
+                    class,
+                    detail,
+                    exit,
+                    reason,
+                } => Outcome::Failed {
+                    class,
+                    detail,
+                    exit,
+                    reason: format!("{what}: {reason}"),
+                },
+                ok => ok,
+            },
+        }
+    }
+}
+
+/// The `-f` value: the null sender is `MAILER-DAEMON` in the From_ line, as
+/// sendmail passes `$g` for `<>` to its local mailer (the Return-Path
+/// header still says `<>`).
+fn null_sender(sender: &str) -> &str {
+    if sender.is_empty() {
+        "MAILER-DAEMON"
+    } else {
+        sender
+    }
+}
+
+/// Lossy byte-to-`OsStr` conversion, here only for readability.
+trait FromBytesLossy {
+    fn from_bytes_lossy(b: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl FromBytesLossy for std::ffi::OsStr {
+    fn from_bytes_lossy(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+impl LocalDelivery for Exec {
+    fn deliver(&self, job: &Job<'_>) -> Outcome {
+        match &job.target.delivery {
+            Delivery::Mailbox { user, detail } => {
+                match self.mailbox(user, detail.as_deref(), job.sender) {
+                    Ok(cmd) => {
+                        // System users: deliver -d switches itself; virtual
+                        // users: the shared identity, if we are root.
+                        let id = match self.users.lookup(user) {
+                            Some(u) if u.uid.is_none() && nix::unistd::geteuid().is_root() => {
+                                self.virtual_id
+                            }
+                            _ => None,
+                        };
+                        self.run(cmd, id, job.message, "deliver")
+                    }
+                    Err(o) => o,
+                }
+            }
+            Delivery::File { path, run_as } => {
+                // A.6.2: append in mbox format with locking, as run_as:
+                // `deliver -m DEFAULT=path /dev/null` falls off the end of
+                // the empty rcfile into DEFAULT (checked against procmail
+                // 3.23pre: From_ line from -f, the file locked and
+                // appended).
+                if !path.starts_with(b"/") {
+                    return Outcome::perm(
+                        (1, 3),
+                        sysexits::EX_CANTCREAT,
+                        "file target is not an absolute path",
+                    );
+                }
+                let id = match self.identity(run_as) {
+                    Ok(id) => id,
+                    Err(o) => return o,
+                };
+                let mut c = Command::new(&self.deliver);
+                let mut def = std::ffi::OsString::from("DEFAULT=");
+                def.push(std::ffi::OsStr::from_bytes_lossy(path));
+                c.env_clear()
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                    .arg("-f")
+                    .arg(null_sender(job.sender))
+                    .arg("-m")
+                    .arg(def)
+                    .arg("/dev/null");
+                self.run(c, id, job.message, "file")
+            }
+            Delivery::Pipe { command, run_as } => {
+                let id = match self.identity(run_as) {
+                    Ok(id) => id,
+                    Err(o) => return o,
+                };
+                let cmd = std::ffi::OsStr::from_bytes_lossy(command);
+                // A.10: /bin/sh -c only when the command needs a shell,
+                // otherwise split at blanks and run directly (Postfix).
+                let mut c = if route::needs_shell(command) {
+                    let mut c = Command::new("/bin/sh");
+                    c.arg("-c").arg(cmd);
+                    c
+                } else {
+                    let mut words = command
+                        .split(|b| *b == b' ' || *b == b'\t')
+                        .filter(|w| !w.is_empty())
+                        .map(std::ffi::OsStr::from_bytes_lossy);
+                    let Some(prog) = words.next() else {
+                        return Outcome::perm((3, 0), sysexits::EX_USAGE, "empty pipe command");
+                    };
+                    let mut c = Command::new(prog);
+                    c.args(words);
+                    c
+                };
+                c.env_clear()
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                    .env("SENDER", job.sender);
+                self.run(c, id, job.message, "pipe")
+            }
+            other => Outcome::temp((3, 0), format!("not a local delivery: {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_map_to_classes_as_mta_semantics_a10_says() {
+        // (code, want class or None for delivered, want enhanced code)
+        let cases: &[(Option<i32>, Option<Class>, &str)] = &[
+            (Some(0), None, ""),
+            (Some(75), Some(Class::Temp), "4.3.0"),
+            (Some(74), Some(Class::Temp), "4.3.0"),
+            (Some(71), Some(Class::Temp), "4.3.0"),
+            (None, Some(Class::Temp), "4.3.0"),
+            (Some(67), Some(Class::Perm), "5.1.1"),
+            (Some(77), Some(Class::Perm), "5.7.1"),
+            (Some(73), Some(Class::Perm), "5.3.0"),
+            (Some(64), Some(Class::Perm), "5.3.0"),
+            (Some(1), Some(Class::Perm), "5.3.0"),
+        ];
+        for &(code, want, want_status) in cases {
+            let got = outcome_of_exit(code, "oops\n");
+            match (want, &got) {
+                (None, Outcome::Delivered) => {}
+                (Some(c), Outcome::Failed { class, .. }) => {
+                    assert_eq!(*class, c, "{code:?}");
+                    let Attempt::Failed(f) = Attempt::from(&got) else {
+                        unreachable!()
+                    };
+                    assert_eq!(f.status(), want_status, "{code:?}");
+                    assert!(f.diagnostic.ends_with(": oops"), "{}", f.diagnostic);
+                }
+                _ => panic!("{code:?}: got {got:?}"),
+            }
+            if let Some(c) = code {
+                assert_eq!(got.exit_code(), c, "the exit code is kept");
+            }
+        }
+    }
+
+    #[test]
+    fn local_copy_adds_trace_fields_in_postfix_order_and_drops_return_path() {
+        let msg = b"Return-Path: <old@x>\r\nSubject: hi\r\n\tthere\r\nReturn-path: <again>\r\n\r\nbody\r\n";
+        let got = local_copy(
+            msg,
+            "alice@example.test",
+            "Bob@example.test",
+            "bob@example.test",
+        );
+        let want = "Return-Path: <alice@example.test>\nX-Original-To: Bob@example.test\nDelivered-To: bob@example.test\nSubject: hi\n\tthere\n\nbody\n";
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        let got = local_copy(b"Subject: x\n\nReturn-Path: body\n", "", "a@b", "a@b");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "Return-Path: <>\nX-Original-To: a@b\nDelivered-To: a@b\nSubject: x\n\nReturn-Path: body\n"
+        );
+    }
+
+    #[test]
+    fn delivered_to_loop_is_found_in_the_header_only() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"Delivered-To: BOB@example.test\r\n\r\nx", true),
+            (b"delivered-to:<bob@example.test>\n\nx", true),
+            (b"Delivered-To: carol@example.test\n\nx", false),
+            (b"Subject: x\n\nDelivered-To: bob@example.test\n", false),
+        ];
+        for &(msg, want) in cases {
+            let got = has_delivered_to(msg, "bob@example.test");
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(msg));
+        }
+    }
+
+    #[test]
+    fn routing_replies_keep_their_class_and_enhanced_code() {
+        // (reply, want status, want diagnostic)
+        let cases = [
+            (
+                crate::route::reply::user_unknown(),
+                "5.1.1",
+                "smtp; 550 5.1.1 User unknown",
+            ),
+            (
+                crate::status::Reply::temp(451, (2, 4), "Cannot open"),
+                "4.2.4",
+                "smtp; 451 4.2.4 Cannot open",
+            ),
+        ];
+        for (reply, want_status, want_diag) in cases {
+            let got = from_reply(&reply);
+            assert_eq!(got.status(), want_status);
+            assert_eq!(got.diagnostic, want_diag);
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! The queue runner end to end: due entries delivered, deferred and
+//! retried, bounced or expired, over the in-memory queue and the file spool
+//! (across a restart), with a fake local delivery and with the real
+//! `deliver` binary writing into a virtual user's Maildir.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use postroom::queue::bounce::BounceConfig;
+use postroom::queue::runner::{Exec, Job, LocalDelivery, Runner, Summary};
+use postroom::queue::{
+    Address, Clock, Envelope, ManualClock, MemoryQueue, Queue, Schedule, Spool, State,
+};
+use postroom::route::{Delivery, Resolution, RunAs, Target, User, VirtualUsers};
+use postroom::status::{Outcome, sysexits};
+
+use crate::util::{Dir, bin};
+
+/// 2026-11-26 12:00:00 UTC.
+const T0: i64 = 1_795_694_400;
+
+const MSG: &[u8] = b"Return-Path: <forged@x.test>\r\nFrom: alice@example.test\r\nSubject: hello\r\n\r\nbody line\r\n";
+
+fn schedule() -> Schedule {
+    Schedule {
+        jitter_percent: 0,
+        ..Schedule::default()
+    }
+}
+
+fn bounce_cfg() -> BounceConfig {
+    BounceConfig {
+        reporting_mta: "mx.example.test".into(),
+        return_full_up_to: None,
+    }
+}
+
+fn envelope(sender: &str, rcpts: &[&str]) -> Envelope {
+    Envelope {
+        sender: sender.into(),
+        recipients: rcpts.iter().map(|r| Address::new(*r)).collect(),
+        ..Envelope::default()
+    }
+}
+
+/// `*@example.test` are mailbox users named by the local part,
+/// `*@relay.test` are relayed, the rest refused.
+fn router(rcpt: &str) -> Resolution {
+    let (local, domain) = rcpt.split_once('@').unwrap();
+    let original = postroom::route::Address::new(local.as_bytes(), domain.as_bytes());
+    match domain {
+        "example.test" => Resolution::Local(vec![Target {
+            delivery: Delivery::Mailbox {
+                user: local.as_bytes().to_vec(),
+                detail: None,
+            },
+            original,
+            sender: None,
+        }]),
+        "relay.test" => Resolution::Relay(original),
+        _ => Resolution::Refused(postroom::route::reply::relay_denied()),
+    }
+}
+
+/// A fake agent: answers from a script per user (the last answer repeats)
+/// and keeps what it was given.
+#[derive(Default)]
+struct Fake {
+    script: Vec<(&'static str, Vec<Outcome>)>,
+    seen: RefCell<Vec<(String, String, Vec<u8>)>>,
+}
+
+impl LocalDelivery for Fake {
+    fn deliver(&self, job: &Job<'_>) -> Outcome {
+        let Delivery::Mailbox { user, .. } = &job.target.delivery else {
+            panic!("fake got {:?}", job.target)
+        };
+        let user = String::from_utf8(user.clone()).unwrap();
+        let n = self
+            .seen
+            .borrow()
+            .iter()
+            .filter(|(u, _, _)| *u == user)
+            .count();
+        self.seen
+            .borrow_mut()
+            .push((user.clone(), job.sender.to_string(), job.message.to_vec()));
+        let answers = &self
+            .script
+            .iter()
+            .find(|(u, _)| *u == user)
+            .unwrap_or_else(|| panic!("no script for {user}"))
+            .1;
+        answers[n.min(answers.len() - 1)].clone()
+    }
+}
+
+fn temp() -> Outcome {
+    Outcome::temp((2, 1), "mailbox locked")
+}
+
+fn perm() -> Outcome {
+    Outcome::perm((1, 1), sysexits::EX_NOUSER, "no such user")
+}
+
+fn memory(clock: &Arc<ManualClock>) -> MemoryQueue {
+    MemoryQueue::new(schedule(), clock.clone())
+}
+
+/// The DSNs in the queue: entries with the null sender.
+fn dsns(q: &dyn Queue) -> Vec<(Envelope, String)> {
+    q.entries()
+        .unwrap()
+        .entries
+        .into_iter()
+        .filter(|e| e.envelope.sender.is_empty())
+        .map(|e| {
+            let m = q.message(&e.id).unwrap();
+            (e.envelope, String::from_utf8_lossy(&m).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn delivered_recipient_gets_trace_fields_and_the_entry_is_removed() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        script: vec![("bob", vec![Outcome::Delivered])],
+        ..Fake::default()
+    };
+    let got = Runner::new(&q, &router, &fake, bounce_cfg()).run_once(T0);
+    let want = Summary {
+        entries: 1,
+        delivered: 1,
+        removed: 1,
+        ..Summary::default()
+    };
+    assert_eq!(got, want);
+    assert!(q.entry(&id).is_err(), "entry removed");
+    let seen = fake.seen.borrow();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, "alice@example.test");
+    assert_eq!(
+        String::from_utf8_lossy(&seen[0].2),
+        "Return-Path: <alice@example.test>\nX-Original-To: bob@example.test\n\
+         Delivered-To: bob@example.test\nFrom: alice@example.test\nSubject: hello\n\nbody line\n"
+    );
+}
+
+#[test]
+fn deferred_recipient_waits_for_its_retry_then_is_delivered() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(
+            &envelope(
+                "alice@example.test",
+                &["bob@example.test", "carol@example.test"],
+            ),
+            MSG,
+        )
+        .unwrap();
+    let fake = Fake {
+        script: vec![
+            ("bob", vec![temp(), Outcome::Delivered]),
+            ("carol", vec![Outcome::Delivered]),
+        ],
+        ..Fake::default()
+    };
+    let runner = Runner::new(&q, &router, &fake, bounce_cfg());
+    let got = runner.run_once(T0);
+    assert_eq!((got.delivered, got.deferred, got.removed), (1, 1, 0));
+    let e = q.entry(&id).unwrap();
+    assert!(matches!(e.recipients[0].state, State::Deferred { next, .. } if next == T0 + 300));
+    assert_eq!(e.recipients[1].state, State::Delivered);
+    // Not due yet: nothing is tried.
+    let got = runner.run_once(T0 + 299);
+    assert_eq!(got, Summary::default());
+    assert_eq!(fake.seen.borrow().len(), 2);
+    // Due: bob only (carol is never delivered twice), then removed.
+    let got = runner.run_once(T0 + 300);
+    assert_eq!((got.delivered, got.deferred, got.removed), (1, 0, 1));
+    let users: Vec<String> = fake.seen.borrow().iter().map(|s| s.0.clone()).collect();
+    assert_eq!(users, ["bob", "carol", "bob"]);
+    assert!(q.entry(&id).is_err());
+}
+
+#[test]
+fn permanent_failure_queues_one_dsn_to_the_sender() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(
+            &envelope(
+                "alice@example.test",
+                &["bob@example.test", "dave@other.test"],
+            ),
+            MSG,
+        )
+        .unwrap();
+    let fake = Fake {
+        script: vec![("bob", vec![perm()])],
+        ..Fake::default()
+    };
+    let got = Runner::new(&q, &router, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns, got.removed), (2, 1, 1));
+    assert!(q.entry(&id).is_err());
+    let d = dsns(&q);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].0.recipients, vec![Address::new("alice@example.test")]);
+    assert!(d[0].1.contains("Final-Recipient: rfc822; bob@example.test"));
+    assert!(d[0].1.contains("Status: 5.1.1"), "{}", d[0].1);
+    assert!(d[0].1.contains("Diagnostic-Code: x-unix; no such user"));
+    // The refused recipient (routing changed since it was accepted) too.
+    assert!(d[0].1.contains("Final-Recipient: rfc822; dave@other.test"));
+}
+
+#[test]
+fn null_sender_is_never_bounced() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("", &["bob@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        script: vec![("bob", vec![perm()])],
+        ..Fake::default()
+    };
+    let got = Runner::new(&q, &router, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!(
+        (got.failed, got.dsns, got.not_bounced, got.removed),
+        (1, 0, 1, 1)
+    );
+    assert!(q.entry(&id).is_err());
+    assert!(q.entries().unwrap().entries.is_empty(), "no DSN queued");
+    assert!(String::from_utf8_lossy(&fake.seen.borrow()[0].2).starts_with("Return-Path: <>\n"));
+}
+
+#[test]
+fn temporary_failures_expire_after_the_lifetime_and_bounce_with_the_last_error() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let s = Schedule {
+        min_backoff: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(60),
+        max_lifetime: Duration::from_secs(200),
+        ..schedule()
+    };
+    let q = MemoryQueue::new(s, clock.clone());
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        script: vec![("bob", vec![temp()])],
+        ..Fake::default()
+    };
+    let runner = Runner::new(&q, &router, &fake, bounce_cfg());
+    let mut now = T0;
+    let mut total = Summary::default();
+    while q.entry(&id).is_ok() && now <= T0 + 1000 {
+        let s = runner.run_once(now);
+        total.deferred += s.deferred;
+        total.failed += s.failed;
+        total.dsns += s.dsns;
+        now += 10;
+    }
+    // Tried at 0, 60, 120, 180 and at the end of the lifetime, 200.
+    assert_eq!(fake.seen.borrow().len(), 5);
+    assert_eq!((total.deferred, total.failed, total.dsns), (4, 1, 1));
+    let d = dsns(&q);
+    assert_eq!(d.len(), 1);
+    assert!(d[0].1.contains("Action: failed"));
+    assert!(
+        d[0].1.contains("Status: 4.2.1"),
+        "last temporary status kept"
+    );
+}
+
+#[test]
+fn relay_recipients_stay_deferred_until_there_is_a_relay_client() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["bob@relay.test"]), MSG)
+        .unwrap();
+    let fake = Fake::default();
+    let got = Runner::new(&q, &router, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!((got.deferred, got.removed), (1, 0));
+    let e = q.entry(&id).unwrap();
+    let err = e.recipients[0].state.error().unwrap();
+    assert!(err.diagnostic.contains("no relay client yet"), "{err:?}");
+    assert_eq!(err.status(), "4.4.0");
+}
+
+#[test]
+fn spool_restart_resumes_the_deferred_recipient() {
+    let dir = Dir::new("runner-spool");
+    let clock = Arc::new(ManualClock::at(T0));
+    let fake = Fake {
+        script: vec![("bob", vec![temp(), Outcome::Delivered])],
+        ..Fake::default()
+    };
+    let id = {
+        let (spool, _) = Spool::open(dir.join("q"), schedule(), clock.clone()).unwrap();
+        let id = spool
+            .enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+            .unwrap();
+        let got = Runner::new(&spool, &router, &fake, bounce_cfg()).run_once(T0);
+        assert_eq!(got.deferred, 1);
+        id
+    };
+    clock.advance(Duration::from_secs(300));
+    let (spool, rec) = Spool::open(dir.join("q"), schedule(), clock.clone()).unwrap();
+    assert_eq!(rec.entries, 1);
+    assert_eq!(spool.entry(&id).unwrap().recipients[0].attempts, 1);
+    let stop = AtomicBool::new(false);
+    let runner = Runner::new(&spool, &router, &fake, bounce_cfg());
+    // The loop runs here; a watcher sets the stop flag once the entry is
+    // gone, and the loop notices it within its 100 ms poll.
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            while spool.entry(&id).is_ok() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        runner.run_until(clock.as_ref() as &dyn Clock, Duration::from_secs(60), &stop)
+    });
+    assert_eq!((got.delivered, got.removed), (1, 1));
+    assert!(spool.entries().unwrap().entries.is_empty());
+    assert!(dir.join("q/active").read_dir().unwrap().next().is_none());
+}
+
+/// A virtual user `bob` whose rcfile files everything into `Maildir/`.
+fn virtual_bob(dir: &Dir) -> VirtualUsers {
+    dir.write("home/bob/.procmailrc", ":0\nMaildir/\n");
+    let mut users = VirtualUsers::default();
+    users.insert(User {
+        name: b"bob".to_vec(),
+        home: dir.join("home/bob"),
+        mailbox: None,
+        uid: None,
+    });
+    users
+}
+
+#[test]
+fn real_deliver_writes_the_virtual_users_maildir() {
+    let dir = Dir::new("runner-deliver");
+    let exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!((got.delivered, got.removed), (1, 1), "{got:?}");
+    let new: Vec<_> = dir
+        .join("home/bob/Maildir/new")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(new.len(), 1);
+    let got = std::fs::read(&new[0]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "Return-Path: <alice@example.test>\nX-Original-To: bob@example.test\n\
+         Delivered-To: bob@example.test\nFrom: alice@example.test\nSubject: hello\n\nbody line\n"
+    );
+}
+
+#[test]
+fn real_deliver_unknown_user_and_pipe_exit_codes_bounce_or_defer() {
+    let dir = Dir::new("runner-exit");
+    let exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
+    let pipe = |code: &'static str| {
+        move |rcpt: &str| {
+            let original = postroom::route::Address::new(b"x", b"example.test");
+            let _ = rcpt;
+            Resolution::Local(vec![Target {
+                delivery: Delivery::Pipe {
+                    // Quotes make it go through /bin/sh -c (A.10).
+                    command: format!("sh -c 'exit {code}'").into_bytes(),
+                    run_as: RunAs::DefaultUser,
+                },
+                original,
+                sender: None,
+            }])
+        }
+    };
+    let clock = Arc::new(ManualClock::at(T0));
+    // 75 (EX_TEMPFAIL) from a pipe defers.
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["x@example.test"]), MSG)
+        .unwrap();
+    let r75 = pipe("75");
+    let got = Runner::new(&q, &r75, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!(got.deferred, 1, "{got:?}");
+    let e = q.entry(&id).unwrap();
+    assert_eq!(e.recipients[0].state.error().unwrap().status(), "4.3.0");
+    // 77 (EX_NOPERM) from a pipe bounces with 5.7.1.
+    let q = memory(&clock);
+    q.enqueue(&envelope("alice@example.test", &["x@example.test"]), MSG)
+        .unwrap();
+    let r77 = pipe("77");
+    let got = Runner::new(&q, &r77, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
+    assert!(dsns(&q)[0].1.contains("Status: 5.7.1"));
+    // A mailbox user that vanished since acceptance bounces with 5.1.1.
+    let q = memory(&clock);
+    q.enqueue(
+        &envelope("alice@example.test", &["nobody-here@example.test"]),
+        MSG,
+    )
+    .unwrap();
+    let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
+    assert!(dsns(&q)[0].1.contains("Status: 5.1.1"));
+    // A program that does not exist is run directly and bounces.
+    let q = memory(&clock);
+    q.enqueue(&envelope("alice@example.test", &["x@example.test"]), MSG)
+        .unwrap();
+    let missing = |_: &str| {
+        Resolution::Local(vec![Target {
+            delivery: Delivery::Pipe {
+                command: b"/nonexistent/prog arg".to_vec(),
+                run_as: RunAs::DefaultUser,
+            },
+            original: postroom::route::Address::new(b"x", b"example.test"),
+            sender: None,
+        }])
+    };
+    let got = Runner::new(&q, &missing, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
+    assert!(dsns(&q)[0].1.contains("Status: 5.3.0"));
+}
+
+/// What `agent` wrote into the virtual user's Maildir for MSG, run through
+/// [`Exec`] (the same argv and environment for both agents).
+fn maildir_copy_by(agent: &std::path::Path, name: &str) -> Vec<u8> {
+    let dir = Dir::new(name);
+    let exec = Exec::new(agent, Arc::new(virtual_bob(&dir)));
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!(got.delivered, 1, "{}: {got:?}", agent.display());
+    let new: Vec<_> = dir
+        .join("home/bob/Maildir/new")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(new.len(), 1);
+    std::fs::read(&new[0]).unwrap()
+}
+
+#[test]
+fn virtual_user_invocation_gives_the_same_maildir_file_as_procmail() {
+    // The `-m HOME=.. MAILDIR=.. rcfile` command line checked against
+    // the real procmail 3.23pre: both write the same bytes into the
+    // virtual user's own Maildir (not the invoking user's home).
+    if !crate::util::require_tool("procmail") {
+        return;
+    }
+    let want = maildir_copy_by(std::path::Path::new("/usr/bin/procmail"), "runner-pm");
+    let got = maildir_copy_by(&bin("deliver"), "runner-dl");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[test]
+fn file_target_is_appended_in_mbox_format() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new("runner-file");
+    // As root the write runs as the default user (nobody): let it in.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::create_dir(dir.join("out")).unwrap();
+    std::fs::set_permissions(dir.join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.join("out/archive");
+    let exec = Exec::new(bin("deliver"), Arc::new(VirtualUsers::default()));
+    let to_file = |_: &str| {
+        Resolution::Local(vec![Target {
+            delivery: Delivery::File {
+                path: path.to_str().unwrap().as_bytes().to_vec(),
+                run_as: RunAs::DefaultUser,
+            },
+            original: postroom::route::Address::new(b"archive", b"example.test"),
+            sender: None,
+        }])
+    };
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    for _ in 0..2 {
+        q.enqueue(
+            &envelope("alice@example.test", &["archive@example.test"]),
+            MSG,
+        )
+        .unwrap();
+    }
+    let got = Runner::new(&q, &to_file, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!((got.delivered, got.removed), (2, 2), "{got:?}");
+    let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let copies: Vec<&str> = text.split("From alice@example.test ").skip(1).collect();
+    assert_eq!(copies.len(), 2, "{text}");
+    for c in copies {
+        let (_date, rest) = c.split_once('\n').unwrap();
+        assert_eq!(
+            rest,
+            "Return-Path: <alice@example.test>\nX-Original-To: archive@example.test\n\
+             Delivered-To: archive@example.test\nFrom: alice@example.test\nSubject: hello\n\nbody line\n\n"
+        );
+    }
+}
+
+#[test]
+fn one_delay_warning_is_sent_while_a_recipient_waits() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let s = Schedule {
+        delay_warning: Some(Duration::from_secs(600)),
+        ..schedule()
+    };
+    let q = MemoryQueue::new(s, clock.clone());
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        // The warning goes to alice, who is local here: it is delivered
+        // by the next run like any other message.
+        script: vec![("bob", vec![temp()]), ("alice", vec![Outcome::Delivered])],
+        ..Fake::default()
+    };
+    let runner = Runner::new(&q, &router, &fake, bounce_cfg());
+    let mut dsn_count = 0;
+    for t in (0..=3600).step_by(60) {
+        dsn_count += runner.run_once(T0 + t).dsns;
+    }
+    assert_eq!(dsn_count, 1);
+    assert!(q.entry(&id).unwrap().warned);
+    let seen = fake.seen.borrow();
+    let to_alice: Vec<_> = seen.iter().filter(|s| s.0 == "alice").collect();
+    assert_eq!(to_alice.len(), 1);
+    // From the null sender, never bounced back (B.9).
+    assert_eq!(to_alice[0].1, "");
+    let text = String::from_utf8_lossy(&to_alice[0].2);
+    assert!(text.starts_with("Return-Path: <>\n"), "{text}");
+    assert!(text.contains("Action: delayed"), "{text}");
+}
+
+#[test]
+fn a_temporary_failure_of_one_alias_member_defers_the_whole_recipient() {
+    // bob@ expands to bob and carol; carol's mailbox is locked.
+    let list = |_: &str| {
+        let t = |u: &str| Target {
+            delivery: Delivery::Mailbox {
+                user: u.as_bytes().to_vec(),
+                detail: None,
+            },
+            original: postroom::route::Address::new(b"list", b"example.test"),
+            sender: Some(b"owner-list@example.test".to_vec()),
+        };
+        Resolution::Local(vec![t("bob"), t("carol")])
+    };
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["list@example.test"]), MSG)
+        .unwrap();
+    let fake = Fake {
+        script: vec![
+            ("bob", vec![Outcome::Delivered]),
+            ("carol", vec![temp(), Outcome::Delivered]),
+        ],
+        ..Fake::default()
+    };
+    let runner = Runner::new(&q, &list, &fake, bounce_cfg());
+    assert_eq!(runner.run_once(T0).deferred, 1);
+    assert!(q.entry(&id).is_ok());
+    assert_eq!(runner.run_once(T0 + 300).delivered, 1);
+    // bob got it twice: a duplicate rather than a loss (runner docs).
+    let seen = fake.seen.borrow();
+    let users: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(users, ["bob", "carol", "bob", "carol"]);
+    // The owner- sender is the one the agent is given.
+    assert!(seen.iter().all(|s| s.1 == "owner-list@example.test"));
+}
+
+#[test]
+fn a_message_already_delivered_to_the_recipient_bounces_as_a_loop() {
+    // mta-semantics B.7: Delivered-To for this recipient is already there.
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let looped = b"Delivered-To: bob@example.test\r\nSubject: again\r\n\r\nx\r\n";
+    q.enqueue(
+        &envelope("alice@example.test", &["bob@example.test"]),
+        looped,
+    )
+    .unwrap();
+    let fake = Fake::default();
+    let got = Runner::new(&q, &router, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
+    assert!(fake.seen.borrow().is_empty(), "the agent is not run");
+    let d = dsns(&q);
+    assert!(d[0].1.contains("Status: 5.4.6"), "{}", d[0].1);
+    assert!(d[0].1.contains("mail forwarding loop for bob@example.test"));
+}
