@@ -13,5 +13,6 @@ pub mod message;
 pub mod queue;
 pub mod rc;
 pub mod route;
+pub mod runner;
 pub mod smtp;
 pub mod status;

@@ -9,11 +9,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use postroom::queue::bounce::BounceConfig;
-use postroom::queue::runner::{Exec, Job, LocalDelivery, Runner, Summary};
 use postroom::queue::{
     Address, Clock, Envelope, ManualClock, MemoryQueue, Queue, Schedule, Spool, State,
 };
 use postroom::route::{Delivery, Resolution, RunAs, Target, User, VirtualUsers};
+use postroom::runner::{Exec, Job, LocalDelivery, Runner, Summary};
 use postroom::status::{Outcome, sysexits};
 
 use crate::util::{Dir, bin};

@@ -8,7 +8,7 @@
 //! [`MemoryQueue`] for tests of its users (OpenSMTPD's queue backends).
 //!
 //! The server calls [`Queue::enqueue`] after DATA and answers 250 only once
-//! it returned (mta-semantics B.8). A runner (elsewhere) takes the due
+//! it returned (mta-semantics B.8). The runner (`crate::runner`) takes the due
 //! entries, delivers each recipient, calls [`Queue::record`] before acting
 //! on the result, queues a DSN for failed recipients, marks them notified,
 //! and removes the entry once every recipient is final.
@@ -19,7 +19,6 @@
 pub mod bounce;
 pub mod entry;
 pub mod memory;
-pub mod runner;
 pub mod schedule;
 pub mod spool;
 

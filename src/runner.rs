@@ -29,10 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::bounce::{self, BounceConfig, Kind};
-use super::entry::{Attempt, Entry, Failure, State};
-use super::spool::QueueId;
-use super::{Clock, Queue, QueueError};
+use crate::queue::bounce::{self, BounceConfig, Kind};
+use crate::queue::entry::{Attempt, Entry, Failure, State};
+use crate::queue::spool::QueueId;
+use crate::queue::{Clock, Queue, QueueError};
 use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
 use crate::status::{Class, Outcome, sysexits};
 
