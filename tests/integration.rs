@@ -9,4 +9,5 @@ mod rc_syntax;
 mod robust;
 mod route;
 mod smtp_proto;
+mod smtpd;
 mod util;
