@@ -504,3 +504,117 @@ fn check_reports_every_settings_and_table_error_with_its_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
 }
+
+/// Reads one whole reply (up to the `NNN ` line) from `r`.
+fn read_reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return reply;
+        }
+        reply.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b' ') {
+            return reply;
+        }
+    }
+}
+
+/// Sends each command alone and waits for its reply; returns the last
+/// line of every reply, the greeting first.
+fn converse(addr: SocketAddr, commands: &[&str]) -> Vec<String> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let last = |reply: String| {
+        reply
+            .trim_end()
+            .rsplit("\r\n")
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = vec![last(read_reply(&mut r))];
+    for c in commands {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        out.push(last(read_reply(&mut r)));
+    }
+    out
+}
+
+/// Waits up to 5 s for a log line containing `what`.
+fn wait_log(server: &Smtpd, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if server.log.lock().unwrap().iter().any(|l| l.contains(what)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no `{what}` in the log: {:?}", server.log.lock().unwrap());
+}
+
+#[test]
+fn sighup_reloads_clean_tables_and_keeps_the_old_ones_otherwise() {
+    let dir = Dir::new("smtpd-hup");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let rcpt_carol = || {
+        converse(
+            server.addr,
+            &[
+                "EHLO client.test",
+                "MAIL FROM:<s@client.test>",
+                "RCPT TO:<carol@example.test>",
+                "QUIT",
+            ],
+        )[3]
+        .clone()
+    };
+    assert!(rcpt_carol().starts_with("550 5.1.1 "));
+    let hup = || {
+        let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    };
+    dir.write(
+        "etc/users",
+        "alice:homes/alice\nbob:homes/bob\ncarol:homes/carol\n",
+    );
+    hup();
+    wait_log(&server, "tables reloaded");
+    assert_eq!(rcpt_carol(), "250 2.1.5 Ok");
+    // A broken table is refused whole: carol stays.
+    dir.write("etc/users", "alice:homes/alice\nbad user:x\n");
+    hup();
+    wait_log(&server, "reload refused, the running tables stay");
+    assert_eq!(rcpt_carol(), "250 2.1.5 Ok");
+}
+
+#[test]
+fn past_ten_errors_each_reply_waits_a_second() {
+    let dir = Dir::new("smtpd-soft");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    let start = Instant::now();
+    for _ in 0..10 {
+        w.write_all(b"BOGUS\r\n").unwrap();
+        assert!(read_reply(&mut r).starts_with("500 5.5.2 "));
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "ten fast errors"
+    );
+    let start = Instant::now();
+    w.write_all(b"BOGUS\r\n").unwrap();
+    assert!(read_reply(&mut r).starts_with("500 5.5.2 "));
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "the eleventh waits"
+    );
+}

@@ -1,6 +1,10 @@
 //! `postroom`: the SMTP server and its tools.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use clap::Parser;
 use postroom::cli::postroom::{Cli, Command};
@@ -102,7 +106,9 @@ fn smtpd(dir: &Path) -> i32 {
         }
     };
     let log = server::stderr_log();
-    let srv = match server::Server::bind(s, Arc::new(loaded.config), Arc::new(spool), log) {
+    let opts = s.route_options();
+    let tables = server::Tables::new(loaded.config);
+    let srv = match server::Server::bind(s, tables, Arc::new(spool), log) {
         Ok(srv) => srv,
         Err(e) => {
             eprintln!("postroom smtpd: {e}");
@@ -117,6 +123,7 @@ fn smtpd(dir: &Path) -> i32 {
         }
         Err(e) => eprintln!("postroom smtpd: {e}"),
     }
+    reload_on_sighup(dir.to_path_buf(), opts, srv.tables());
     match srv.serve() {
         Ok(()) => 0,
         Err(e) => {
@@ -124,4 +131,47 @@ fn smtpd(dir: &Path) -> i32 {
             71
         }
     }
+}
+
+/// Set by the SIGHUP handler, cleared by the reload thread.
+static HUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hup(_: libc::c_int) {
+    HUP.store(true, Ordering::SeqCst);
+}
+
+/// DESIGN.md: the tables are reloaded on SIGHUP after a successful check;
+/// with any error the running tables stay and the errors are logged.
+/// Settings (listen, limits, host name) need a restart.
+fn reload_on_sighup(dir: PathBuf, opts: postroom::route::Options, tables: server::Tables) {
+    let action = SigAction::new(
+        SigHandler::Handler(on_hup),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    if let Err(e) = unsafe { sigaction(Signal::SIGHUP, &action) } {
+        eprintln!("postroom smtpd: cannot catch SIGHUP: {e}");
+        return;
+    }
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if !HUP.swap(false, Ordering::SeqCst) {
+                continue;
+            }
+            let loaded = postroom::route::load(&dir, &opts);
+            if !loaded.diagnostics.is_empty() {
+                eprintln!("{}", loaded.render());
+            }
+            match loaded.clean() {
+                Ok(config) => {
+                    tables.replace(config);
+                    eprintln!("postroom smtpd: tables reloaded");
+                }
+                Err(_) => eprintln!("postroom smtpd: reload refused, the running tables stay"),
+            }
+        }
+    });
 }

@@ -14,8 +14,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,10 @@ use crate::status::Reply;
 use super::address::{Domain, ForwardPath, ReversePath};
 use super::session::{Body, Envelope, Host, RcptVerdict, Session};
 use super::settings::{MIN_DATA_RATE, Settings};
+
+/// Errors in a session after which every reply is delayed by a second
+/// (mta-semantics B.5: soft limit 10, Postfix `smtpd_soft_error_limit`).
+pub const SOFT_ERROR_LIMIT: u32 = 10;
 
 /// Where the server writes its log lines (stderr for `postroom smtpd`).
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
@@ -256,6 +260,29 @@ fn received_count(m: &[u8]) -> usize {
         .count()
 }
 
+/// The routing tables in use, shared by all sessions and swapped whole
+/// on reload (mta-semantics A.1: never half a table). A session keeps the
+/// set it started with.
+#[derive(Clone)]
+pub struct Tables(Arc<RwLock<Arc<route::Config>>>);
+
+impl Tables {
+    /// Tables starting with `config`.
+    pub fn new(config: route::Config) -> Tables {
+        Tables(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The set in use now.
+    pub fn current(&self) -> Arc<route::Config> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts `config` in use for sessions that start from now on.
+    pub fn replace(&self, config: route::Config) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+}
+
 /// A bound server: listening sockets plus what every session needs.
 pub struct Server {
     listeners: Vec<TcpListener>,
@@ -264,7 +291,7 @@ pub struct Server {
 
 struct Shared {
     settings: Settings,
-    routes: Arc<route::Config>,
+    tables: Tables,
     queue: Arc<dyn Queue>,
     log: Log,
     active: AtomicUsize,
@@ -284,7 +311,7 @@ impl Server {
     /// Binds every `listen` address of `settings`.
     pub fn bind(
         settings: Settings,
-        routes: Arc<route::Config>,
+        tables: Tables,
         queue: Arc<dyn Queue>,
         log: Log,
     ) -> io::Result<Server> {
@@ -298,13 +325,18 @@ impl Server {
             listeners,
             shared: Arc::new(Shared {
                 settings,
-                routes,
+                tables,
                 queue,
                 log,
                 active: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
             }),
         })
+    }
+
+    /// The tables the server uses, to replace them on reload.
+    pub fn tables(&self) -> Tables {
+        self.shared.tables.clone()
     }
 
     /// The addresses actually bound (a port 0 in the settings becomes the
@@ -383,7 +415,7 @@ fn session(mut stream: TcpStream, peer: SocketAddr, sid: &str, shared: &Shared) 
     let settings = &shared.settings;
     (shared.log)(&format!("{sid}: connect from {peer}"));
     let host = RouteHost::new(
-        Arc::clone(&shared.routes),
+        shared.tables.current(),
         Arc::clone(&shared.queue),
         &settings.hostname,
         peer,
@@ -438,6 +470,11 @@ fn session(mut stream: TcpStream, peer: SocketAddr, sid: &str, shared: &Shared) 
         octets += n as u64;
         let replies = s.feed(&buf[..n]);
         if !replies.is_empty() {
+            // Postfix's soft error limit (mta-semantics B.5): past it,
+            // each answer waits a second, slowing down a guessing client.
+            if s.errors() > SOFT_ERROR_LIMIT {
+                thread::sleep(Duration::from_secs(1));
+            }
             let mut out = Vec::new();
             for r in &replies {
                 out.extend_from_slice(&r.to_wire());
