@@ -601,15 +601,16 @@ fn past_ten_errors_each_reply_waits_a_second() {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     read_reply(&mut r);
-    let start = Instant::now();
-    for _ in 0..10 {
+    for i in 1..=10 {
+        let start = Instant::now();
         w.write_all(b"BOGUS\r\n").unwrap();
         assert!(read_reply(&mut r).starts_with("500 5.5.2 "));
+        // Loose: the machine may be busy; the delay would be a second.
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "error {i} is fast"
+        );
     }
-    assert!(
-        start.elapsed() < Duration::from_millis(900),
-        "ten fast errors"
-    );
     let start = Instant::now();
     w.write_all(b"BOGUS\r\n").unwrap();
     assert!(read_reply(&mut r).starts_with("500 5.5.2 "));

@@ -390,10 +390,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> io::Result<()> {
         }
         let spawned = thread::Builder::new().name(sid.clone()).spawn(move || {
             let shared = Arc::clone(&slot.0);
-            if let Err(e) = session(stream, peer, &sid, &shared) {
+            if let Err(e) = session(stream, peer, &sid, &shared, slot) {
                 (shared.log)(&format!("{sid}: {peer}: {e}"));
             }
-            drop(slot);
         });
         if let Err(e) = spawned {
             (shared.log)(&format!("cannot start a session thread: {e}"));
@@ -410,8 +409,16 @@ fn refuse_busy(mut stream: TcpStream, settings: &Settings) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Runs one session to its end.
-fn session(mut stream: TcpStream, peer: SocketAddr, sid: &str, shared: &Shared) -> io::Result<()> {
+/// Runs one session to its end; `slot` is given back before the
+/// connection is closed, so a client that saw the close may connect again
+/// at once.
+fn session(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    sid: &str,
+    shared: &Shared,
+    slot: Slot,
+) -> io::Result<()> {
     let settings = &shared.settings;
     (shared.log)(&format!("{sid}: connect from {peer}"));
     let host = RouteHost::new(
@@ -487,6 +494,7 @@ fn session(mut stream: TcpStream, peer: SocketAddr, sid: &str, shared: &Shared) 
             break;
         }
     }
+    drop(slot);
     let _ = stream.shutdown(Shutdown::Both);
     Ok(())
 }
