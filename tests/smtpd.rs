@@ -619,3 +619,43 @@ fn past_ten_errors_each_reply_waits_a_second() {
         "the eleventh waits"
     );
 }
+
+#[test]
+fn a_message_dripped_after_354_is_cut_at_the_data_deadline_and_not_queued() {
+    let dir = Dir::new("smtpd-data-deadline");
+    config(&dir, "");
+    dir.write(
+        "etc/postroom.conf",
+        "hostname = mx.example.test\nlisten = 127.0.0.1:0\nspool = ../spool\n\
+         command_timeout = 10\ndata_timeout = 1\n",
+    );
+    let server = Smtpd::start(&dir);
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    for (c, want) in [
+        ("EHLO client.test", "250"),
+        ("MAIL FROM:<s@client.test>", "250"),
+        ("RCPT TO:<alice@example.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        let got = read_reply(&mut r);
+        assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
+    }
+    let start = Instant::now();
+    for b in b"Subject: slow\r\n\r\nbody\r\n.\r\n" {
+        if w.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let got = read_reply(&mut r);
+    assert!(got.starts_with("421 4.3.2 "), "{got}");
+    assert!(server.stop_and_list(&dir).is_empty());
+}
