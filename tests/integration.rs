@@ -10,4 +10,5 @@ mod robust;
 mod route;
 mod runner;
 mod smtp_proto;
+mod smtpd;
 mod util;

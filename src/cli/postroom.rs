@@ -1,5 +1,5 @@
-//! The `postroom` command line (clap): `check` today; the SMTP server,
-//! queue and sendmail commands join it as they are built.
+//! The `postroom` command line (clap): `check` and `smtpd`; the queue and
+//! sendmail commands join it as they are built. Argument parsing only.
 
 use std::path::PathBuf;
 
@@ -17,10 +17,20 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Parse rcfiles and report every error as FILE:LINE:COL; exit 1 on any.
+    /// Parse rcfiles, or a whole configuration directory, and report every
+    /// error as FILE:LINE:COL; exit 1 on any.
     Check {
+        /// A configuration directory: its settings file and every table.
+        #[arg(long, value_name = "DIR")]
+        config: Option<PathBuf>,
         /// The rcfiles to check.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "config")]
         rcfiles: Vec<PathBuf>,
+    },
+    /// Run the SMTP server in the foreground, logging to stderr.
+    Smtpd {
+        /// The configuration directory (postroom.conf and the tables).
+        #[arg(long, value_name = "DIR")]
+        config: PathBuf,
     },
 }

@@ -5,12 +5,15 @@
 //! asks a [`session::Host`] for routing and queueing, [`address`] parses
 //! envelope paths, [`reply`] names the crate's one reply type,
 //! [`crate::status::Reply`], whose codes come from one
-//! [`crate::status::Class`]. Nothing here opens a socket, a file or a
-//! thread, or reads a clock; the server loop and the relay client will
-//! live beside these (DESIGN.md: smtp may use route, queue, message,
-//! status).
+//! [`crate::status::Class`]. None of these opens a socket, a file or a
+//! thread, or reads a clock. Beside them, [`settings`] reads the main
+//! settings file and [`server`] is the only part with sockets, threads and
+//! deadlines; the relay client will live here too (DESIGN.md: smtp may use
+//! route, queue, message, status).
 
 pub mod address;
 pub mod proto;
 pub mod reply;
+pub mod server;
 pub mod session;
+pub mod settings;

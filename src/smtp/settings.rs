@@ -1,0 +1,415 @@
+//! The main settings file of a configuration directory, `postroom.conf`.
+//!
+//! Owns the file's format and every default of the SMTP server: listen
+//! addresses, host name, spool directory and limits. It turns them into a
+//! [`session::Config`] and [`route::Options`] for the parts that use them.
+//! It reads one file and never writes one, opens no socket and knows no
+//! table format (those are `route`'s).
+//!
+//! The format is `key = value`, one setting a line; blank lines and lines
+//! starting with `#` are ignored, `listen` may be given more than once,
+//! every other key at most once. Every bad line is reported with its line
+//! (a [`Diagnostic`]) and the rest still loads, so `postroom check` shows
+//! them all at once:
+//!
+//! ```text
+//! hostname = mx.example.test
+//! listen = 127.0.0.1:2525
+//! spool = ../state/spool          # relative to the configuration directory
+//! max_message_size = 10485760     # octets (SIZE)
+//! max_recipients = 100
+//! max_line = 2048                 # command line, CRLF included
+//! max_header = 262144             # header section, octets
+//! command_timeout = 300           # seconds per command line
+//! data_timeout = 180              # seconds per message, plus 1 s per 500 octets
+//! max_sessions = 20               # sessions at once; beyond: 421 4.7.0
+//! max_errors = 20                 # then 421 and close
+//! max_hops = 100                  # Received: fields, ours included
+//! bare_newline = reject           # or normalize (mta-semantics B.6)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::diag::{Diagnostic, Span};
+use crate::route;
+
+use super::proto::BareNewline;
+use super::session;
+
+/// The settings file's name inside the configuration directory.
+pub const FILE: &str = "postroom.conf";
+
+/// Everything the SMTP server reads from `postroom.conf`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Addresses to listen on (port 0 picks a free port, for tests).
+    pub listen: Vec<SocketAddr>,
+    /// Our fully qualified host name: greeting, `Received: by`, and always
+    /// a local domain.
+    pub hostname: String,
+    /// The queue's spool directory, already joined to the configuration
+    /// directory when written relative.
+    pub spool: PathBuf,
+    /// Largest message in octets.
+    pub max_message: u64,
+    /// Largest header section in octets.
+    pub max_header: u64,
+    /// Most recipients per transaction.
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included.
+    pub max_line: usize,
+    /// Time allowed for one command line (mta-semantics B.5: a deadline
+    /// per line, not per read, so a drip cannot hold a session).
+    pub command_timeout: Duration,
+    /// Time allowed for one message after `354`, plus one second per
+    /// [`MIN_DATA_RATE`] octets received.
+    pub data_timeout: Duration,
+    /// Sessions at once; one more gets `421 4.7.0` and is closed.
+    pub max_sessions: usize,
+    /// Errors after which the session ends with `421`.
+    pub max_errors: u32,
+    /// Most `Received:` fields, ours included.
+    pub max_hops: usize,
+    /// What to do with a bare LF or CR in DATA.
+    pub bare_newline: BareNewline,
+}
+
+/// The slowest transfer the DATA deadline allows for, in octets per
+/// second (mta-semantics B.5: "min data rate 500 B/s").
+pub const MIN_DATA_RATE: u64 = 500;
+
+impl Settings {
+    /// The defaults (mta-semantics B.5), with the spool at `dir/spool`.
+    pub fn defaults(dir: &Path) -> Settings {
+        let s = session::Config::default();
+        Settings {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            hostname: "localhost".to_string(),
+            spool: dir.join("spool"),
+            max_message: s.max_message,
+            max_header: s.max_header,
+            max_recipients: s.max_recipients,
+            max_line: s.max_line,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            max_sessions: 20,
+            max_errors: s.max_errors,
+            max_hops: s.max_hops,
+            bare_newline: s.bare_newline,
+        }
+    }
+
+    /// The limits and policies of one session.
+    pub fn session_config(&self) -> session::Config {
+        session::Config {
+            hostname: self.hostname.clone(),
+            max_line: self.max_line,
+            max_message: self.max_message,
+            max_header: self.max_header,
+            max_recipients: self.max_recipients,
+            max_errors: self.max_errors,
+            max_hops: self.max_hops,
+            bare_newline: self.bare_newline,
+            ..session::Config::default()
+        }
+    }
+
+    /// The settings `route::load` needs from here.
+    pub fn route_options(&self) -> route::Options {
+        route::Options {
+            host_name: self.hostname.as_bytes().to_vec(),
+            ..route::Options::default()
+        }
+    }
+}
+
+/// Reads `dir/postroom.conf`. A missing file gives the defaults and no
+/// diagnostic; an unreadable one an error. Returns the settings (good
+/// lines applied), the diagnostics and the file's bytes (to render them).
+pub fn load(dir: &Path) -> (Settings, Vec<Diagnostic>, Vec<u8>) {
+    let path = dir.join(FILE);
+    match std::fs::read(&path) {
+        Ok(src) => {
+            let (s, d) = parse(FILE, &src, dir);
+            (s, d, src)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (Settings::defaults(dir), Vec::new(), Vec::new())
+        }
+        Err(e) => (
+            Settings::defaults(dir),
+            vec![Diagnostic::error(
+                FILE,
+                Span::default(),
+                format!("cannot read {}: {e}", path.display()),
+            )],
+            Vec::new(),
+        ),
+    }
+}
+
+/// Parses the text of a settings file named `file` (for diagnostics);
+/// relative paths are joined to `dir`. Also reports the limits that break
+/// RFC 5321's minimums ([`session::Config::check`]) on the line that set
+/// them, or at the start of the file for a default.
+pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) {
+    let mut s = Settings::defaults(dir);
+    let mut diags = Vec::new();
+    let mut seen: Vec<(String, Span)> = Vec::new();
+    let mut listen_given = false;
+    let mut off = 0;
+    for raw in src.split_inclusive(|&b| b == b'\n') {
+        let start = off;
+        off += raw.len();
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // A `#` starts a comment anywhere: no value here may contain one.
+        let body = match line.iter().position(|&b| b == b'#') {
+            Some(p) => &line[..p],
+            None => line,
+        };
+        let lead = body.len() - body.trim_ascii_start().len();
+        let body = body.trim_ascii();
+        if body.is_empty() {
+            continue;
+        }
+        let span = Span::new(start + lead, start + lead + body.len());
+        let Ok(body) = std::str::from_utf8(body) else {
+            diags.push(Diagnostic::error(file, span, "line is not UTF-8"));
+            continue;
+        };
+        let Some((key, value)) = body.split_once('=') else {
+            diags.push(Diagnostic::error(
+                file,
+                span,
+                "expected `key = value`".to_string(),
+            ));
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key != "listen" {
+            if let Some((_, first)) = seen.iter().find(|(k, _)| k == key) {
+                let mut d = Diagnostic::error(file, span, format!("`{key}` is set twice"));
+                let (l, _) = first.line_col(src);
+                d.notes.push(format!("first set on line {l}"));
+                diags.push(d);
+                continue;
+            }
+            seen.push((key.to_string(), span));
+        }
+        if value.is_empty() {
+            diags.push(Diagnostic::error(
+                file,
+                span,
+                format!("`{key}` has no value"),
+            ));
+            continue;
+        }
+        if !KEYS.contains(&key) {
+            diags.push(Diagnostic::error(
+                file,
+                span,
+                format!("unknown setting `{key}`"),
+            ));
+            continue;
+        }
+        if let Err(what) = apply(&mut s, key, value, dir, &mut listen_given) {
+            diags.push(Diagnostic::error(file, span, format!("`{key}`: {what}")));
+        }
+    }
+    if s.max_sessions == 0 {
+        let span = span_of(&seen, "max_sessions");
+        diags.push(Diagnostic::error(
+            file,
+            span,
+            "`max_sessions` must be at least 1",
+        ));
+    }
+    for problem in s.session_config().check() {
+        // The session names its fields `smtp max_line` etc.; point at the
+        // line that set the value when there is one.
+        let key = ["max_line", "max_recipients", "hostname"]
+            .into_iter()
+            .find(|k| problem.contains(k));
+        let span = key.map_or(Span::default(), |k| span_of(&seen, k));
+        diags.push(Diagnostic::error(file, span, problem));
+    }
+    (s, diags)
+}
+
+/// The span of the line that set `key`, or the start of the file.
+fn span_of(seen: &[(String, Span)], key: &str) -> Span {
+    seen.iter()
+        .find(|(k, _)| k == key)
+        .map_or(Span::default(), |(_, s)| *s)
+}
+
+/// The keys a settings file may set.
+const KEYS: &[&str] = &[
+    "listen",
+    "hostname",
+    "spool",
+    "max_message_size",
+    "max_header",
+    "max_recipients",
+    "max_line",
+    "max_sessions",
+    "max_errors",
+    "max_hops",
+    "command_timeout",
+    "data_timeout",
+    "bare_newline",
+];
+
+/// Sets one known key; the error says what the value should be.
+fn apply(
+    s: &mut Settings,
+    key: &str,
+    value: &str,
+    dir: &Path,
+    listen_given: &mut bool,
+) -> Result<(), &'static str> {
+    let number = |v: &str| v.parse::<u64>().map_err(|_| "want a whole number");
+    let secs = |v: &str| match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+        _ => Err("want a whole number of seconds, at least 1"),
+    };
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    match key {
+        "listen" => {
+            let a = value
+                .parse::<SocketAddr>()
+                .map_err(|_| "want an address and port, e.g. `127.0.0.1:2525`")?;
+            // A `listen` line replaces the default address.
+            if !*listen_given {
+                s.listen.clear();
+                *listen_given = true;
+            }
+            s.listen.push(a);
+        }
+        "hostname" => {
+            if value.contains(|c: char| !c.is_ascii_graphic()) || !value.contains('.') {
+                return Err("want a fully qualified host name");
+            }
+            s.hostname = value.to_ascii_lowercase();
+        }
+        "spool" => s.spool = dir.join(value),
+        "max_message_size" => s.max_message = number(value)?,
+        "max_header" => s.max_header = number(value)?,
+        "max_recipients" => s.max_recipients = size(number(value)?),
+        "max_line" => s.max_line = size(number(value)?),
+        "max_sessions" => s.max_sessions = size(number(value)?),
+        "max_errors" => s.max_errors = u32::try_from(number(value)?).unwrap_or(u32::MAX),
+        "max_hops" => s.max_hops = size(number(value)?),
+        "command_timeout" => s.command_timeout = secs(value)?,
+        "data_timeout" => s.data_timeout = secs(value)?,
+        "bare_newline" => {
+            s.bare_newline = match value {
+                "reject" => BareNewline::Reject,
+                "normalize" => BareNewline::Normalize,
+                _ => return Err("want `reject` or `normalize`"),
+            }
+        }
+        _ => unreachable!("key checked against KEYS"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(src: &str) -> (Settings, Vec<String>) {
+        let (s, d) = parse("postroom.conf", src.as_bytes(), Path::new("/etc/mail"));
+        let msgs = d
+            .iter()
+            .map(|d| {
+                let (l, _) = d.span.line_col(src.as_bytes());
+                format!("{l}: {}", d.message)
+            })
+            .collect();
+        (s, msgs)
+    }
+
+    #[test]
+    fn example_values_load() {
+        let (s, d) = parse_str(
+            "# comment\nhostname = MX.Example.TEST\nlisten = 127.0.0.1:2525\nlisten = [::1]:25\n\
+             spool = ../state/spool\nmax_message_size = 1000 # small\ncommand_timeout = 5\n\
+             data_timeout=7\nmax_sessions = 3\nmax_hops = 30\nbare_newline = normalize\n",
+        );
+        assert_eq!(d, Vec::<String>::new());
+        assert_eq!(s.hostname, "mx.example.test");
+        assert_eq!(s.listen.len(), 2, "a given listen replaces the default");
+        assert_eq!(s.listen[1].port(), 25);
+        assert_eq!(s.spool, Path::new("/etc/mail/../state/spool"));
+        assert_eq!(s.max_message, 1000);
+        assert_eq!(s.command_timeout, Duration::from_secs(5));
+        assert_eq!(s.data_timeout, Duration::from_secs(7));
+        assert_eq!(s.max_sessions, 3);
+        assert_eq!(s.bare_newline, BareNewline::Normalize);
+        let c = s.session_config();
+        assert_eq!((c.max_message, c.max_hops), (1000, 30));
+        assert_eq!(s.route_options().host_name, b"mx.example.test");
+    }
+
+    #[test]
+    fn absolute_spool_stays() {
+        let (s, _) = parse_str("spool = /var/spool/postroom\n");
+        assert_eq!(s.spool, Path::new("/var/spool/postroom"));
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_line() {
+        let table = [
+            ("nonsense\n", "1: expected `key = value`"),
+            ("colour = blue\n", "1: unknown setting `colour`"),
+            (
+                "\n\nlisten = nowhere\n",
+                "3: `listen`: want an address and port, e.g. `127.0.0.1:2525`",
+            ),
+            (
+                "max_recipients = lots\n",
+                "1: `max_recipients`: want a whole number",
+            ),
+            (
+                "command_timeout = 0\n",
+                "1: `command_timeout`: want a whole number of seconds, at least 1",
+            ),
+            (
+                "hostname = localhost\n",
+                "1: `hostname`: want a fully qualified host name",
+            ),
+            (
+                "bare_newline = keep\n",
+                "1: `bare_newline`: want `reject` or `normalize`",
+            ),
+            ("max_line = 100\n", "1: smtp max_line 100 is below 512"),
+            ("max_sessions = 0\n", "1: `max_sessions` must be at least 1"),
+            ("max_hops =\n", "1: `max_hops` has no value"),
+            ("max_hops = 5\nmax_hops = 6\n", "2: `max_hops` is set twice"),
+        ];
+        for (src, want) in table {
+            let (_, got) = parse_str(src);
+            assert_eq!(got, vec![want.to_string()], "for {src:?}");
+        }
+    }
+
+    #[test]
+    fn good_lines_still_apply_around_bad_ones() {
+        let (s, d) = parse_str("max_hops = x\nmax_recipients = 200\nfoo = 1\n");
+        assert_eq!(d.len(), 2);
+        assert_eq!(s.max_recipients, 200);
+        assert_eq!(s.max_hops, session::Config::default().max_hops);
+    }
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, d, src) = load(dir.path());
+        assert!(d.is_empty() && src.is_empty());
+        assert_eq!(s, Settings::defaults(dir.path()));
+    }
+}

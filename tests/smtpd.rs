@@ -1,0 +1,661 @@
+//! `postroom smtpd` over loopback: the real server binary on a port the
+//! system picks (`listen = 127.0.0.1:0`, read back from its log), real
+//! clients (swaks, Python's smtplib, a raw socket), replies checked by
+//! class and enhanced code (OpenSMTPD's smtpscript style), and the spool
+//! read back with `queue::Spool` once the server is stopped. Every wait
+//! is bounded: socket timeouts, swaks `--timeout`, a deadline on start-up.
+//! Nothing here delivers: the queue runner is another part's test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use postroom::queue::{Queue, Schedule, Spool, SystemClock};
+
+use crate::util::{Dir, cmd, require_tool};
+
+/// The tables every test uses: example.test with alice and bob, relay
+/// domain relay.test, a postmaster alias.
+fn config(dir: &Dir, extra_settings: &str) {
+    dir.write(
+        "etc/postroom.conf",
+        format!(
+            "hostname = mx.example.test\nlisten = 127.0.0.1:0\nspool = ../spool\n\
+             data_timeout = 10\n{}{extra_settings}",
+            // Bounded waits everywhere; a test may set its own.
+            if extra_settings.contains("command_timeout") {
+                ""
+            } else {
+                "command_timeout = 10\n"
+            }
+        ),
+    );
+    dir.write("etc/local-host-names", "example.test\n");
+    dir.write("etc/relay-domains", "relay.test\n");
+    dir.write("etc/users", "alice:homes/alice\nbob:homes/bob\n");
+    dir.write("etc/aliases", "postmaster: alice\n");
+    dir.write("etc/virtusertable", "info@example.test alice\n");
+}
+
+/// A running `postroom smtpd`, killed when dropped.
+struct Smtpd {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Smtpd {
+    fn start(dir: &Dir) -> Smtpd {
+        let mut child = cmd("postroom")
+            .arg("smtpd")
+            .arg("--config")
+            .arg(dir.join("etc"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postroom smtpd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("postroom smtpd: listening on ") {
+                    let _ = tx.send(a.parse::<SocketAddr>().expect("address in log"));
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Smtpd { child, addr, log }
+    }
+
+    fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// Stops the server (releasing the spool's lock) and lists the spool:
+    /// `(recipients, message)` per entry.
+    fn stop_and_list(mut self, dir: &Dir) -> Vec<(Vec<String>, Vec<u8>)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (spool, _) = Spool::open(
+            dir.join("spool"),
+            Schedule::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("open spool");
+        let listing = spool.entries().expect("list spool");
+        assert!(listing.corrupt.is_empty());
+        listing
+            .entries
+            .iter()
+            .map(|e| {
+                let rcpts = e
+                    .recipients
+                    .iter()
+                    .map(|r| r.address.address.clone())
+                    .collect();
+                (rcpts, spool.message(&e.id).expect("message"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs swaks against the server; returns its exit status and transcript.
+fn swaks(server: &Smtpd, args: &[&str]) -> (i32, String) {
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &server.port()])
+        .args(["--helo", "client.test", "--timeout", "10"])
+        .args(args)
+        .output()
+        .expect("run swaks");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The server's reply lines in a swaks transcript (`<-  250 ...`,
+/// `<** 550 ...`), without the arrows.
+fn replies(transcript: &str) -> Vec<String> {
+    transcript
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            ["<-  ", "<** ", "<~  ", "<~* "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Runs a Python smtplib script with `PORT` set; returns its stdout.
+fn python(server: &Smtpd, script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PORT", server.port())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn swaks_message_is_queued_with_our_received_field() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("smtpd-swaks");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let (code, t) = swaks(
+        &server,
+        &["--from", "sender@client.test", "--to", "alice@example.test"],
+    );
+    assert_eq!(code, 0, "{t}");
+    let r = replies(&t);
+    assert!(r[0].starts_with("220 mx.example.test ESMTP"), "{r:?}");
+    let last_250 = r
+        .iter()
+        .rfind(|l| l.starts_with("250 2.0.0 Ok: queued as "));
+    assert!(last_250.is_some(), "{r:?}");
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1);
+    let (rcpts, msg) = &queued[0];
+    assert_eq!(rcpts, &["alice@example.test"]);
+    let head = String::from_utf8_lossy(&msg[..200.min(msg.len())]).into_owned();
+    assert!(
+        head.starts_with(
+            "Received: from client.test (unknown [127.0.0.1])\r\n\tby mx.example.test (postroom) with ESMTP id "
+        ),
+        "{head}"
+    );
+    assert!(head.contains("\r\n\tfor <alice@example.test>; "), "{head}");
+    // The queue id in the 250 is the one in the spool's listing.
+    let id = last_250.unwrap().rsplit(' ').next().unwrap().to_string();
+    assert!(std::fs::metadata(dir.join(&format!("spool/active/{id}"))).is_ok());
+}
+
+#[test]
+fn relaying_is_refused_also_in_disguise() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("smtpd-relay");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let table = [
+        (
+            "victim@other.test",
+            "554 5.7.1 <victim@other.test>: Relay access denied",
+        ),
+        (
+            "victim%other.test@example.test",
+            "550 5.7.1 <victim%other.test@example.test>: ",
+        ),
+        (
+            "victim@[192.0.2.1]",
+            "554 5.7.1 <victim@[192.0.2.1]>: Relay access denied",
+        ),
+    ];
+    for (to, want) in table {
+        let (code, t) = swaks(&server, &["--from", "a@client.test", "--to", to]);
+        assert_ne!(code, 0, "{t}");
+        let got = replies(&t);
+        assert!(got.iter().any(|l| l.starts_with(want)), "for {to}: {got:?}");
+    }
+    // A relay domain (and its subdomains) is taken.
+    let (code, t) = swaks(
+        &server,
+        &["--from", "a@client.test", "--to", "x@mx.relay.test"],
+    );
+    assert_eq!(code, 0, "{t}");
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1, "only the relay-domain message");
+    assert_eq!(queued[0].0, ["x@mx.relay.test"]);
+}
+
+#[test]
+fn smtplib_unknown_user_is_550_5_1_1_and_known_ones_are_taken() {
+    if !require_tool("python3") {
+        return;
+    }
+    let dir = Dir::new("smtpd-smtplib");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let out = python(
+        &server,
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]), timeout=10)
+print("ehlo", s.ehlo("client.test")[0])
+print("esmtp", " ".join(sorted(s.esmtp_features)))
+print("mail", *s.mail("s@client.test"))
+for r in ["nobody@example.test", "alice@example.test", "info@example.test", "Bob@Example.TEST"]:
+    c, m = s.rcpt(r)
+    print("rcpt", c, m.decode())
+c, m = s.data(b"Subject: hi\r\n\r\nhello\r\n")
+print("data", c, m.decode().split(" as ")[0])
+print("quit", s.quit()[0])
+"#,
+    );
+    let got: Vec<&str> = out.lines().collect();
+    let want = [
+        "ehlo 250",
+        "esmtp 8bitmime enhancedstatuscodes pipelining size smtputf8",
+        "mail 250 b'2.1.0 Ok'",
+        "rcpt 550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown",
+        "rcpt 250 2.1.5 Ok",
+        "rcpt 250 2.1.5 Ok",
+        "rcpt 250 2.1.5 Ok",
+        "data 250 2.0.0 Ok: queued",
+        "quit 221",
+    ];
+    assert_eq!(got, want);
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        queued[0].0,
+        [
+            "alice@example.test",
+            "info@example.test",
+            "Bob@example.test"
+        ]
+    );
+    // Three recipients: no `for <...>` (it would leak a Bcc, B.7).
+    let msg = String::from_utf8_lossy(&queued[0].1).into_owned();
+    assert!(
+        !msg.split("\r\n\r\n").next().unwrap().contains("\tfor <"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("Subject: hi\r\n\r\nhello\r\n"), "{msg}");
+}
+
+#[test]
+fn swaks_pipelining_gets_every_reply_in_order() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("smtpd-pipeline");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let (code, t) = swaks(
+        &server,
+        &[
+            "--pipeline",
+            "--from",
+            "s@client.test",
+            "--to",
+            "alice@example.test,bob@example.test",
+        ],
+    );
+    assert_eq!(code, 0, "{t}");
+    let codes: Vec<String> = replies(&t)
+        .iter()
+        .filter(|l| !l.starts_with("250-"))
+        .map(|l| l[..3].to_string())
+        .collect();
+    // greeting, EHLO, MAIL, RCPT, RCPT, DATA, end of data, QUIT.
+    assert_eq!(
+        codes,
+        ["220", "250", "250", "250", "250", "354", "250", "221"]
+    );
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0, ["alice@example.test", "bob@example.test"]);
+}
+
+#[test]
+fn too_big_is_552_at_mail_and_after_the_dot_and_nothing_is_queued() {
+    if !require_tool("swaks") || !require_tool("python3") {
+        return;
+    }
+    let dir = Dir::new("smtpd-size");
+    config(&dir, "max_message_size = 2000\n");
+    let server = Smtpd::start(&dir);
+    let body = "x".repeat(70) + "\n";
+    let body = body.repeat(60);
+    let (code, t) = swaks(
+        &server,
+        &[
+            "--from",
+            "s@client.test",
+            "--to",
+            "alice@example.test",
+            "--body",
+            &body,
+        ],
+    );
+    assert_ne!(code, 0, "{t}");
+    let r = replies(&t);
+    assert!(r.iter().any(|l| l.starts_with("552 5.3.4 ")), "{r:?}");
+    let out = python(
+        &server,
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]), timeout=10)
+s.ehlo("client.test")
+print(s.esmtp_features["size"])
+c, m = s.mail("s@client.test", ["SIZE=999999"])
+print(c, m.decode()[:5])
+"#,
+    );
+    assert_eq!(out, "2000\n552 5.3.4\n");
+    assert!(server.stop_and_list(&dir).is_empty());
+}
+
+/// Reads from `s` until EOF or `limit`, returning what came.
+fn read_all(s: &mut TcpStream, limit: Duration) -> String {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn idle_and_dripping_clients_are_cut_at_the_deadline() {
+    let dir = Dir::new("smtpd-timeout");
+    config(&dir, "command_timeout = 1\n");
+    let server = Smtpd::start(&dir);
+    // Idle: the greeting, then 421 after about a second, then EOF.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let start = Instant::now();
+    let got = read_all(&mut s, Duration::from_secs(8));
+    assert!(got.starts_with("220 "), "{got}");
+    assert!(got.contains("\r\n421 4.3.2 mx.example.test "), "{got}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Dripping one byte every 300 ms never completes a line in time: the
+    // deadline is per command line, not per read (mta-semantics B.5).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut greeting = [0u8; 64];
+    let _ = s.read(&mut greeting).unwrap();
+    let start = Instant::now();
+    for b in b"NOOP NOOP NOOP NOOP\r\n" {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let got = read_all(&mut s, Duration::from_secs(3));
+    assert!(got.starts_with("421 4.3.2 "), "{got}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn sessions_beyond_the_bound_get_421_4_7_0() {
+    let dir = Dir::new("smtpd-bound");
+    config(&dir, "max_sessions = 1\n");
+    let server = Smtpd::start(&dir);
+    let mut first = TcpStream::connect(server.addr).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"220 "));
+    let mut second = TcpStream::connect(server.addr).unwrap();
+    let got = read_all(&mut second, Duration::from_secs(3));
+    assert_eq!(
+        got,
+        "421 4.7.0 mx.example.test Error: too many connections\r\n"
+    );
+    // Once the first one leaves, a new session is served again.
+    first.write_all(b"QUIT\r\n").unwrap();
+    let got = read_all(&mut first, Duration::from_secs(3));
+    assert!(got.starts_with("221 "), "{got}");
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = third.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"220 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The refusal is logged (the log reader runs behind: poll briefly).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let log = server.log.lock().unwrap().join("\n");
+        if log.contains(": refused, 1 sessions at once") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no refusal in the log: {:?}", server.log.lock().unwrap());
+}
+
+#[test]
+fn example_config_checks_clean() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/etc-mail");
+    let out = cmd("postroom")
+        .args(["check", "--config", dir])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The example users' rcfiles pass too.
+    for user in ["alice", "bob", "carol"] {
+        let rc = format!("{dir}/homes/{user}/.procmailrc");
+        let out = cmd("postroom").args(["check", &rc]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{rc}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn check_reports_every_settings_and_table_error_with_its_line() {
+    let dir = Dir::new("smtpd-check");
+    config(&dir, "listen = nowhere\nmax_hops = many\ncolour = blue\n");
+    dir.write("etc/relay-domains", "relay.test\nbad..domain\n");
+    let out = cmd("postroom")
+        .args(["check", "--config"])
+        .arg(dir.join("etc"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    insta::assert_snapshot!(text);
+    // The server refuses to start on the same directory (EX_CONFIG).
+    let out = cmd("postroom")
+        .args(["smtpd", "--config"])
+        .arg(dir.join("etc"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+/// Reads one whole reply (up to the `NNN ` line) from `r`.
+fn read_reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return reply;
+        }
+        reply.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b' ') {
+            return reply;
+        }
+    }
+}
+
+/// Sends each command alone and waits for its reply; returns the last
+/// line of every reply, the greeting first.
+fn converse(addr: SocketAddr, commands: &[&str]) -> Vec<String> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let last = |reply: String| {
+        reply
+            .trim_end()
+            .rsplit("\r\n")
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = vec![last(read_reply(&mut r))];
+    for c in commands {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        out.push(last(read_reply(&mut r)));
+    }
+    out
+}
+
+/// Waits up to 5 s for a log line containing `what`.
+fn wait_log(server: &Smtpd, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if server.log.lock().unwrap().iter().any(|l| l.contains(what)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no `{what}` in the log: {:?}", server.log.lock().unwrap());
+}
+
+#[test]
+fn sighup_reloads_clean_tables_and_keeps_the_old_ones_otherwise() {
+    let dir = Dir::new("smtpd-hup");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let rcpt_carol = || {
+        converse(
+            server.addr,
+            &[
+                "EHLO client.test",
+                "MAIL FROM:<s@client.test>",
+                "RCPT TO:<carol@example.test>",
+                "QUIT",
+            ],
+        )[3]
+        .clone()
+    };
+    assert!(rcpt_carol().starts_with("550 5.1.1 "));
+    let hup = || {
+        let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    };
+    dir.write(
+        "etc/users",
+        "alice:homes/alice\nbob:homes/bob\ncarol:homes/carol\n",
+    );
+    hup();
+    wait_log(&server, "tables reloaded");
+    assert_eq!(rcpt_carol(), "250 2.1.5 Ok");
+    // A broken table is refused whole: carol stays.
+    dir.write("etc/users", "alice:homes/alice\nbad user:x\n");
+    hup();
+    wait_log(&server, "reload refused, the running tables stay");
+    assert_eq!(rcpt_carol(), "250 2.1.5 Ok");
+}
+
+#[test]
+fn past_ten_errors_each_reply_waits_a_second() {
+    let dir = Dir::new("smtpd-soft");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    for i in 1..=10 {
+        let start = Instant::now();
+        w.write_all(b"BOGUS\r\n").unwrap();
+        assert!(read_reply(&mut r).starts_with("500 5.5.2 "));
+        // Loose: the machine may be busy; the delay would be a second.
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "error {i} is fast"
+        );
+    }
+    let start = Instant::now();
+    w.write_all(b"BOGUS\r\n").unwrap();
+    assert!(read_reply(&mut r).starts_with("500 5.5.2 "));
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "the eleventh waits"
+    );
+}
+
+#[test]
+fn a_message_dripped_after_354_is_cut_at_the_data_deadline_and_not_queued() {
+    let dir = Dir::new("smtpd-data-deadline");
+    config(&dir, "");
+    dir.write(
+        "etc/postroom.conf",
+        "hostname = mx.example.test\nlisten = 127.0.0.1:0\nspool = ../spool\n\
+         command_timeout = 10\ndata_timeout = 1\n",
+    );
+    let server = Smtpd::start(&dir);
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    for (c, want) in [
+        ("EHLO client.test", "250"),
+        ("MAIL FROM:<s@client.test>", "250"),
+        ("RCPT TO:<alice@example.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        let got = read_reply(&mut r);
+        assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
+    }
+    let start = Instant::now();
+    for b in b"Subject: slow\r\n\r\nbody\r\n.\r\n" {
+        if w.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let got = read_reply(&mut r);
+    assert!(got.starts_with("421 4.3.2 "), "{got}");
+    assert!(server.stop_and_list(&dir).is_empty());
+}
