@@ -136,7 +136,29 @@ impl<'a> Runner<'a> {
         };
         for id in due {
             sum.entries += 1;
-            if let Err(e) = self.run_entry(&id, now, &mut sum) {
+            if let Err(e) = self.run_entry(&id, now, false, &mut sum) {
+                sum.errors.push(e.to_string());
+            }
+        }
+        sum
+    }
+
+    /// Like [`Runner::run_once`], but every entry is handled and deferred
+    /// recipients are tried now whatever their next retry time (sendmail
+    /// `-q`, Postfix `postqueue -f`). The attempt is recorded at `now`, so
+    /// the backoff and the lifetime go on as for any other attempt.
+    pub fn flush(&self, now: i64) -> Summary {
+        let mut sum = Summary::default();
+        let listing = match self.queue.entries() {
+            Ok(l) => l,
+            Err(e) => {
+                sum.errors.push(e.to_string());
+                return sum;
+            }
+        };
+        for entry in listing.entries {
+            sum.entries += 1;
+            if let Err(e) = self.run_entry(&entry.id, now, true, &mut sum) {
                 sum.errors.push(e.to_string());
             }
         }
@@ -166,14 +188,21 @@ impl<'a> Runner<'a> {
         total
     }
 
-    /// One entry: attempts, reports, removal.
-    fn run_entry(&self, id: &QueueId, now: i64, sum: &mut Summary) -> Result<(), QueueError> {
+    /// One entry: attempts, reports, removal; `force` tries deferred
+    /// recipients before their time ([`Runner::flush`]).
+    fn run_entry(
+        &self,
+        id: &QueueId,
+        now: i64,
+        force: bool,
+        sum: &mut Summary,
+    ) -> Result<(), QueueError> {
         let entry = self.queue.entry(id)?;
         let mut message = None;
         for (i, r) in entry.recipients.iter().enumerate() {
             let due = match &r.state {
                 State::Pending => true,
-                State::Deferred { next, .. } => *next <= now,
+                State::Deferred { next, .. } => force || *next <= now,
                 _ => false,
             };
             if !due {

@@ -1,4 +1,12 @@
-//! `postroom`: the SMTP server and its tools.
+//! `postroom`: the SMTP server, its queue runner and tools.
+//!
+//! `smtpd` owns the spool (its flock: one owner) and shares it between the
+//! server's sessions and the queue runner thread. `queue` lists the spool
+//! without taking it: while a server runs it reads the entries' envelope
+//! files directly (each is replaced by an atomic rename, so a reader sees
+//! the old or the new state, never half of one); `queue flush` leaves a
+//! `flush` marker file in the spool that the runner polls for. With no
+//! server running, both open the spool themselves.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,9 +15,14 @@ use std::time::Duration;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use clap::Parser;
-use postroom::cli::postroom::{Cli, Command};
+use postroom::cli::postroom::{Cli, Command, QueueAction, RunnerSettings, split_runner_settings};
 use postroom::diag::{Diagnostic, Severity};
+use postroom::queue::bounce::BounceConfig;
+use postroom::queue::{Entry, Listing, Queue, QueueError, Spool, SystemClock};
+use postroom::route::{Delivery, Users};
+use postroom::runner::{Exec, Job, LocalDelivery, Runner, Summary};
 use postroom::smtp::{server, settings};
+use postroom::status::Outcome;
 
 fn main() {
     let cli = Cli::parse();
@@ -17,7 +30,7 @@ fn main() {
         Command::Check { config, rcfiles } => {
             let mut errors = check(&rcfiles);
             if let Some(dir) = config {
-                errors += check_config(&dir).2;
+                errors += check_config(&dir).3;
             }
             if errors > 0 {
                 eprintln!("{errors} error(s)");
@@ -26,9 +39,22 @@ fn main() {
                 0
             }
         }
-        Command::Smtpd { config } => smtpd(&config),
+        Command::Smtpd { config } => smtpd(&absolute(&config)),
+        Command::Queue { action, config } => {
+            let dir = absolute(&config.unwrap_or_else(|| PathBuf::from(".")));
+            match action {
+                None => queue_list(&dir),
+                Some(QueueAction::Flush) => queue_flush(&dir),
+            }
+        }
     };
     std::process::exit(code);
+}
+
+/// `dir` made absolute: the users' homes and the spool are given relative
+/// to it, and `deliver` runs with its own working directory.
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// Prints diagnostics rendered against `src`; returns the errors among them.
@@ -63,9 +89,17 @@ fn check(files: &[std::path::PathBuf]) -> usize {
 
 /// `postroom check --config DIR`: the settings file and every table, all
 /// problems reported (OpenSMTPD: every error before refusing to start).
-/// Returns the settings and tables as loaded and the number of errors.
-fn check_config(dir: &Path) -> (settings::Settings, postroom::route::Loaded, usize) {
-    let (s, diags, src) = settings::load(dir);
+/// Returns the settings, the runner's settings and the tables as loaded
+/// and the number of errors.
+fn check_config(
+    dir: &Path,
+) -> (
+    settings::Settings,
+    RunnerSettings,
+    postroom::route::Loaded,
+    usize,
+) {
+    let (s, r, diags, src) = load_settings(dir);
     let mut errors = report(&diags, &src);
     let loaded = postroom::route::load(dir, &s.route_options());
     if !loaded.diagnostics.is_empty() {
@@ -76,12 +110,51 @@ fn check_config(dir: &Path) -> (settings::Settings, postroom::route::Loaded, usi
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    (s, loaded, errors)
+    (s, r, loaded, errors)
 }
 
-/// `postroom smtpd --config DIR`: check, open the spool, serve.
+/// Reads `dir/postroom.conf`: the runner's keys (cli::postroom) and the
+/// server's (smtp::settings), with the diagnostics of both and the file's
+/// bytes to render them against.
+fn load_settings(dir: &Path) -> (settings::Settings, RunnerSettings, Vec<Diagnostic>, Vec<u8>) {
+    let path = dir.join(settings::FILE);
+    let src = match std::fs::read(&path) {
+        Ok(src) => src,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (
+                settings::Settings::defaults(dir),
+                RunnerSettings::default(),
+                Vec::new(),
+                Vec::new(),
+            );
+        }
+        // settings::load words the error.
+        Err(_) => {
+            let (s, d, src) = settings::load(dir);
+            return (s, RunnerSettings::default(), d, src);
+        }
+    };
+    let (rest, r, mut diags) = split_runner_settings(settings::FILE, &src, dir);
+    let (s, d) = settings::parse(settings::FILE, &rest, dir);
+    diags.extend(d);
+    diags.sort_by_key(|d| d.span.start);
+    (s, r, diags, src)
+}
+
+/// Set by SIGTERM and SIGINT: stop the server and the runner.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The name of the flush marker in the spool directory.
+const FLUSH: &str = "flush";
+
+/// `postroom smtpd --config DIR`: check, open the spool, start the queue
+/// runner, serve until SIGTERM or SIGINT.
 fn smtpd(dir: &Path) -> i32 {
-    let (s, loaded, errors) = check_config(dir);
+    let (s, r, loaded, errors) = check_config(dir);
     if errors > 0 {
         eprintln!(
             "postroom smtpd: {errors} error(s) in {}, not starting",
@@ -89,8 +162,15 @@ fn smtpd(dir: &Path) -> i32 {
         );
         return 78; // EX_CONFIG
     }
-    let clock = Arc::new(postroom::queue::SystemClock);
-    let spool = match postroom::queue::Spool::open(&s.spool, Default::default(), clock) {
+    let deliver = match deliver_binary(&r) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("postroom smtpd: {e}");
+            return 78;
+        }
+    };
+    let clock = Arc::new(SystemClock);
+    let spool = match Spool::open(&s.spool, r.schedule.clone(), clock) {
         Ok((spool, recovery)) => {
             eprintln!(
                 "postroom smtpd: spool {}: {} entries, {} partial removed",
@@ -98,7 +178,7 @@ fn smtpd(dir: &Path) -> i32 {
                 recovery.entries,
                 recovery.removed_partial.len()
             );
-            spool
+            Arc::new(spool)
         }
         Err(e) => {
             eprintln!("postroom smtpd: {e}");
@@ -107,14 +187,31 @@ fn smtpd(dir: &Path) -> i32 {
     };
     let log = server::stderr_log();
     let opts = s.route_options();
+    let bounce = BounceConfig {
+        reporting_mta: s.hostname.clone(),
+        return_full_up_to: None,
+    };
     let tables = server::Tables::new(loaded.config);
-    let srv = match server::Server::bind(s, tables, Arc::new(spool), log) {
+    let queue: Arc<dyn Queue> = spool.clone();
+    let srv = match server::Server::bind(s, tables, queue, log.clone()) {
         Ok(srv) => srv,
         Err(e) => {
             eprintln!("postroom smtpd: {e}");
             return 71; // EX_OSERR
         }
     };
+    let stop = SigAction::new(
+        SigHandler::Handler(on_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        if let Err(e) = unsafe { sigaction(sig, &stop) } {
+            eprintln!("postroom smtpd: cannot catch {sig}: {e}");
+        }
+    }
     match srv.local_addrs() {
         Ok(addrs) => {
             for a in addrs {
@@ -124,11 +221,285 @@ fn smtpd(dir: &Path) -> i32 {
         Err(e) => eprintln!("postroom smtpd: {e}"),
     }
     reload_on_sighup(dir.to_path_buf(), opts, srv.tables());
-    match srv.serve() {
-        Ok(()) => 0,
+    eprintln!(
+        "postroom smtpd: queue runner started, deliver is {}",
+        deliver.display()
+    );
+    let runner = {
+        let (tables, spool) = (srv.tables(), Arc::clone(&spool));
+        let log = log.clone();
+        std::thread::spawn(move || {
+            run_queue(&spool, &tables, &r, &deliver, &bounce, &log);
+        })
+    };
+    let server = std::thread::spawn(move || srv.serve());
+    // The sessions and the runner live in other threads; this one waits
+    // for a stop signal or a server that ended.
+    while !STOP.load(Ordering::SeqCst) && !server.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    STOP.store(true, Ordering::SeqCst);
+    // The runner finishes the delivery it is in, so a message is not
+    // delivered and then retried for nothing. Sessions in progress are
+    // cut: their messages were not acknowledged and stay the client's.
+    let _ = runner.join();
+    if server.is_finished()
+        && let Ok(Err(e)) = server.join()
+    {
+        eprintln!("postroom smtpd: {e}");
+        return 71;
+    }
+    eprintln!("postroom smtpd: stopped");
+    0
+}
+
+/// The `deliver` binary: the `deliver` setting, or the one next to the
+/// running `postroom` (as `cargo build` puts them).
+fn deliver_binary(r: &RunnerSettings) -> Result<PathBuf, String> {
+    let path = match &r.deliver {
+        Some(p) => p.clone(),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+            exe.with_file_name("deliver")
+        }
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no deliver binary at {} (build it, or set `deliver =` in {})",
+            path.display(),
+            settings::FILE
+        ))
+    }
+}
+
+/// The runner's local delivery: [`Exec`], after making the virtual user's
+/// folder under `mail_root` (the example rcfiles set
+/// `MAILDIR=$HOME/../../../state/mail/<user>`, and procmail does not make
+/// a missing MAILDIR: it logs and delivers in HOME instead).
+struct MakeFolders<'a> {
+    exec: Exec,
+    mail_root: Option<&'a Path>,
+    log: &'a server::Log,
+}
+
+impl LocalDelivery for MakeFolders<'_> {
+    fn deliver(&self, job: &Job<'_>) -> Outcome {
+        if let (Some(root), Delivery::Mailbox { user, .. }) = (self.mail_root, &job.target.delivery)
+            && let Some(u) = self.exec.users.lookup(user)
+            && u.uid.is_none()
+        {
+            let name = String::from_utf8_lossy(&u.name).into_owned();
+            let folder = root.join(&name);
+            if let Err(e) = std::fs::create_dir_all(&folder) {
+                return Outcome::temp((3, 0), format!("cannot create {}: {e}", folder.display()));
+            }
+        }
+        let outcome = self.exec.deliver(job);
+        let what = match &outcome {
+            Outcome::Delivered => "delivered".to_string(),
+            Outcome::Failed { class, reason, .. } => format!("{class:?} failure: {reason}"),
+        };
+        (self.log)(&format!("{}: {}: {what}", job.id, job.target.delivery));
+        outcome
+    }
+}
+
+/// One run of the queue with the tables in use now; `flush` tries every
+/// deferred recipient.
+fn run_pass(
+    queue: &dyn Queue,
+    tables: &server::Tables,
+    r: &RunnerSettings,
+    deliver: &Path,
+    bounce: &BounceConfig,
+    flush: bool,
+    log: &server::Log,
+) -> Summary {
+    let config = tables.current();
+    let users: Arc<dyn Users + Send + Sync> = match &config.virtual_users {
+        Some(v) => Arc::new(v.clone()),
+        None => Arc::new(postroom::route::SystemUsers),
+    };
+    let resolver = postroom::route::Resolver::new(&config, &*users);
+    let local = MakeFolders {
+        exec: Exec::new(deliver, Arc::clone(&users)),
+        mail_root: r.mail_root.as_deref(),
+        log,
+    };
+    let runner = Runner::new(queue, &resolver, &local, bounce.clone());
+    let now = unix_now();
+    if flush {
+        runner.flush(now)
+    } else {
+        runner.run_once(now)
+    }
+}
+
+/// Seconds since 1970.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Logs what a run did, when it did anything.
+fn log_summary(log: &server::Log, what: &str, s: &Summary) {
+    if s.delivered + s.deferred + s.failed + s.dsns + s.removed > 0 {
+        log(&format!(
+            "{what}: {} delivered, {} deferred, {} failed, {} dsn(s), {} removed",
+            s.delivered, s.deferred, s.failed, s.dsns, s.removed
+        ));
+    }
+    for e in &s.errors {
+        log(&format!("{what}: {e}"));
+    }
+}
+
+/// The runner thread: a run every `queue_interval`, or at once when the
+/// flush marker appears; ends when [`STOP`] is set (looked at every
+/// 100 ms, and after each run).
+fn run_queue(
+    spool: &Spool,
+    tables: &server::Tables,
+    r: &RunnerSettings,
+    deliver: &Path,
+    bounce: &BounceConfig,
+    log: &server::Log,
+) {
+    let marker = spool.root().join(FLUSH);
+    let mut flush = false;
+    while !STOP.load(Ordering::SeqCst) {
+        let s = run_pass(spool, tables, r, deliver, bounce, flush, log);
+        log_summary(log, if flush { "queue flush" } else { "queue" }, &s);
+        flush = false;
+        let start = std::time::Instant::now();
+        while start.elapsed() < r.interval && !STOP.load(Ordering::SeqCst) {
+            if std::fs::remove_file(&marker).is_ok() {
+                flush = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `postroom queue --config DIR`: the mailq listing; exit 0, or 75 when
+/// the spool cannot be read.
+fn queue_list(dir: &Path) -> i32 {
+    let (s, r, diags, src) = load_settings(dir);
+    if report(&diags, &src) > 0 {
+        return 78;
+    }
+    match Spool::open(&s.spool, r.schedule, Arc::new(SystemClock)) {
+        Ok((spool, _)) => match spool.entries() {
+            Ok(listing) => {
+                print!("{}", postroom::queue::mailq(&listing));
+                0
+            }
+            Err(e) => {
+                eprintln!("postroom queue: {e}");
+                75
+            }
+        },
+        Err(QueueError::Io { source, .. }) if source.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+            // A server owns the spool: read it without taking it.
+            match read_entries(&s.spool) {
+                Ok((listing, unreadable)) => {
+                    print!("{}", postroom::queue::mailq(&listing));
+                    for (name, why) in unreadable {
+                        println!("unreadable (being written or corrupt): {name}: {why}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("postroom queue: {e}");
+                    75
+                }
+            }
+        }
         Err(e) => {
-            eprintln!("postroom smtpd: {e}");
-            71
+            eprintln!("postroom queue: {e}");
+            75
+        }
+    }
+}
+
+/// The entries under `spool/active/`, read without the spool's lock and
+/// without moving anything: the owner does that. Returns the readable
+/// entries oldest first and the names that could not be read, with why.
+fn read_entries(spool: &Path) -> Result<(Listing, Vec<(String, String)>), String> {
+    let active = spool.join("active");
+    let dir = std::fs::read_dir(&active).map_err(|e| format!("read {}: {e}", active.display()))?;
+    let mut listing = Listing::default();
+    let mut bad = Vec::new();
+    for d in dir {
+        let d = d.map_err(|e| format!("read {}: {e}", active.display()))?;
+        let name = d.file_name().to_string_lossy().into_owned();
+        match std::fs::read(d.path().join("envelope")) {
+            // Removed between the listing and the read: delivered.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !d.path().exists() => {}
+            Err(e) => bad.push((name, format!("envelope: {e}"))),
+            Ok(b) => match Entry::parse(&b) {
+                Ok(e) => listing.entries.push(e),
+                Err(e) => bad.push((name, format!("envelope {e}"))),
+            },
+        }
+    }
+    listing
+        .entries
+        .sort_by(|a, b| (a.arrival, a.id.as_str()).cmp(&(b.arrival, b.id.as_str())));
+    bad.sort();
+    Ok((listing, bad))
+}
+
+/// `postroom queue flush --config DIR`: with a server running, leave the
+/// marker its runner polls for; otherwise run the queue once here.
+fn queue_flush(dir: &Path) -> i32 {
+    let (s, r, loaded, errors) = check_config(dir);
+    if errors > 0 {
+        return 78;
+    }
+    match Spool::open(&s.spool, r.schedule.clone(), Arc::new(SystemClock)) {
+        Ok((spool, _)) => {
+            let deliver = match deliver_binary(&r) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("postroom queue: {e}");
+                    return 78;
+                }
+            };
+            let bounce = BounceConfig {
+                reporting_mta: s.hostname.clone(),
+                return_full_up_to: None,
+            };
+            let tables = server::Tables::new(loaded.config);
+            let log: server::Log = Arc::new(|l| eprintln!("postroom queue: {l}"));
+            let sum = run_pass(&spool, &tables, &r, &deliver, &bounce, true, &log);
+            log_summary(&log, "flush", &sum);
+            println!(
+                "flushed: {} entr(ies) looked at, no server running",
+                sum.entries
+            );
+            if sum.errors.is_empty() { 0 } else { 75 }
+        }
+        Err(QueueError::Io { source, .. }) if source.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+            let marker = s.spool.join(FLUSH);
+            match std::fs::write(&marker, b"") {
+                Ok(()) => {
+                    println!("flush requested from the running server");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("postroom queue: cannot write {}: {e}", marker.display());
+                    75
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("postroom queue: {e}");
+            75
         }
     }
 }
