@@ -4,7 +4,10 @@
 //! class and enhanced code (OpenSMTPD's smtpscript style), and the spool
 //! read back with `queue::Spool` once the server is stopped. Every wait
 //! is bounded: socket timeouts, swaks `--timeout`, a deadline on start-up.
-//! Nothing here delivers: the queue runner is another part's test.
+//! The server runs the queue runner too: the SMTP tests set
+//! `queue_interval = 1d` (its one pass at start-up finds an empty spool),
+//! so what they queued stays for them to read; the end-to-end test at the
+//! end lets it deliver through the real `deliver` and the example rcfiles.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,7 +33,7 @@ fn config(dir: &Dir, extra_settings: &str) {
             } else {
                 "command_timeout = 10\n"
             }
-        ),
+        ) + "queue_interval = 1d\n",
     );
     dir.write("etc/local-host-names", "example.test\n");
     dir.write("etc/relay-domains", "relay.test\n");
@@ -48,15 +51,20 @@ struct Smtpd {
 
 impl Smtpd {
     fn start(dir: &Dir) -> Smtpd {
-        let mut child = cmd("postroom")
-            .arg("smtpd")
+        let mut c = cmd("postroom");
+        c.arg("smtpd")
             .arg("--config")
             .arg(dir.join("etc"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start postroom smtpd");
+            .stderr(Stdio::piped());
+        Smtpd::start_with(c)
+    }
+
+    /// Starts `postroom smtpd` as `c` says (stderr piped) and waits for
+    /// its `listening on` line.
+    fn start_with(mut c: Command) -> Smtpd {
+        let mut child = c.spawn().expect("start postroom smtpd");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -658,4 +666,180 @@ fn a_message_dripped_after_354_is_cut_at_the_data_deadline_and_not_queued() {
     let got = read_reply(&mut r);
     assert!(got.starts_with("421 4.3.2 "), "{got}");
     assert!(server.stop_and_list(&dir).is_empty());
+}
+
+/// The example configuration (`examples/etc-mail`, its homes'
+/// `.procmailrc` files and the sendmail stub) copied into `dir` with the
+/// layout the rcfiles expect (`etc-mail/`, `sendmail-stub`, `state/`),
+/// listening on a free port, the runner waiting for a flush.
+fn example_config(dir: &Dir) {
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(ex.join("etc-mail"))
+        .arg(ex.join("sendmail-stub"))
+        .arg(dir.path())
+        .status()
+        .expect("run cp");
+    assert!(status.success());
+    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
+    assert!(conf.contains("\nlisten = 127.0.0.1:2525\n"), "{conf}");
+    assert!(conf.contains("\nqueue_interval = 2\n"), "{conf}");
+    assert!(conf.contains("\nmail_root = ../state/mail\n"), "{conf}");
+    let conf = conf
+        .replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n")
+        .replace("\nqueue_interval = 2\n", "\nqueue_interval = 1d\n");
+    dir.write("etc-mail/postroom.conf", conf);
+}
+
+/// `postroom queue --config DIR [ARGS]`: its stdout.
+fn postroom_queue(dir: &Dir, args: &[&str]) -> String {
+    let out = cmd("postroom")
+        .arg("queue")
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("etc-mail"))
+        .output()
+        .expect("run postroom queue");
+    assert!(
+        out.status.success(),
+        "postroom queue {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits (at most 20 s) until `rel` under `dir` is a directory holding a
+/// file; returns that file's bytes.
+fn wait_for_file(dir: &Dir, rel: &str) -> Vec<u8> {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut rd) = std::fs::read_dir(dir.join(rel))
+            && let Some(Ok(f)) = rd.next()
+        {
+            return std::fs::read(f.path()).expect("read delivered file");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing in {rel} after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn smtpd_delivers_through_the_example_rcfiles_on_flush_and_the_queue_empties() {
+    if !require_tool("swaks") || !require_tool("formail") {
+        return;
+    }
+    let dir = Dir::new("smtpd-e2e");
+    example_config(&dir);
+    let mut c = cmd("postroom");
+    c.arg("smtpd")
+        .arg("--config")
+        .arg(dir.join("etc-mail"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut server = Smtpd::start_with(c);
+    for (to, extra) in [
+        ("bob@example.test", "X-Test: plain"),
+        ("alice@example.test", "X-Test: vacation"),
+    ] {
+        let (code, t) = swaks(
+            &server,
+            &[
+                "--from",
+                "sender@client.test",
+                "--to",
+                to,
+                "--add-header",
+                extra,
+            ],
+        );
+        assert_eq!(code, 0, "{t}");
+    }
+    // queue_interval = 1d: both wait, and `postroom queue` reads them
+    // while the server holds the spool.
+    let listing = postroom_queue(&dir, &[]);
+    assert!(listing.contains("pending bob@example.test\n"), "{listing}");
+    assert!(
+        listing.contains("pending alice@example.test\n"),
+        "{listing}"
+    );
+    assert!(listing.contains("-- "), "{listing}");
+    assert!(listing.contains(" in 2 requests.\n"), "{listing}");
+    assert_eq!(
+        postroom_queue(&dir, &["flush"]),
+        "flush requested from the running server\n"
+    );
+
+    // bob's rcfile: DEFAULT=$MAILDIR/inbox/, MAILDIR under state/mail/bob
+    // (made by the runner from mail_root). The runner's trace fields come
+    // first, Return-Path from the envelope sender.
+    let got = String::from_utf8(wait_for_file(&dir, "state/mail/bob/inbox/new")).unwrap();
+    assert!(
+        got.starts_with(
+            "Return-Path: <sender@client.test>\nX-Original-To: bob@example.test\n\
+             Delivered-To: bob@example.test\nReceived: from client.test"
+        ),
+        "{got}"
+    );
+    assert!(got.contains("\nX-Test: plain\n"), "{got}");
+    assert!(!got.contains('\r'), "LF line ends for the agent: {got:?}");
+
+    // alice: her inbox, and the vacation reply through the sendmail stub
+    // (SENDMAIL=$HOME/../../../sendmail-stub writes state/outbox/000.eml).
+    let got = String::from_utf8(wait_for_file(&dir, "state/mail/alice/inbox/new")).unwrap();
+    assert!(
+        got.contains("\nDelivered-To: alice@example.test\n"),
+        "{got}"
+    );
+    assert!(
+        got.starts_with("Return-Path: <sender@client.test>\n"),
+        "{got}"
+    );
+    let reply = String::from_utf8(wait_for_file(&dir, "state/outbox")).unwrap();
+    assert!(reply.starts_with("X-Stub-Argv: -oi -t\n"), "{reply}");
+    assert!(reply.contains("\nTo: sender@client.test\n"), "{reply}");
+    assert!(reply.contains("\nX-Loop: alice@example.test\n"), "{reply}");
+    assert!(reply.contains("I am away until Monday"), "{reply}");
+
+    // The entries are removed once both are delivered.
+    let start = Instant::now();
+    loop {
+        let listing = postroom_queue(&dir, &[]);
+        if listing == "Mail queue is empty\n" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{listing}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // SIGTERM: the runner and the server stop, exit 0.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The log thread may still be reading the last lines.
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("2 delivered"), "{log}");
+    assert!(log.ends_with("postroom smtpd: stopped"), "{log}");
 }

@@ -212,6 +212,24 @@ fn smtpd(dir: &Path) -> i32 {
             eprintln!("postroom smtpd: cannot catch {sig}: {e}");
         }
     }
+    reload_on_sighup(dir.to_path_buf(), opts, srv.tables());
+    eprintln!(
+        "postroom smtpd: queue runner started, deliver is {}",
+        deliver.display()
+    );
+    let (started, first_pass) = std::sync::mpsc::channel();
+    let runner = {
+        let (tables, spool) = (srv.tables(), Arc::clone(&spool));
+        let log = log.clone();
+        std::thread::spawn(move || {
+            run_queue(&spool, &tables, &r, &deliver, &bounce, &log, started);
+        })
+    };
+    // What an earlier run left in the spool is tried before the first
+    // session: the start-up is then the same every time (a message
+    // received now waits for the next pass or a flush), which the tests
+    // rely on. The socket is bound: clients wait in its backlog.
+    let _ = first_pass.recv();
     match srv.local_addrs() {
         Ok(addrs) => {
             for a in addrs {
@@ -220,18 +238,6 @@ fn smtpd(dir: &Path) -> i32 {
         }
         Err(e) => eprintln!("postroom smtpd: {e}"),
     }
-    reload_on_sighup(dir.to_path_buf(), opts, srv.tables());
-    eprintln!(
-        "postroom smtpd: queue runner started, deliver is {}",
-        deliver.display()
-    );
-    let runner = {
-        let (tables, spool) = (srv.tables(), Arc::clone(&spool));
-        let log = log.clone();
-        std::thread::spawn(move || {
-            run_queue(&spool, &tables, &r, &deliver, &bounce, &log);
-        })
-    };
     let server = std::thread::spawn(move || srv.serve());
     // The sessions and the runner live in other threads; this one waits
     // for a stop signal or a server that ended.
@@ -359,7 +365,7 @@ fn log_summary(log: &server::Log, what: &str, s: &Summary) {
 
 /// The runner thread: a run every `queue_interval`, or at once when the
 /// flush marker appears; ends when [`STOP`] is set (looked at every
-/// 100 ms, and after each run).
+/// 100 ms, and after each run). Says on `started` when a run is done.
 fn run_queue(
     spool: &Spool,
     tables: &server::Tables,
@@ -367,12 +373,14 @@ fn run_queue(
     deliver: &Path,
     bounce: &BounceConfig,
     log: &server::Log,
+    started: std::sync::mpsc::Sender<()>,
 ) {
     let marker = spool.root().join(FLUSH);
     let mut flush = false;
     while !STOP.load(Ordering::SeqCst) {
         let s = run_pass(spool, tables, r, deliver, bounce, flush, log);
         log_summary(log, if flush { "queue flush" } else { "queue" }, &s);
+        let _ = started.send(());
         flush = false;
         let start = std::time::Instant::now();
         while start.elapsed() < r.interval && !STOP.load(Ordering::SeqCst) {
