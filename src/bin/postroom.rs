@@ -273,7 +273,7 @@ fn deliver_binary(r: &RunnerSettings) -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "no deliver binary at {} (build it, or set `deliver =` in {})",
+            "no deliver binary at {} (run `cargo build`, or set `deliver =` in {})",
             path.display(),
             settings::FILE
         ))
