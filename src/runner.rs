@@ -959,4 +959,50 @@ mod tests {
             assert_eq!(got.diagnostic, want_diag);
         }
     }
+
+    #[test]
+    fn flush_retries_a_deferred_recipient_before_its_time_and_run_once_does_not() {
+        use crate::queue::{Address, Envelope, ManualClock, MemoryQueue, Schedule};
+        use std::cell::Cell;
+        struct Count(Cell<usize>, Outcome);
+        impl LocalDelivery for Count {
+            fn deliver(&self, _: &Job<'_>) -> Outcome {
+                self.0.set(self.0.get() + 1);
+                self.1.clone()
+            }
+        }
+        let t0 = 1_795_694_400;
+        let q = MemoryQueue::new(Schedule::default(), Arc::new(ManualClock::at(t0)));
+        let env = Envelope {
+            sender: "a@b.test".into(),
+            recipients: vec![Address::new("bob@example.test")],
+            ..Envelope::default()
+        };
+        let id = q.enqueue(&env, b"Subject: x\n\nhi\n").unwrap();
+        let router = |rcpt: &str| {
+            Resolution::Local(vec![Target {
+                delivery: Delivery::Mailbox {
+                    user: b"bob".to_vec(),
+                    detail: None,
+                },
+                original: route::Address::parse(rcpt.as_bytes()).unwrap(),
+                sender: None,
+            }])
+        };
+        let bounce = BounceConfig {
+            reporting_mta: "mx.example.test".into(),
+            return_full_up_to: None,
+        };
+        let temp = Count(Cell::new(0), Outcome::temp((3, 0), "busy"));
+        let runner = Runner::new(&q, &router, &temp, bounce.clone());
+        assert_eq!(runner.run_once(t0).deferred, 1);
+        // Deferred for min_backoff (5 min): a run a minute later skips it.
+        assert_eq!(runner.run_once(t0 + 60).deferred, 0);
+        assert_eq!(temp.0.get(), 1);
+        let ok = Count(Cell::new(0), Outcome::Delivered);
+        let got = Runner::new(&q, &router, &ok, bounce).flush(t0 + 60);
+        assert_eq!((got.delivered, got.removed), (1, 1));
+        assert_eq!(ok.0.get(), 1);
+        assert!(matches!(q.entry(&id), Err(QueueError::NotFound(_))));
+    }
 }

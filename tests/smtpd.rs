@@ -842,4 +842,13 @@ fn smtpd_delivers_through_the_example_rcfiles_on_flush_and_the_queue_empties() {
     let log = server.log.lock().unwrap().join("\n");
     assert!(log.contains("2 delivered"), "{log}");
     assert!(log.ends_with("postroom smtpd: stopped"), "{log}");
+
+    // With no server, `queue` opens the spool itself and `queue flush`
+    // runs the queue once here instead of leaving a marker.
+    assert_eq!(postroom_queue(&dir, &[]), "Mail queue is empty\n");
+    assert_eq!(
+        postroom_queue(&dir, &["flush"]),
+        "flushed: 0 entr(ies) looked at, no server running\n"
+    );
+    assert!(!dir.join("state/spool/flush").exists());
 }
