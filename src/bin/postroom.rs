@@ -162,13 +162,22 @@ fn smtpd(dir: &Path) -> i32 {
         );
         return 78; // EX_CONFIG
     }
-    let deliver = match deliver_binary(&r) {
+    let deliver = match deliver_binary(&r).and_then(|d| check_identity(&r).map(|()| d)) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("postroom smtpd: {e}");
             return 78;
         }
     };
+    // Before the spool: when the spool's 0700 directories are made under
+    // the same parent (examples/state/), the users' folders must stay
+    // reachable for a `virtual_user`.
+    if let Some(root) = &r.mail_root
+        && let Err(e) = std::fs::create_dir_all(root)
+    {
+        eprintln!("postroom smtpd: cannot create {}: {e}", root.display());
+        return 73; // EX_CANTCREAT
+    }
     let clock = Arc::new(SystemClock);
     let spool = match Spool::open(&s.spool, r.schedule.clone(), clock) {
         Ok((spool, recovery)) => {
@@ -301,6 +310,12 @@ impl LocalDelivery for MakeFolders<'_> {
             if let Err(e) = std::fs::create_dir_all(&folder) {
                 return Outcome::temp((3, 0), format!("cannot create {}: {e}", folder.display()));
             }
+            // As root with `virtual_user`, the folder is theirs to write.
+            if let Some((uid, gid)) = self.exec.virtual_id
+                && let Err(e) = std::os::unix::fs::chown(&folder, Some(uid), Some(gid))
+            {
+                return Outcome::temp((3, 0), format!("cannot chown {}: {e}", folder.display()));
+            }
         }
         let outcome = self.exec.deliver(job);
         let what = match &outcome {
@@ -329,8 +344,10 @@ fn run_pass(
         None => Arc::new(postroom::route::SystemUsers),
     };
     let resolver = postroom::route::Resolver::new(&config, &*users);
+    let mut exec = Exec::new(deliver, Arc::clone(&users));
+    exec.virtual_id = virtual_id(r);
     let local = MakeFolders {
-        exec: Exec::new(deliver, Arc::clone(&users)),
+        exec,
         mail_root: r.mail_root.as_deref(),
         log,
     };
@@ -340,6 +357,42 @@ fn run_pass(
         runner.flush(now)
     } else {
         runner.run_once(now)
+    }
+}
+
+/// The uid and gid of the `virtual_user` setting, when we are root and it
+/// names an unprivileged user; `None` runs virtual users as ourselves.
+/// `smtpd` checks the setting at start-up ([`check_identity`]).
+fn virtual_id(r: &RunnerSettings) -> Option<(u32, u32)> {
+    let name = r.virtual_user.as_deref()?;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) if !u.uid.is_root() => Some((u.uid.as_raw(), u.gid.as_raw())),
+        _ => None,
+    }
+}
+
+/// At start-up: a `virtual_user` must be an unprivileged user of this
+/// system; as root without one, virtual users run as root, which is
+/// allowed for the demo and tests but said in the log.
+fn check_identity(r: &RunnerSettings) -> Result<(), String> {
+    match r.virtual_user.as_deref() {
+        Some(name) => match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) if !u.uid.is_root() => Ok(()),
+            _ => Err(format!(
+                "`virtual_user = {name}` is not an unprivileged user of this system"
+            )),
+        },
+        None => {
+            if nix::unistd::geteuid().is_root() {
+                eprintln!(
+                    "postroom smtpd: warning: running as root without `virtual_user`: virtual users' rcfiles run as root"
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! parsing only: it never opens the spool, a socket or a mailbox.
 //!
 //! The runner's keys (`queue_interval`, `min_backoff`, `max_backoff`,
-//! `max_lifetime`, `deliver`, `mail_root`) are read here, not in
+//! `max_lifetime`, `deliver`, `mail_root`, `virtual_user`) are read here, not in
 //! `smtp::settings`, which owns the server's keys and rejects any other:
 //! [`split_runner_settings`] takes them out of the file's text (blanking
 //! their lines, so the server's diagnostics keep their line numbers) and
@@ -83,6 +83,10 @@ pub struct RunnerSettings {
     /// creates `mail_root/<user>/` for each virtual user before a run, as
     /// an rcfile's `MAILDIR=` expects. `None`: nothing is created.
     pub mail_root: Option<PathBuf>,
+    /// The system user whose uid and gid the virtual users' deliveries
+    /// run with when the server runs as root (`virtual_user`); `None`:
+    /// as the server itself (the demo and the tests, not as root).
+    pub virtual_user: Option<String>,
 }
 
 impl Default for RunnerSettings {
@@ -92,6 +96,7 @@ impl Default for RunnerSettings {
             schedule: Schedule::default(),
             deliver: None,
             mail_root: None,
+            virtual_user: None,
         }
     }
 }
@@ -104,6 +109,7 @@ pub const RUNNER_KEYS: &[&str] = &[
     "max_lifetime",
     "deliver",
     "mail_root",
+    "virtual_user",
 ];
 
 /// A duration: a whole number with an optional unit `s`, `m`, `h` or `d`
@@ -165,7 +171,11 @@ pub fn split_runner_settings(
             "min_backoff" => duration(value).map(|d| s.schedule.min_backoff = d),
             "max_backoff" => duration(value).map(|d| s.schedule.max_backoff = d),
             "max_lifetime" => duration(value).map(|d| s.schedule.max_lifetime = d),
-            _ if value.is_empty() => Err("want a path"),
+            _ if value.is_empty() => Err("want a value"),
+            "virtual_user" => {
+                s.virtual_user = Some(value.to_string());
+                Ok(())
+            }
             "deliver" => {
                 s.deliver = Some(dir.join(value));
                 Ok(())
@@ -191,7 +201,7 @@ mod tests {
 
     #[test]
     fn runner_keys_are_taken_out_and_the_rest_keeps_its_offsets() {
-        let src = b"hostname = a.test\nqueue_interval = 2\nmin_backoff = 1m # c\nmax_backoff = 2h\nmax_lifetime = 3d\ndeliver = bin/deliver\nmail_root = ../state/mail\nlisten = 127.0.0.1:0\n";
+        let src = b"hostname = a.test\nqueue_interval = 2\nmin_backoff = 1m # c\nmax_backoff = 2h\nmax_lifetime = 3d\ndeliver = bin/deliver\nmail_root = ../state/mail\nvirtual_user = mail\nlisten = 127.0.0.1:0\n";
         let (rest, got, diags) = split_runner_settings("postroom.conf", src, Path::new("/etc/p"));
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(rest.len(), src.len());
@@ -199,7 +209,8 @@ mod tests {
         assert!(rest.starts_with("hostname = a.test\n"));
         assert!(rest.ends_with("\nlisten = 127.0.0.1:0\n"));
         assert!(!rest.contains("queue_interval") && !rest.contains("mail_root"));
-        assert_eq!(rest.lines().count(), 8);
+        assert_eq!(rest.lines().count(), 9);
+        assert_eq!(got.virtual_user.as_deref(), Some("mail"));
         assert_eq!(got.interval, Duration::from_secs(2));
         assert_eq!(got.schedule.min_backoff, Duration::from_secs(60));
         assert_eq!(got.schedule.max_backoff, Duration::from_secs(7200));
