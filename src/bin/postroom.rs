@@ -15,12 +15,13 @@ use std::time::Duration;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use clap::Parser;
-use postroom::cli::postroom::{Cli, Command, QueueAction, RunnerSettings, split_runner_settings};
+use postroom::cli::postroom::{Cli, Command, QueueAction};
 use postroom::diag::{Diagnostic, Severity};
 use postroom::queue::bounce::BounceConfig;
 use postroom::queue::{Entry, Listing, Queue, QueueError, Spool, SystemClock};
 use postroom::route::{Delivery, Users};
 use postroom::runner::{Exec, Job, LocalDelivery, Runner, Summary};
+use postroom::smtp::settings::RunnerSettings;
 use postroom::smtp::{server, settings};
 use postroom::status::Outcome;
 
@@ -113,31 +114,11 @@ fn check_config(
     (s, r, loaded, errors)
 }
 
-/// Reads `dir/postroom.conf`: the runner's keys (cli::postroom) and the
-/// server's (smtp::settings), with the diagnostics of both and the file's
-/// bytes to render them against.
+/// Reads `dir/postroom.conf` (`smtp::settings`): the server's settings,
+/// the runner's, the diagnostics and the file's bytes to render them against.
 fn load_settings(dir: &Path) -> (settings::Settings, RunnerSettings, Vec<Diagnostic>, Vec<u8>) {
-    let path = dir.join(settings::FILE);
-    let src = match std::fs::read(&path) {
-        Ok(src) => src,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return (
-                settings::Settings::defaults(dir),
-                RunnerSettings::default(),
-                Vec::new(),
-                Vec::new(),
-            );
-        }
-        // settings::load words the error.
-        Err(_) => {
-            let (s, d, src) = settings::load(dir);
-            return (s, RunnerSettings::default(), d, src);
-        }
-    };
-    let (rest, r, mut diags) = split_runner_settings(settings::FILE, &src, dir);
-    let (s, d) = settings::parse(settings::FILE, &rest, dir);
-    diags.extend(d);
-    diags.sort_by_key(|d| d.span.start);
+    let (s, diags, src) = settings::load(dir);
+    let r = s.runner.clone();
     (s, r, diags, src)
 }
 

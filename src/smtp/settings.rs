@@ -26,6 +26,13 @@
 //! max_errors = 20                 # then 421 and close
 //! max_hops = 100                  # Received: fields, ours included
 //! bare_newline = reject           # or normalize (mta-semantics B.6)
+//! queue_interval = 5s             # the queue runner: how often it looks
+//! min_backoff = 5m                # retry schedule (s, m, h, d)
+//! max_backoff = 1h
+//! max_lifetime = 5d               # then the message bounces
+//! deliver = /usr/local/bin/deliver   # default: next to postroom
+//! mail_root = ../state/mail       # virtual users' mail folders are made here
+//! virtual_user = mail             # as root: virtual users' uid and gid
 //! ```
 
 use std::net::SocketAddr;
@@ -33,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Span};
+use crate::queue::schedule::Schedule;
 use crate::route;
 
 use super::proto::BareNewline;
@@ -74,6 +82,42 @@ pub struct Settings {
     pub max_hops: usize,
     /// What to do with a bare LF or CR in DATA.
     pub bare_newline: BareNewline,
+    /// The queue runner's settings.
+    pub runner: RunnerSettings,
+}
+
+/// The queue runner's settings from `postroom.conf`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerSettings {
+    /// How often the runner looks for due entries (`queue_interval`,
+    /// seconds; default 5).
+    pub interval: Duration,
+    /// The retry schedule (`min_backoff`, `max_backoff`, `max_lifetime`;
+    /// the rest as [`Schedule::default`]).
+    pub schedule: Schedule,
+    /// The `deliver` binary (`deliver`); `None`: the one next to the
+    /// running `postroom`.
+    pub deliver: Option<PathBuf>,
+    /// Where virtual users' mail folders live (`mail_root`): the runner
+    /// creates `mail_root/<user>/` for each virtual user before a run, as
+    /// an rcfile's `MAILDIR=` expects. `None`: nothing is created.
+    pub mail_root: Option<PathBuf>,
+    /// The system user whose uid and gid the virtual users' deliveries
+    /// run with when the server runs as root (`virtual_user`); `None`:
+    /// as the server itself (the demo and the tests, not as root).
+    pub virtual_user: Option<String>,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> RunnerSettings {
+        RunnerSettings {
+            interval: Duration::from_secs(5),
+            schedule: Schedule::default(),
+            deliver: None,
+            mail_root: None,
+            virtual_user: None,
+        }
+    }
 }
 
 /// The slowest transfer the DATA deadline allows for, in octets per
@@ -98,6 +142,7 @@ impl Settings {
             max_errors: s.max_errors,
             max_hops: s.max_hops,
             bare_newline: s.bare_newline,
+            runner: RunnerSettings::default(),
         }
     }
 
@@ -227,6 +272,10 @@ pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) 
             "`max_sessions` must be at least 1",
         ));
     }
+    if let Err(e) = s.runner.schedule.validate() {
+        let span = span_of(&seen, "max_backoff");
+        diags.push(Diagnostic::error(file, span, e.to_string()));
+    }
     for problem in s.session_config().check() {
         // The session names its fields `smtp max_line` etc.; point at the
         // line that set the value when there is one.
@@ -261,7 +310,30 @@ const KEYS: &[&str] = &[
     "command_timeout",
     "data_timeout",
     "bare_newline",
+    "queue_interval",
+    "min_backoff",
+    "max_backoff",
+    "max_lifetime",
+    "deliver",
+    "mail_root",
+    "virtual_user",
 ];
+
+/// A duration: a whole number with an optional unit `s`, `m`, `h` or `d`
+/// (seconds when none), at least one second.
+fn duration(v: &str) -> Result<Duration, &'static str> {
+    let (num, mult) = match v.as_bytes().last() {
+        Some(b's') => (&v[..v.len() - 1], 1),
+        Some(b'm') => (&v[..v.len() - 1], 60),
+        Some(b'h') => (&v[..v.len() - 1], 3600),
+        Some(b'd') => (&v[..v.len() - 1], 86400),
+        _ => (v, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n.saturating_mul(mult))),
+        _ => Err("want a whole number of seconds (or with a unit s, m, h, d), at least 1"),
+    }
+}
 
 /// Sets one known key; the error says what the value should be.
 fn apply(
@@ -312,6 +384,13 @@ fn apply(
                 _ => return Err("want `reject` or `normalize`"),
             }
         }
+        "queue_interval" => s.runner.interval = duration(value)?,
+        "min_backoff" => s.runner.schedule.min_backoff = duration(value)?,
+        "max_backoff" => s.runner.schedule.max_backoff = duration(value)?,
+        "max_lifetime" => s.runner.schedule.max_lifetime = duration(value)?,
+        "deliver" => s.runner.deliver = Some(dir.join(value)),
+        "mail_root" => s.runner.mail_root = Some(dir.join(value)),
+        "virtual_user" => s.runner.virtual_user = Some(value.to_string()),
         _ => unreachable!("key checked against KEYS"),
     }
     Ok(())
@@ -411,5 +490,44 @@ mod tests {
         let (s, d, src) = load(dir.path());
         assert!(d.is_empty() && src.is_empty());
         assert_eq!(s, Settings::defaults(dir.path()));
+    }
+
+    #[test]
+    fn runner_keys_are_read() {
+        let src = b"hostname = a.test\nqueue_interval = 2\nmin_backoff = 1m # c\nmax_backoff = 2h\nmax_lifetime = 3d\ndeliver = bin/deliver\nmail_root = ../state/mail\nvirtual_user = mail\nlisten = 127.0.0.1:0\n";
+        let (s, diags) = parse("postroom.conf", src, Path::new("/etc/p"));
+        assert!(diags.is_empty(), "{diags:?}");
+        let got = s.runner;
+        assert_eq!(got.virtual_user.as_deref(), Some("mail"));
+        assert_eq!(got.interval, Duration::from_secs(2));
+        assert_eq!(got.schedule.min_backoff, Duration::from_secs(60));
+        assert_eq!(got.schedule.max_backoff, Duration::from_secs(7200));
+        assert_eq!(got.schedule.max_lifetime, Duration::from_secs(3 * 86400));
+        assert_eq!(got.deliver, Some(PathBuf::from("/etc/p/bin/deliver")));
+        assert_eq!(got.mail_root, Some(PathBuf::from("/etc/p/../state/mail")));
+    }
+
+    #[test]
+    fn bad_runner_values_are_reported_on_their_line() {
+        // (text, want message)
+        let cases = [
+            (
+                "queue_interval = 0\n",
+                "`queue_interval`: want a whole number",
+            ),
+            ("min_backoff = soon\n", "`min_backoff`: want a whole number"),
+            (
+                "min_backoff = 2h\nmax_backoff = 1h\n",
+                "maximal backoff is shorter than the minimal backoff",
+            ),
+        ];
+        for (src, want) in cases {
+            let (_, diags) = parse("f", src.as_bytes(), Path::new("."));
+            assert_eq!(diags.len(), 1, "{src}");
+            let got = &diags[0].message;
+            assert!(got.contains(want), "{src}: {got}");
+        }
+        let (_, diags) = parse("f", b"#x\n#y\nqueue_interval = -1\n", Path::new("."));
+        assert_eq!(diags[0].span.start, 6);
     }
 }
