@@ -939,26 +939,50 @@ fn a_client_gone_mid_data_leaves_nothing_and_the_server_goes_on() {
     let dir = Dir::new("smtpd-gone-mid-data");
     config(&dir, "");
     let server = Smtpd::start(&dir);
-    {
+    // Cut in the body, and cut inside the end marker (`CRLF .` without
+    // its CRLF): neither is a whole message (RFC 5321 4.1.1.4).
+    for cut in [
+        "Subject: cut\r\n\r\nfirst half\r\n",
+        "Subject: cut\r\n\r\nfirst half\r\n.",
+    ] {
         let s = TcpStream::connect(server.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         read_reply(&mut r);
-        for c in [
-            "EHLO client.test",
-            "MAIL FROM:<s@client.test>",
-            "RCPT TO:<alice@example.test>",
-            "DATA",
+        for (c, want) in [
+            ("EHLO client.test", "250 "),
+            ("MAIL FROM:<s@client.test>", "250 "),
+            ("RCPT TO:<alice@example.test>", "250 "),
+            ("DATA", "354 "),
         ] {
             w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
-            read_reply(&mut r);
+            let got = read_reply(&mut r);
+            assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
         }
-        // Half a message, and then the connection closes (no dot).
-        w.write_all(b"Subject: cut\r\n\r\nfirst half\r\n").unwrap();
+        w.write_all(cut.as_bytes()).unwrap();
         w.shutdown(std::net::Shutdown::Both).unwrap();
     }
-    wait_log(&server, "127.0.0.1");
+    // Both sessions saw the EOF; nothing reached the spool, not even tmp/.
+    let start = Instant::now();
+    while server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.ends_with(": disconnect"))
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(names(&dir, "spool/active"), Vec::<String>::new());
+    assert_eq!(names(&dir, "spool/tmp"), Vec::<String>::new());
     // The server keeps serving: a whole message right after is queued.
     let got = send(
         server.addr,
@@ -1132,4 +1156,40 @@ fn more_received_fields_than_max_hops_is_554_5_4_6_at_end_of_data() {
     }
     let queued = server.stop_and_list(&dir);
     assert_eq!(queued.len(), 1, "only the two-hop message");
+}
+
+/// With no server running, `postroom queue` opens the spool itself, and
+/// `Spool::open`'s recovery moves a corrupt entry to `corrupt/`; but
+/// `queue_list` (src/bin/postroom.rs) drops the `Recovery` it gets, so the
+/// listing says "Mail queue is empty" and the move is reported nowhere (the
+/// smtpd start-up line drops `recovery.corrupt` the same way). Ignored
+/// until bin/postroom.rs passes `recovery.corrupt` on (not this branch's
+/// file); the entry itself is kept, which is checked here too.
+#[test]
+#[ignore = "bin/postroom.rs drops Recovery::corrupt: the move is not reported"]
+fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
+    let dir = Dir::new("smtpd-corrupt-offline");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let got = send(
+        server.addr,
+        "alice@example.test",
+        "Subject: c\r\n\r\nkeep\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.rsplit(' ').next().unwrap().to_string();
+    drop(server);
+    dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
+    let out = cmd("postroom")
+        .args(["queue", "--config"])
+        .arg(dir.join("etc"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(names(&dir, "spool/corrupt"), std::slice::from_ref(&id));
+    assert!(dir.join(&format!("spool/corrupt/{id}/message")).exists());
+    assert!(
+        listing.contains(&format!("corrupt: {id} moved to ")),
+        "{listing}"
+    );
 }
