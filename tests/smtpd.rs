@@ -1193,3 +1193,65 @@ fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
         "{listing}"
     );
 }
+
+#[test]
+fn a_deferred_message_survives_sigterm_and_is_delivered_once_after_restart() {
+    if !require_tool("formail") {
+        return;
+    }
+    let dir = Dir::new("smtpd-deferred-restart");
+    example_config(&dir);
+    // A `deliver` that fails temporarily (EX_TEMPFAIL) while `tempfail`
+    // exists, and is the real one otherwise.
+    let flag = dir.write("tempfail", "");
+    let real = crate::util::bin("deliver");
+    let script = dir.write(
+        "fake-deliver",
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then cat >/dev/null; exit 75; fi\nexec '{}' \"$@\"\n",
+            flag.display(),
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    set_interval(&dir, "1");
+    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
+    assert!(conf.contains("\nmin_backoff = 5m\n"), "{conf}");
+    let conf = conf.replace("\nmin_backoff = 5m\n", "\nmin_backoff = 1\n")
+        + &format!("deliver = {}\n", script.display());
+    dir.write("etc-mail/postroom.conf", conf);
+
+    let mut server = start_example(&dir);
+    let got = send(
+        server.addr,
+        "bob@example.test",
+        "Subject: later\r\n\r\nretried\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.rsplit(' ').next().unwrap().to_string();
+    wait_log(&server, "1 deferred");
+    signal_and_wait(&mut server, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        names(&dir, "state/mail/bob/inbox/new"),
+        Vec::<String>::new()
+    );
+    assert_eq!(names(&dir, "state/spool/active"), std::slice::from_ref(&id));
+    let envelope =
+        String::from_utf8(dir.read(&format!("state/spool/active/{id}/envelope"))).unwrap();
+
+    // The temporary failure is on disk: bob is `deferred`, with attempts.
+    assert!(envelope.contains("\nrcpt deferred "), "{envelope}");
+    std::fs::remove_file(&flag).unwrap();
+    let server = start_example(&dir);
+    let got = bobs_inbox_settled(&dir);
+    assert_eq!(
+        got.len(),
+        1,
+        "delivered exactly once; envelope was {envelope}"
+    );
+    let msg = String::from_utf8_lossy(&got[0]);
+    assert!(msg.contains("\nSubject: later\n\nretried\n"), "{msg}");
+    assert_eq!(names(&dir, "state/spool/active"), Vec::<String>::new());
+    drop(server);
+}
