@@ -1078,6 +1078,8 @@ fn kill_9_right_after_the_250_and_the_message_is_still_delivered() {
 
     set_interval(&dir, "1");
     let server = start_example(&dir);
+    // The restart found the entry whole: nothing partial, nothing corrupt.
+    wait_log(&server, ": 1 entries, 0 partial removed");
     let got = bobs_inbox_settled(&dir);
     assert_eq!(got.len(), 1, "delivered exactly once");
     assert!(
