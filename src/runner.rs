@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
 use crate::queue::spool::QueueId;
-use crate::queue::{Clock, Queue, QueueError};
+use crate::queue::{Clock, Corrupt, Queue, QueueError};
 use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
 use crate::status::{Class, Outcome, sysexits};
 
@@ -96,7 +96,22 @@ pub struct Summary {
     /// Entries removed because every recipient was done.
     pub removed: usize,
     /// Queue errors met, lowercase; the entry is left for the next run.
+    /// Also one `corrupt: ID moved to PATH: REASON` line per entry the
+    /// run's listing moved to `corrupt/`.
     pub errors: Vec<String>,
+}
+
+/// Adds one line per entry the listing moved to `corrupt/` to `sum.errors`,
+/// in the words of `queue::mailq`, so the server's log names each one.
+fn report_corrupt(corrupt: &[Corrupt], sum: &mut Summary) {
+    for c in corrupt {
+        sum.errors.push(format!(
+            "corrupt: {} moved to {}: {}",
+            c.name,
+            c.moved_to.display(),
+            c.reason
+        ));
+    }
 }
 
 /// The queue runner.
@@ -127,14 +142,24 @@ impl<'a> Runner<'a> {
     /// Handles every entry due at `now` (unix seconds), oldest first.
     pub fn run_once(&self, now: i64) -> Summary {
         let mut sum = Summary::default();
-        let due = match self.queue.due(now) {
-            Ok(d) => d,
+        // Not `Queue::due`: it drops the listing's `corrupt`, and an entry
+        // moved aside must be reported (spool.rs: "moved to corrupt/ and
+        // reported, never deleted").
+        let listing = match self.queue.entries() {
+            Ok(l) => l,
             Err(e) => {
                 sum.errors.push(e.to_string());
                 return sum;
             }
         };
-        for id in due {
+        report_corrupt(&listing.corrupt, &mut sum);
+        let schedule = self.queue.schedule();
+        let due = listing
+            .entries
+            .into_iter()
+            .filter(|e| e.is_due(now, schedule));
+        for entry in due {
+            let id = entry.id;
             sum.entries += 1;
             if let Err(e) = self.run_entry(&id, now, false, &mut sum) {
                 sum.errors.push(e.to_string());
@@ -156,6 +181,7 @@ impl<'a> Runner<'a> {
                 return sum;
             }
         };
+        report_corrupt(&listing.corrupt, &mut sum);
         for entry in listing.entries {
             sum.entries += 1;
             if let Err(e) = self.run_entry(&entry.id, now, true, &mut sum) {

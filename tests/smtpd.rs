@@ -852,3 +852,408 @@ fn smtpd_delivers_through_the_example_rcfiles_on_flush_and_the_queue_empties() {
     );
     assert!(!dir.join("state/spool/flush").exists());
 }
+
+// ---- Faults: a client that goes away, restarts, kill -9, a corrupt
+// entry, the hop limit. Every wait is bounded (≤ 20 s), loopback only.
+
+/// Sends one message for `rcpt` with `header_and_body` (CRLF, no final
+/// dot) command by command; returns the reply to the final dot.
+fn send(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
+    let got = converse(
+        addr,
+        &[
+            "EHLO client.test",
+            "MAIL FROM:<sender@client.test>",
+            &format!("RCPT TO:<{rcpt}>"),
+            "DATA",
+            &format!("{header_and_body}."),
+        ],
+    );
+    assert!(got[4].starts_with("354 "), "{got:?}");
+    got[5].clone()
+}
+
+/// The names in `rel` under `dir` (empty if it does not exist).
+fn names(dir: &Dir, rel: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join(rel))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Sends `sig` to the server and waits (at most 20 s) for it to exit.
+fn signal_and_wait(server: &mut Smtpd, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+    nix::sys::signal::kill(pid, sig).unwrap();
+    let start = Instant::now();
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit on {sig}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `postroom smtpd` on the example configuration in `dir`.
+fn start_example(dir: &Dir) -> Smtpd {
+    let mut c = cmd("postroom");
+    c.arg("smtpd")
+        .arg("--config")
+        .arg(dir.join("etc-mail"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    Smtpd::start_with(c)
+}
+
+/// Sets the example configuration's `queue_interval` (from 1d).
+fn set_interval(dir: &Dir, to: &str) {
+    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
+    assert!(conf.contains("\nqueue_interval = 1d\n"), "{conf}");
+    let conf = conf.replace(
+        "\nqueue_interval = 1d\n",
+        &format!("\nqueue_interval = {to}\n"),
+    );
+    dir.write("etc-mail/postroom.conf", conf);
+}
+
+/// Waits until bob's inbox holds a message, then a further 3 s (three
+/// runner intervals) so a second delivery would show; returns the files.
+fn bobs_inbox_settled(dir: &Dir) -> Vec<Vec<u8>> {
+    wait_for_file(dir, "state/mail/bob/inbox/new");
+    std::thread::sleep(Duration::from_secs(3));
+    names(dir, "state/mail/bob/inbox/new")
+        .iter()
+        .map(|n| dir.read(&format!("state/mail/bob/inbox/new/{n}")))
+        .collect()
+}
+
+#[test]
+fn a_client_gone_mid_data_leaves_nothing_and_the_server_goes_on() {
+    let dir = Dir::new("smtpd-gone-mid-data");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    // Cut in the body, and cut inside the end marker (`CRLF .` without
+    // its CRLF): neither is a whole message (RFC 5321 4.1.1.4).
+    for cut in [
+        "Subject: cut\r\n\r\nfirst half\r\n",
+        "Subject: cut\r\n\r\nfirst half\r\n.",
+    ] {
+        let s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        read_reply(&mut r);
+        for (c, want) in [
+            ("EHLO client.test", "250 "),
+            ("MAIL FROM:<s@client.test>", "250 "),
+            ("RCPT TO:<alice@example.test>", "250 "),
+            ("DATA", "354 "),
+        ] {
+            w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+            let got = read_reply(&mut r);
+            assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
+        }
+        w.write_all(cut.as_bytes()).unwrap();
+        w.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    // Both sessions saw the EOF; nothing reached the spool, not even tmp/.
+    let start = Instant::now();
+    while server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.ends_with(": disconnect"))
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(names(&dir, "spool/active"), Vec::<String>::new());
+    assert_eq!(names(&dir, "spool/tmp"), Vec::<String>::new());
+    // The server keeps serving: a whole message right after is queued.
+    let got = send(
+        server.addr,
+        "bob@example.test",
+        "Subject: ok\r\n\r\nwhole\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1, "only the whole message");
+    assert_eq!(queued[0].0, ["bob@example.test"]);
+    // After a restart nothing partial is left anywhere in the spool.
+    let server = Smtpd::start(&dir);
+    assert_eq!(names(&dir, "spool/tmp"), Vec::<String>::new());
+    assert_eq!(names(&dir, "spool/corrupt"), Vec::<String>::new());
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1);
+    assert!(
+        !queued
+            .iter()
+            .any(|(_, m)| m.windows(10).any(|w| w == b"first half"))
+    );
+}
+
+#[test]
+fn a_queued_message_survives_sigterm_and_is_delivered_once_after_restart() {
+    if !require_tool("formail") {
+        return;
+    }
+    let dir = Dir::new("smtpd-restart");
+    example_config(&dir);
+    // queue_interval = 1d: the runner's start-up pass finds an empty spool
+    // and then waits; the message stays queued.
+    let mut server = start_example(&dir);
+    let got = send(
+        server.addr,
+        "bob@example.test",
+        "Subject: restart\r\n\r\nkept\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.rsplit(' ').next().unwrap().to_string();
+    signal_and_wait(&mut server, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        names(&dir, "state/mail/bob/inbox/new"),
+        Vec::<String>::new()
+    );
+    assert_eq!(names(&dir, "state/spool/active"), std::slice::from_ref(&id));
+
+    set_interval(&dir, "1");
+    let server = start_example(&dir);
+    let got = bobs_inbox_settled(&dir);
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    let msg = String::from_utf8_lossy(&got[0]);
+    assert!(msg.contains("\nSubject: restart\n\nkept\n"), "{msg}");
+    assert_eq!(
+        msg.matches("\nDelivered-To: bob@example.test\n").count(),
+        1,
+        "{msg}"
+    );
+    assert_eq!(names(&dir, "state/spool/active"), Vec::<String>::new());
+    drop(server);
+}
+
+#[test]
+fn kill_9_right_after_the_250_and_the_message_is_still_delivered() {
+    if !require_tool("formail") {
+        return;
+    }
+    let dir = Dir::new("smtpd-kill9");
+    example_config(&dir);
+    let mut server = start_example(&dir);
+    // The 250 to the dot, then SIGKILL before QUIT: no chance to tidy up.
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    let mut last = String::new();
+    for c in [
+        "EHLO client.test",
+        "MAIL FROM:<sender@client.test>",
+        "RCPT TO:<bob@example.test>",
+        "DATA",
+        "Subject: killed\r\n\r\nstill here\r\n.",
+    ] {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        last = read_reply(&mut r);
+    }
+    assert!(last.starts_with("250 2.0.0 Ok: queued as "), "{last}");
+    signal_and_wait(&mut server, nix::sys::signal::Signal::SIGKILL);
+    drop(w);
+    drop(r);
+
+    set_interval(&dir, "1");
+    let server = start_example(&dir);
+    // The restart found the entry whole: nothing partial, nothing corrupt.
+    wait_log(&server, ": 1 entries, 0 partial removed");
+    let got = bobs_inbox_settled(&dir);
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    assert!(
+        String::from_utf8_lossy(&got[0]).contains("\nSubject: killed\n\nstill here\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got[0])
+    );
+    drop(server);
+}
+
+#[test]
+fn a_corrupt_entry_is_moved_to_corrupt_and_reported_never_deleted() {
+    let dir = Dir::new("smtpd-corrupt");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let got = send(
+        server.addr,
+        "alice@example.test",
+        "Subject: c\r\n\r\nkeep me\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.rsplit(' ').next().unwrap().to_string();
+    let message = dir.read(&format!("spool/active/{id}/message"));
+    dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
+    let queue = |args: &[&str]| {
+        let out = cmd("postroom")
+            .arg("queue")
+            .args(args)
+            .arg("--config")
+            .arg(dir.join("etc"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // While the server owns the spool, `postroom queue` only reads: the
+    // entry is reported as unreadable and left where it is.
+    let listing = queue(&[]);
+    assert!(
+        listing.contains(&format!(
+            "unreadable (being written or corrupt): {id}: envelope "
+        )),
+        "{listing}"
+    );
+    assert_eq!(names(&dir, "spool/active"), std::slice::from_ref(&id));
+    // The runner's next pass (a flush) moves it aside and logs it.
+    queue(&["flush"]);
+    wait_log(&server, &format!("corrupt: {id} moved to "));
+    assert_eq!(names(&dir, "spool/active"), Vec::<String>::new());
+    assert_eq!(names(&dir, "spool/corrupt"), std::slice::from_ref(&id));
+    assert_eq!(dir.read(&format!("spool/corrupt/{id}/message")), message);
+    assert_eq!(
+        dir.read(&format!("spool/corrupt/{id}/envelope")),
+        b"not an envelope\n"
+    );
+    drop(server);
+}
+
+#[test]
+fn more_received_fields_than_max_hops_is_554_5_4_6_at_end_of_data() {
+    let dir = Dir::new("smtpd-hops");
+    config(&dir, "max_hops = 3\n");
+    let server = Smtpd::start(&dir);
+    let hops = |n: usize| "Received: from a by b; x\r\n".repeat(n) + "Subject: h\r\n\r\nbody\r\n";
+    // max_hops counts our own Received: field too (settings.rs, mta-semantics
+    // B.7): two earlier hops plus ours make three, which is allowed.
+    let got = send(server.addr, "alice@example.test", &hops(2));
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    for n in [3, 4, 10] {
+        let got = send(server.addr, "alice@example.test", &hops(n));
+        assert_eq!(got, "554 5.4.6 Error: too many hops", "{n} Received fields");
+    }
+    let queued = server.stop_and_list(&dir);
+    assert_eq!(queued.len(), 1, "only the two-hop message");
+}
+
+/// With no server running, `postroom queue` opens the spool itself, and
+/// `Spool::open`'s recovery moves a corrupt entry to `corrupt/`; but
+/// `queue_list` (src/bin/postroom.rs) drops the `Recovery` it gets, so the
+/// listing says "Mail queue is empty" and the move is reported nowhere (the
+/// smtpd start-up line drops `recovery.corrupt` the same way). Ignored
+/// until bin/postroom.rs passes `recovery.corrupt` on (not this branch's
+/// file); the entry itself is kept, which is checked here too.
+#[test]
+#[ignore = "bin/postroom.rs drops Recovery::corrupt: the move is not reported"]
+fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
+    let dir = Dir::new("smtpd-corrupt-offline");
+    config(&dir, "");
+    let server = Smtpd::start(&dir);
+    let got = send(
+        server.addr,
+        "alice@example.test",
+        "Subject: c\r\n\r\nkeep\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.rsplit(' ').next().unwrap().to_string();
+    drop(server);
+    dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
+    let out = cmd("postroom")
+        .args(["queue", "--config"])
+        .arg(dir.join("etc"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(names(&dir, "spool/corrupt"), std::slice::from_ref(&id));
+    assert!(dir.join(&format!("spool/corrupt/{id}/message")).exists());
+    assert!(
+        listing.contains(&format!("corrupt: {id} moved to ")),
+        "{listing}"
+    );
+}
+
+#[test]
+fn a_deferred_message_survives_sigterm_and_is_delivered_once_after_restart() {
+    if !require_tool("formail") {
+        return;
+    }
+    let dir = Dir::new("smtpd-deferred-restart");
+    example_config(&dir);
+    // A `deliver` that fails temporarily (EX_TEMPFAIL) while `tempfail`
+    // exists, and is the real one otherwise.
+    let flag = dir.write("tempfail", "");
+    let real = crate::util::bin("deliver");
+    let script = dir.write(
+        "fake-deliver",
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then cat >/dev/null; exit 75; fi\nexec '{}' \"$@\"\n",
+            flag.display(),
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    set_interval(&dir, "1");
+    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
+    assert!(conf.contains("\nmin_backoff = 5m\n"), "{conf}");
+    let conf = conf.replace("\nmin_backoff = 5m\n", "\nmin_backoff = 1\n")
+        + &format!("deliver = {}\n", script.display());
+    dir.write("etc-mail/postroom.conf", conf);
+
+    let mut server = start_example(&dir);
+    let got = send(
+        server.addr,
+        "bob@example.test",
+        "Subject: later\r\n\r\nretried\r\n",
+    );
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.rsplit(' ').next().unwrap().to_string();
+    wait_log(&server, "1 deferred");
+    signal_and_wait(&mut server, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        names(&dir, "state/mail/bob/inbox/new"),
+        Vec::<String>::new()
+    );
+    assert_eq!(names(&dir, "state/spool/active"), std::slice::from_ref(&id));
+    let envelope =
+        String::from_utf8(dir.read(&format!("state/spool/active/{id}/envelope"))).unwrap();
+
+    // The temporary failure is on disk: bob is `deferred`, with attempts.
+    assert!(envelope.contains("\nrcpt deferred "), "{envelope}");
+    std::fs::remove_file(&flag).unwrap();
+    let server = start_example(&dir);
+    let got = bobs_inbox_settled(&dir);
+    assert_eq!(
+        got.len(),
+        1,
+        "delivered exactly once; envelope was {envelope}"
+    );
+    let msg = String::from_utf8_lossy(&got[0]);
+    assert!(msg.contains("\nSubject: later\n\nretried\n"), "{msg}");
+    assert_eq!(names(&dir, "state/spool/active"), Vec::<String>::new());
+    drop(server);
+}
