@@ -1161,14 +1161,9 @@ fn more_received_fields_than_max_hops_is_554_5_4_6_at_end_of_data() {
 }
 
 /// With no server running, `postroom queue` opens the spool itself, and
-/// `Spool::open`'s recovery moves a corrupt entry to `corrupt/`; but
-/// `queue_list` (src/bin/postroom.rs) drops the `Recovery` it gets, so the
-/// listing says "Mail queue is empty" and the move is reported nowhere (the
-/// smtpd start-up line drops `recovery.corrupt` the same way). Ignored
-/// until bin/postroom.rs passes `recovery.corrupt` on (not this branch's
-/// file); the entry itself is kept, which is checked here too.
+/// `Spool::open`'s recovery moves a corrupt entry to `corrupt/`: the
+/// listing must report it, and the entry must be kept.
 #[test]
-#[ignore = "bin/postroom.rs drops Recovery::corrupt: the move is not reported"]
 fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
     let dir = Dir::new("smtpd-corrupt-offline");
     config(&dir, "");

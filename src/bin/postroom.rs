@@ -162,6 +162,7 @@ fn smtpd(dir: &Path) -> i32 {
     let clock = Arc::new(SystemClock);
     let spool = match Spool::open(&s.spool, r.schedule.clone(), clock) {
         Ok((spool, recovery)) => {
+            report_corrupt("postroom smtpd", &recovery.corrupt);
             eprintln!(
                 "postroom smtpd: spool {}: {} entries, {} partial removed",
                 s.spool.display(),
@@ -427,6 +428,19 @@ fn run_queue(
     }
 }
 
+/// Logs the queue entries that opening the spool moved to `corrupt/`
+/// (never deleted; this line is their report).
+fn report_corrupt(who: &str, corrupt: &[postroom::queue::Corrupt]) {
+    for c in corrupt {
+        eprintln!(
+            "{who}: corrupt: {} moved to {}: {}",
+            c.name,
+            c.moved_to.display(),
+            c.reason
+        );
+    }
+}
+
 /// `postroom queue --config DIR`: the mailq listing; exit 0, or 75 when
 /// the spool cannot be read.
 fn queue_list(dir: &Path) -> i32 {
@@ -435,8 +449,11 @@ fn queue_list(dir: &Path) -> i32 {
         return 78;
     }
     match Spool::open(&s.spool, r.schedule, Arc::new(SystemClock)) {
-        Ok((spool, _)) => match spool.entries() {
-            Ok(listing) => {
+        Ok((spool, recovery)) => match spool.entries() {
+            Ok(mut listing) => {
+                // Entries the opening just moved aside are reported here,
+                // or nowhere.
+                listing.corrupt.splice(0..0, recovery.corrupt);
                 print!("{}", postroom::queue::mailq(&listing));
                 0
             }
@@ -504,7 +521,8 @@ fn queue_flush(dir: &Path) -> i32 {
         return 78;
     }
     match Spool::open(&s.spool, r.schedule.clone(), Arc::new(SystemClock)) {
-        Ok((spool, _)) => {
+        Ok((spool, recovery)) => {
+            report_corrupt("postroom queue", &recovery.corrupt);
             let deliver = match deliver_binary(&r) {
                 Ok(d) => d,
                 Err(e) => {
