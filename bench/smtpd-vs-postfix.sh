@@ -90,38 +90,46 @@ wait_port() {
     return 1
 }
 
-# tree_rss PID: sum of RSS (KiB) of PID and all its descendants.
-tree_rss() {
-    ps -e -o pid=,ppid=,rss= | awk -v root="$1" '
+# tree_mem PID: "RSS PSS" (KiB) summed over PID and all its descendants.
+# The RSS sum counts shared pages (libraries, Postfix's shared code) once
+# per process; PSS (/proc/PID/smaps_rollup) shares them out.
+tree_mem() {
+    local pids rss pss
+    pids=$(ps -e -o pid=,ppid=,rss= | awk -v root="$1" '
         { parent[$1] = $2; rss[$1] = $3 }
         END {
             for (p in parent) {
                 q = p
                 for (d = 0; d < 32 && q != "" && q != 0; d++) {
-                    if (q == root) { sum += rss[p]; break }
+                    if (q == root) { sum += rss[p]; print p; break }
                     q = parent[q]
                 }
             }
-            print sum + 0
-        }'
+            print "rss", sum + 0
+        }')
+    rss=$(awk '$1 == "rss" { print $2 }' <<<"$pids")
+    pss=$(for p in $(awk '$1 != "rss"' <<<"$pids"); do cat "/proc/$p/smaps_rollup" 2>/dev/null || true; done |
+        awk '/^Pss:/ { s += $2 } END { print s + 0 }')
+    echo "$rss $pss"
 }
 
-# count_new DIR...: files in every DIR/USER/new/ (Maildir deliveries).
+# count_new BASE SUB: files in every BASE/USER/SUB/new/ (Maildir deliveries).
 count_new() {
-    local n=0 u c
+    local n=0 u c d
     for u in "${users[@]}"; do
-        if [ -d "$1/$u/new" ]; then
-            c=$(find "$1/$u/new" -maxdepth 1 -type f | wc -l)
+        d=$1/$u/$2/new
+        if [ -d "$d" ]; then
+            c=$(find "$d" -maxdepth 1 -type f | wc -l)
             n=$((n + c))
         fi
     done
     echo "$n"
 }
 
-# run_load NAME PORT SERVER_PID MAILBASE: send the load, poll until every
+# run_load NAME PORT SERVER_PID MAILBASE SUB: send the load, poll until every
 # message sits in a Maildir, sample RSS; prints "secs rate peak_kib".
 run_load() {
-    local name=$1 port=$2 spid=$3 base=$4 u start now peak=0 rss n=0 deadline
+    local name=$1 port=$2 spid=$3 base=$4 sub=$5 u start now peak=0 peakp=0 rss pss n=0 deadline
     SRC_PIDS=()
     start=$(date +%s.%N)
     for u in "${users[@]}"; do
@@ -132,9 +140,10 @@ run_load() {
     done
     deadline=$(( $(date +%s) + TIMEOUT ))
     while :; do
-        rss=$(tree_rss "$spid")
+        read -r rss pss < <(tree_mem "$spid")
         (( rss > peak )) && peak=$rss
-        n=$(count_new "$base")
+        (( pss > peakp )) && peakp=$pss
+        n=$(count_new "$base" "$sub")
         [ "$n" -ge "$MESSAGES" ] && break
         if (( $(date +%s) > deadline )); then
             echo "$name: timeout after ${TIMEOUT}s with $n of $MESSAGES delivered" >&2
@@ -148,8 +157,8 @@ run_load() {
     done
     SRC_PIDS=()
     [ "$n" -ge "$MESSAGES" ] || return 1
-    awk -v a="$start" -v b="$now" -v m="$MESSAGES" -v p="$peak" \
-        'BEGIN { printf "%.2f %.1f %d\n", b - a, m / (b - a), p }'
+    awk -v a="$start" -v b="$now" -v m="$MESSAGES" -v p="$peak" -v q="$peakp" \
+        'BEGIN { printf "%.2f %.1f %d %d\n", b - a, m / (b - a), p, q }'
 }
 
 # --- Postfix: a private instance -----------------------------------------
@@ -161,6 +170,7 @@ start_postfix() {
     vuid=$(id -u nobody)
     vgid=$(id -g nobody)
     chown "$vuid:$vgid" "$T/pf/mail"
+    chown postfix "$T/pf/data"
     : >"$PF_CONF/vmailbox"
     for u in "${users[@]}"; do echo "$u@example.test $u/" >>"$PF_CONF/vmailbox"; done
     cat >"$PF_CONF/main.cf" <<EOF
@@ -181,6 +191,7 @@ smtp_dns_support_level = disabled
 alias_maps =
 alias_database =
 biff = no
+maillog_file_prefixes = $T
 maillog_file = $T/pf/maillog
 virtual_mailbox_domains = example.test
 virtual_mailbox_base = $T/pf/mail
@@ -224,25 +235,27 @@ start_postroom() {
     wait_port "$PR_PORT" || die "postroom did not listen on 127.0.0.1:$PR_PORT (see $T/pr/smtpd.log)"
 }
 
+mib() { awk -v k="$1" 'BEGIN { print k / 1024 }'; }
+
 echo "load: $SESSIONS sessions, $MESSAGES messages of $SIZE bytes, users: $USERS"
 pf_rate="" pr_rate=""
 for side in $SIDES; do
     case $side in
     postfix)
         start_postfix
-        read -r secs pf_rate pf_peak < <(run_load postfix "$PF_PORT" "$PF_PID" "$T/pf/mail") ||
+        read -r secs pf_rate pf_peak pf_pss < <(run_load postfix "$PF_PORT" "$PF_PID" "$T/pf/mail" .) ||
             die "postfix run failed"
-        printf 'postfix  (%s): %6.2f s  %7.1f msg/s  peak RSS %6.1f MiB\n' \
-            "$(postconf -h mail_version)" "$secs" "$pf_rate" "$(awk -v k="$pf_peak" 'BEGIN{print k/1024}')"
+        printf 'postfix  (%s): %6.2f s  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
+            "$(postconf -h mail_version)" "$secs" "$pf_rate" "$(mib "$pf_peak")" "$(mib "$pf_pss")"
         postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
         PF_PID=""
         ;;
     postroom)
         start_postroom
-        read -r secs pr_rate pr_peak < <(run_load postroom "$PR_PORT" "$PR_PID" "$T/pr/state/mail") ||
+        read -r secs pr_rate pr_peak pr_pss < <(run_load postroom "$PR_PORT" "$PR_PID" "$T/pr/state/mail" inbox) ||
             die "postroom run failed"
-        printf 'postroom (smtpd) : %6.2f s  %7.1f msg/s  peak RSS %6.1f MiB\n' \
-            "$secs" "$pr_rate" "$(awk -v k="$pr_peak" 'BEGIN{print k/1024}')"
+        printf 'postroom (smtpd) : %6.2f s  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
+            "$secs" "$pr_rate" "$(mib "$pr_peak")" "$(mib "$pr_pss")"
         kill -TERM "$PR_PID" 2>/dev/null || true
         wait "$PR_PID" 2>/dev/null || true
         PR_PID=""
@@ -251,6 +264,6 @@ for side in $SIDES; do
     esac
 done
 if [ -n "$pf_rate" ] && [ -n "$pr_rate" ]; then
-    awk -v a="$pr_rate" -v b="$pf_rate" -v c="$pr_peak" -v d="$pf_peak" \
-        'BEGIN { printf "ratio postroom/postfix: rate %.2f, peak RSS %.2f\n", a / b, c / d }'
+    awk -v a="$pr_rate" -v b="$pf_rate" -v c="$pr_peak" -v d="$pf_peak" -v e="$pr_pss" -v f="$pf_pss" \
+        'BEGIN { printf "ratio postroom/postfix: rate %.2f, peak RSS %.2f, peak PSS %.2f\n", a / b, c / d, e / f }'
 fi
