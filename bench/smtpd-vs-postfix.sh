@@ -15,7 +15,9 @@
 # the first connection until every message is a file in a user's Maildir
 # new/ directory).  Peak memory is the largest sum of RSS over the server's
 # process tree (postfix master and children; postroom smtpd and its deliver
-# children), sampled every SAMPLE seconds.
+# children), sampled every SAMPLE seconds.  "SMTP done" is when the last
+# smtp-source exited (every message answered 250), to split intake from
+# delivery.
 #
 # Needs: Debian's postfix (for smtp-source and the instance):
 #     DEBIAN_FRONTEND=noninteractive apt-get install -y postfix
@@ -129,7 +131,7 @@ count_new() {
 # run_load NAME PORT SERVER_PID MAILBASE SUB: send the load, poll until every
 # message sits in a Maildir, sample RSS; prints "secs rate peak_kib".
 run_load() {
-    local name=$1 port=$2 spid=$3 base=$4 sub=$5 u start now peak=0 peakp=0 rss pss n=0 deadline
+    local name=$1 port=$2 spid=$3 base=$4 sub=$5 u start now peak=0 peakp=0 rss pss n=0 deadline sent="" alive
     SRC_PIDS=()
     start=$(date +%s.%N)
     for u in "${users[@]}"; do
@@ -143,6 +145,11 @@ run_load() {
         read -r rss pss < <(tree_mem "$spid")
         (( rss > peak )) && peak=$rss
         (( pss > peakp )) && peakp=$pss
+        if [ -z "$sent" ]; then
+            alive=0
+            for u in "${SRC_PIDS[@]}"; do kill -0 "$u" 2>/dev/null && alive=1; done
+            [ "$alive" = 0 ] && sent=$(date +%s.%N)
+        fi
         n=$(count_new "$base" "$sub")
         [ "$n" -ge "$MESSAGES" ] && break
         if (( $(date +%s) > deadline )); then
@@ -157,8 +164,9 @@ run_load() {
     done
     SRC_PIDS=()
     [ "$n" -ge "$MESSAGES" ] || return 1
-    awk -v a="$start" -v b="$now" -v m="$MESSAGES" -v p="$peak" -v q="$peakp" \
-        'BEGIN { printf "%.2f %.1f %d %d\n", b - a, m / (b - a), p, q }'
+    [ -n "$sent" ] || sent=$now
+    awk -v a="$start" -v b="$now" -v m="$MESSAGES" -v p="$peak" -v q="$peakp" -v s="$sent" \
+        'BEGIN { printf "%.2f %.1f %d %d %.2f\n", b - a, m / (b - a), p, q, s - a }'
 }
 
 # --- Postfix: a private instance -----------------------------------------
@@ -243,19 +251,19 @@ for side in $SIDES; do
     case $side in
     postfix)
         start_postfix
-        read -r secs pf_rate pf_peak pf_pss < <(run_load postfix "$PF_PORT" "$PF_PID" "$T/pf/mail" .) ||
+        read -r secs pf_rate pf_peak pf_pss sent < <(run_load postfix "$PF_PORT" "$PF_PID" "$T/pf/mail" .) ||
             die "postfix run failed"
-        printf 'postfix  (%s): %6.2f s  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
-            "$(postconf -h mail_version)" "$secs" "$pf_rate" "$(mib "$pf_peak")" "$(mib "$pf_pss")"
+        printf 'postfix  (%s): %6.2f s (SMTP done at %6.2f s)  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
+            "$(postconf -h mail_version)" "$secs" "$sent" "$pf_rate" "$(mib "$pf_peak")" "$(mib "$pf_pss")"
         postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
         PF_PID=""
         ;;
     postroom)
         start_postroom
-        read -r secs pr_rate pr_peak pr_pss < <(run_load postroom "$PR_PORT" "$PR_PID" "$T/pr/state/mail" inbox) ||
+        read -r secs pr_rate pr_peak pr_pss sent < <(run_load postroom "$PR_PORT" "$PR_PID" "$T/pr/state/mail" inbox) ||
             die "postroom run failed"
-        printf 'postroom (smtpd) : %6.2f s  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
-            "$secs" "$pr_rate" "$(mib "$pr_peak")" "$(mib "$pr_pss")"
+        printf 'postroom (smtpd) : %6.2f s (SMTP done at %6.2f s)  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
+            "$secs" "$sent" "$pr_rate" "$(mib "$pr_peak")" "$(mib "$pr_pss")"
         kill -TERM "$PR_PID" 2>/dev/null || true
         wait "$PR_PID" 2>/dev/null || true
         PR_PID=""
