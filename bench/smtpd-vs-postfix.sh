@@ -74,10 +74,22 @@ cleanup() {
     local p
     for p in "${SRC_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     if [ -n "$PF_PID" ]; then postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true; fi
-    if [ -n "$PR_PID" ]; then kill -TERM "$PR_PID" 2>/dev/null || true; wait "$PR_PID" 2>/dev/null || true; fi
+    if [ -n "$PR_PID" ]; then stop_pid "$PR_PID"; fi
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
+
+# stop_pid PID: SIGTERM, up to 30 s for it to exit, then SIGKILL.
+stop_pid() {
+    local i
+    kill -TERM "$1" 2>/dev/null || return 0
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
 
 # port_free PORT: nothing listens on 127.0.0.1:PORT.
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
@@ -154,6 +166,7 @@ run_load() {
         [ "$n" -ge "$MESSAGES" ] && break
         if (( $(date +%s) > deadline )); then
             echo "$name: timeout after ${TIMEOUT}s with $n of $MESSAGES delivered" >&2
+            for u in "${SRC_PIDS[@]}"; do kill "$u" 2>/dev/null || true; done
             break
         fi
         sleep "$SAMPLE"
@@ -264,8 +277,7 @@ for side in $SIDES; do
             die "postroom run failed"
         printf 'postroom (smtpd) : %6.2f s (SMTP done at %6.2f s)  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
             "$secs" "$sent" "$pr_rate" "$(mib "$pr_peak")" "$(mib "$pr_pss")"
-        kill -TERM "$PR_PID" 2>/dev/null || true
-        wait "$PR_PID" 2>/dev/null || true
+        stop_pid "$PR_PID"
         PR_PID=""
         ;;
     *) die "unknown side $side" ;;
