@@ -528,6 +528,27 @@ fn read_reply(r: &mut BufReader<TcpStream>) -> String {
     }
 }
 
+/// Connects and goes as far as the `354` after DATA for one message to
+/// alice, asserting each reply; returns the writer and the reader.
+fn open_data(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    for (c, want) in [
+        ("EHLO client.test", "250 "),
+        ("MAIL FROM:<s@client.test>", "250 "),
+        ("RCPT TO:<alice@example.test>", "250 "),
+        ("DATA", "354 "),
+    ] {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        let got = read_reply(&mut r);
+        assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
+    }
+    (w, r)
+}
+
 /// Sends each command alone and waits for its reply; returns the last
 /// line of every reply, the greeting first.
 fn converse(addr: SocketAddr, commands: &[&str]) -> Vec<String> {
@@ -638,21 +659,7 @@ fn a_message_dripped_after_354_is_cut_at_the_data_deadline_and_not_queued() {
          command_timeout = 10\ndata_timeout = 1\n",
     );
     let server = Smtpd::start(&dir);
-    let s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    read_reply(&mut r);
-    for (c, want) in [
-        ("EHLO client.test", "250"),
-        ("MAIL FROM:<s@client.test>", "250"),
-        ("RCPT TO:<alice@example.test>", "250"),
-        ("DATA", "354"),
-    ] {
-        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
-        let got = read_reply(&mut r);
-        assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
-    }
+    let (mut w, mut r) = open_data(server.addr);
     let start = Instant::now();
     for b in b"Subject: slow\r\n\r\nbody\r\n.\r\n" {
         if w.write_all(&[*b]).is_err() {
@@ -945,21 +952,7 @@ fn a_client_gone_mid_data_leaves_nothing_and_the_server_goes_on() {
         "Subject: cut\r\n\r\nfirst half\r\n",
         "Subject: cut\r\n\r\nfirst half\r\n.",
     ] {
-        let s = TcpStream::connect(server.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        read_reply(&mut r);
-        for (c, want) in [
-            ("EHLO client.test", "250 "),
-            ("MAIL FROM:<s@client.test>", "250 "),
-            ("RCPT TO:<alice@example.test>", "250 "),
-            ("DATA", "354 "),
-        ] {
-            w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
-            let got = read_reply(&mut r);
-            assert!(got.lines().last().unwrap().starts_with(want), "{c}: {got}");
-        }
+        let (mut w, _) = open_data(server.addr);
         w.write_all(cut.as_bytes()).unwrap();
         w.shutdown(std::net::Shutdown::Both).unwrap();
     }
