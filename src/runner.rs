@@ -753,19 +753,24 @@ impl Exec {
             }
             out
         });
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if start.elapsed() >= self.time_limit => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Outcome::temp((3, 0), format!("{what}: wait: {e}")),
+        // Wait in a thread so that the end of the program is seen at once
+        // (no polling) while the time limit still holds.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(self.time_limit) {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => return Outcome::temp((3, 0), format!("{what}: wait: {e}")),
+            Err(_) => {
+                // Not reaped yet, so the pid is still this child's.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = rx.recv();
+                None
             }
         };
+        let _ = waiter.join();
         let _ = writer.join();
         let err = reader.join().unwrap_or_default();
         let err = String::from_utf8_lossy(&err).replace(['\r', '\n', '\t'], " ");

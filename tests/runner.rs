@@ -613,3 +613,33 @@ fn a_message_already_delivered_to_the_recipient_bounces_as_a_loop() {
     assert!(d[0].1.contains("Status: 5.4.6"), "{}", d[0].1);
     assert!(d[0].1.contains("mail forwarding loop for bob@example.test"));
 }
+
+/// A program that outlives the time limit is killed and the recipient is
+/// deferred (4.4.7), soon after the limit rather than when it would end.
+#[test]
+fn real_pipe_past_the_time_limit_is_killed_and_deferred() {
+    let dir = Dir::new("runner-time-limit");
+    let mut exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
+    exec.time_limit = std::time::Duration::from_millis(500);
+    let slow = |_: &str| {
+        Resolution::Local(vec![Target {
+            delivery: Delivery::Pipe {
+                command: b"sleep 30".to_vec(),
+                run_as: RunAs::DefaultUser,
+            },
+            original: postroom::route::Address::new(b"x", b"example.test"),
+            sender: None,
+        }])
+    };
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(&envelope("alice@example.test", &["x@example.test"]), MSG)
+        .unwrap();
+    let start = std::time::Instant::now();
+    let got = Runner::new(&q, &slow, &exec, bounce_cfg()).run_once(T0);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(got.deferred, 1, "{got:?}");
+    let e = q.entry(&id).unwrap();
+    assert_eq!(e.recipients[0].state.error().unwrap().status(), "4.4.7");
+}
