@@ -374,25 +374,25 @@ fn real_deliver_writes_the_virtual_users_maildir() {
     );
 }
 
+/// What a recipient resolves to when it is an alias for one pipe.
+fn pipe_to(command: &[u8]) -> Resolution {
+    Resolution::Local(vec![Target {
+        delivery: Delivery::Pipe {
+            command: command.to_vec(),
+            run_as: RunAs::DefaultUser,
+        },
+        original: postroom::route::Address::new(b"x", b"example.test"),
+        sender: None,
+    }])
+}
+
 #[test]
 fn real_deliver_unknown_user_and_pipe_exit_codes_bounce_or_defer() {
     let dir = Dir::new("runner-exit");
     let exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
-    let pipe = |code: &'static str| {
-        move |rcpt: &str| {
-            let original = postroom::route::Address::new(b"x", b"example.test");
-            let _ = rcpt;
-            Resolution::Local(vec![Target {
-                delivery: Delivery::Pipe {
-                    // Quotes make it go through /bin/sh -c (A.10).
-                    command: format!("sh -c 'exit {code}'").into_bytes(),
-                    run_as: RunAs::DefaultUser,
-                },
-                original,
-                sender: None,
-            }])
-        }
-    };
+    // Quotes make it go through /bin/sh -c (A.10).
+    let pipe =
+        |code: &'static str| move |_: &str| pipe_to(format!("sh -c 'exit {code}'").as_bytes());
     let clock = Arc::new(ManualClock::at(T0));
     // 75 (EX_TEMPFAIL) from a pipe defers.
     let q = memory(&clock);
@@ -426,16 +426,7 @@ fn real_deliver_unknown_user_and_pipe_exit_codes_bounce_or_defer() {
     let q = memory(&clock);
     q.enqueue(&envelope("alice@example.test", &["x@example.test"]), MSG)
         .unwrap();
-    let missing = |_: &str| {
-        Resolution::Local(vec![Target {
-            delivery: Delivery::Pipe {
-                command: b"/nonexistent/prog arg".to_vec(),
-                run_as: RunAs::DefaultUser,
-            },
-            original: postroom::route::Address::new(b"x", b"example.test"),
-            sender: None,
-        }])
-    };
+    let missing = |_: &str| pipe_to(b"/nonexistent/prog arg");
     let got = Runner::new(&q, &missing, &exec, bounce_cfg()).run_once(T0);
     assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
     assert!(dsns(&q)[0].1.contains("Status: 5.3.0"));
@@ -621,16 +612,7 @@ fn real_pipe_past_the_time_limit_is_killed_and_deferred() {
     let dir = Dir::new("runner-time-limit");
     let mut exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
     exec.time_limit = std::time::Duration::from_millis(500);
-    let slow = |_: &str| {
-        Resolution::Local(vec![Target {
-            delivery: Delivery::Pipe {
-                command: b"sleep 30".to_vec(),
-                run_as: RunAs::DefaultUser,
-            },
-            original: postroom::route::Address::new(b"x", b"example.test"),
-            sender: None,
-        }])
-    };
+    let slow = |_: &str| pipe_to(b"sleep 30");
     let clock = Arc::new(ManualClock::at(T0));
     let q = memory(&clock);
     let id = q

@@ -880,6 +880,13 @@ fn send(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
     got[5].clone()
 }
 
+/// Sends one message that must be queued; returns its queue id.
+fn queue_one(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
+    let got = send(addr, rcpt, header_and_body);
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    got.rsplit(' ').next().unwrap().to_string()
+}
+
 /// The names in `rel` under `dir` (empty if it does not exist).
 fn names(dir: &Dir, rel: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir.join(rel))
@@ -1009,13 +1016,11 @@ fn a_queued_message_survives_sigterm_and_is_delivered_once_after_restart() {
     // queue_interval = 1d: the runner's start-up pass finds an empty spool
     // and then waits; the message stays queued.
     let mut server = start_example(&dir);
-    let got = send(
+    let id = queue_one(
         server.addr,
         "bob@example.test",
         "Subject: restart\r\n\r\nkept\r\n",
     );
-    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
-    let id = got.rsplit(' ').next().unwrap().to_string();
     signal_and_wait(&mut server, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
     assert_eq!(
@@ -1088,13 +1093,11 @@ fn a_corrupt_entry_is_moved_to_corrupt_and_reported_never_deleted() {
     let dir = Dir::new("smtpd-corrupt");
     config(&dir, "");
     let server = Smtpd::start(&dir);
-    let got = send(
+    let id = queue_one(
         server.addr,
         "alice@example.test",
         "Subject: c\r\n\r\nkeep me\r\n",
     );
-    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
-    let id = got.rsplit(' ').next().unwrap().to_string();
     let message = dir.read(&format!("spool/active/{id}/message"));
     dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
     let queue = |args: &[&str]| {
@@ -1161,13 +1164,11 @@ fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
     let dir = Dir::new("smtpd-corrupt-offline");
     config(&dir, "");
     let server = Smtpd::start(&dir);
-    let got = send(
+    let id = queue_one(
         server.addr,
         "alice@example.test",
         "Subject: c\r\n\r\nkeep\r\n",
     );
-    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
-    let id = got.rsplit(' ').next().unwrap().to_string();
     drop(server);
     dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
     let out = cmd("postroom")
@@ -1212,13 +1213,11 @@ fn a_deferred_message_survives_sigterm_and_is_delivered_once_after_restart() {
     dir.write("etc-mail/postroom.conf", conf);
 
     let mut server = start_example(&dir);
-    let got = send(
+    let id = queue_one(
         server.addr,
         "bob@example.test",
         "Subject: later\r\n\r\nretried\r\n",
     );
-    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
-    let id = got.rsplit(' ').next().unwrap().to_string();
     wait_log(&server, "1 deferred");
     signal_and_wait(&mut server, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
