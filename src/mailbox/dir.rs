@@ -93,6 +93,20 @@ pub(crate) fn write(
         // procmail refuses to overwrite an old message of the same name.
         fs::hard_link(path(&tmp), path(&name)).map(|()| name)
     });
+    finish_temp(folder, tmp, placed, written, opts, log)
+}
+
+/// The end of a temp-file delivery (directory and MH folders): the temp
+/// file goes, a failed link is logged and returned, the folder is synced,
+/// and the delivery names the file it became.
+pub(crate) fn finish_temp(
+    folder: &[u8],
+    tmp: Vec<u8>,
+    placed: std::io::Result<Vec<u8>>,
+    written: usize,
+    opts: &WriteOpts,
+    log: &mut dyn FnMut(Level, &[u8]),
+) -> Result<(Delivered, PathBuf), MailboxError> {
     let _ = fs::remove_file(path(&tmp));
     let name = placed.map_err(|source| {
         let e = MailboxError::Temp { name: tmp, source };

@@ -89,25 +89,7 @@ pub(crate) fn write(
     };
     let (tmp, written) = super::dir::write_temp(folder, data, opts, &named, log)?;
     let (name, linked) = link_next(path(&tmp), folder, log);
-    let _ = fs::remove_file(path(&tmp));
-    if let Err(source) = linked {
-        let e = MailboxError::Temp { name: tmp, source };
-        log(Level::Always, e.to_string().as_bytes());
-        return Err(e);
-    }
-    if opts.fsync {
-        let _ = sync_dir(folder);
-    }
-    Ok((
-        Delivered {
-            lastfolder: name.clone(),
-            written,
-            skipped: Vec::new(),
-            offset: 0,
-            first_len: 0,
-        },
-        path(&name).to_path_buf(),
-    ))
+    super::dir::finish_temp(folder, tmp, linked.map(|()| name), written, opts, log)
 }
 
 /// Links the delivered file `primary` as the next number in `folder`.
