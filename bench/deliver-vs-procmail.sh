@@ -28,22 +28,9 @@ cd "$root"
 
 die() { echo "deliver-vs-procmail: $*" >&2; exit 1; }
 
-PY=${PYTHON:-$(command -v python3 || true)}
-[ -n "$PY" ] || die "python3 not found on PATH (set PYTHON)"
 N=${N:-2000}
 SEED=${SEED:-20261126}
-PROCMAIL=${PROCMAIL:-/usr/bin/procmail}
-if [ -z "${DELIVER:-}" ]; then
-    DELIVER=target/release/deliver
-    if [ ! -x "$DELIVER" ]; then
-        echo "building $DELIVER (cargo build --release --bin deliver) ..."
-        cargo build --release --bin deliver
-    fi
-fi
-[ -x "$PROCMAIL" ] || die "procmail binary not found: $PROCMAIL"
-[ -x "$DELIVER" ] || die "deliver binary not found: $DELIVER"
-PROCMAIL=$(cd "$(dirname "$PROCMAIL")" && pwd)/$(basename "$PROCMAIL")
-DELIVER=$(cd "$(dirname "$DELIVER")" && pwd)/$(basename "$DELIVER")
+. "$here/common.sh"
 
 cache=$here/.cache
 msgs=$cache/msgs-$SEED-$N

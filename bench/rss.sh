@@ -20,20 +20,7 @@ cd "$(dirname "$here")"
 die() { echo "rss: $*" >&2; exit 1; }
 
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package \`time\`); nothing measured"
-PY=${PYTHON:-$(command -v python3 || true)}
-[ -n "$PY" ] || die "python3 not found on PATH (set PYTHON)"
-PROCMAIL=${PROCMAIL:-/usr/bin/procmail}
-if [ -z "${DELIVER:-}" ]; then
-    DELIVER=target/release/deliver
-    if [ ! -x "$DELIVER" ]; then
-        echo "building $DELIVER (cargo build --release --bin deliver) ..."
-        cargo build --release --bin deliver
-    fi
-fi
-[ -x "$PROCMAIL" ] || die "procmail binary not found: $PROCMAIL"
-[ -x "$DELIVER" ] || die "deliver binary not found: $DELIVER"
-PROCMAIL=$(cd "$(dirname "$PROCMAIL")" && pwd)/$(basename "$PROCMAIL")
-DELIVER=$(cd "$(dirname "$DELIVER")" && pwd)/$(basename "$DELIVER")
+. "$here/common.sh"
 
 cache=$here/.cache
 mkdir -p "$cache"
