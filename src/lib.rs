@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod daemon;
 pub mod deliver;
 pub mod diag;
 pub mod mailbox;

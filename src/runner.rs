@@ -101,9 +101,23 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+impl Summary {
+    /// Adds `other`'s counts and errors to this one.
+    pub fn add(&mut self, other: Summary) {
+        self.entries += other.entries;
+        self.delivered += other.delivered;
+        self.deferred += other.deferred;
+        self.failed += other.failed;
+        self.dsns += other.dsns;
+        self.not_bounced += other.not_bounced;
+        self.removed += other.removed;
+        self.errors.extend(other.errors);
+    }
+}
+
 /// Adds one line per entry the listing moved to `corrupt/` to `sum.errors`,
 /// in the words of `queue::mailq`, so the server's log names each one.
-fn report_corrupt(corrupt: &[Corrupt], sum: &mut Summary) {
+pub fn report_corrupt(corrupt: &[Corrupt], sum: &mut Summary) {
     for c in corrupt {
         sum.errors.push(format!(
             "corrupt: {} moved to {}: {}",
@@ -160,10 +174,7 @@ impl<'a> Runner<'a> {
             .filter(|e| e.is_due(now, schedule));
         for entry in due {
             let id = entry.id;
-            sum.entries += 1;
-            if let Err(e) = self.run_entry(&id, now, false, &mut sum) {
-                sum.errors.push(e.to_string());
-            }
+            sum.add(self.run_entry(&id, now, false));
         }
         sum
     }
@@ -183,10 +194,7 @@ impl<'a> Runner<'a> {
         };
         report_corrupt(&listing.corrupt, &mut sum);
         for entry in listing.entries {
-            sum.entries += 1;
-            if let Err(e) = self.run_entry(&entry.id, now, true, &mut sum) {
-                sum.errors.push(e.to_string());
-            }
+            sum.add(self.run_entry(&entry.id, now, true));
         }
         sum
     }
@@ -197,15 +205,7 @@ impl<'a> Runner<'a> {
     pub fn run_until(&self, clock: &dyn Clock, interval: Duration, stop: &AtomicBool) -> Summary {
         let mut total = Summary::default();
         while !stop.load(Ordering::SeqCst) {
-            let s = self.run_once(unix(clock.now()));
-            total.entries += s.entries;
-            total.delivered += s.delivered;
-            total.deferred += s.deferred;
-            total.failed += s.failed;
-            total.dsns += s.dsns;
-            total.not_bounced += s.not_bounced;
-            total.removed += s.removed;
-            total.errors.extend(s.errors);
+            total.add(self.run_once(unix(clock.now())));
             let start = Instant::now();
             while start.elapsed() < interval && !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100).min(interval));
@@ -214,9 +214,26 @@ impl<'a> Runner<'a> {
         total
     }
 
+    /// Handles the one entry `id` now: its due recipients (every deferred
+    /// one too when `force`), its DSNs, its removal. An entry that is gone
+    /// (delivered and removed since it was listed) is no error. This is
+    /// what a delivery worker runs for each entry it is handed; the entry
+    /// is read afresh, so a stale listing never causes a second delivery.
+    pub fn run_entry(&self, id: &QueueId, now: i64, force: bool) -> Summary {
+        let mut sum = Summary {
+            entries: 1,
+            ..Summary::default()
+        };
+        match self.entry_pass(id, now, force, &mut sum) {
+            Ok(()) | Err(QueueError::NotFound(_)) => {}
+            Err(e) => sum.errors.push(e.to_string()),
+        }
+        sum
+    }
+
     /// One entry: attempts, reports, removal; `force` tries deferred
     /// recipients before their time ([`Runner::flush`]).
-    fn run_entry(
+    fn entry_pass(
         &self,
         id: &QueueId,
         now: i64,

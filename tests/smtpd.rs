@@ -5,7 +5,8 @@
 //! read back with `queue::Spool` once the server is stopped. Every wait
 //! is bounded: socket timeouts, swaks `--timeout`, a deadline on start-up.
 //! The server runs the queue runner too: the SMTP tests set
-//! `queue_interval = 1d` (its one pass at start-up finds an empty spool),
+//! `queue_interval = 1d` and `delivery_mode = queue` (its one pass at
+//! start-up finds an empty spool, and nothing is delivered on arrival),
 //! so what they queued stays for them to read; the end-to-end test at the
 //! end lets it deliver through the real `deliver` and the example rcfiles.
 
@@ -33,7 +34,7 @@ fn config(dir: &Dir, extra_settings: &str) {
             } else {
                 "command_timeout = 10\n"
             }
-        ) + "queue_interval = 1d\n",
+        ) + "queue_interval = 1d\ndelivery_mode = queue\n",
     );
     dir.write("etc/local-host-names", "example.test\n");
     dir.write("etc/relay-domains", "relay.test\n");
@@ -678,7 +679,8 @@ fn a_message_dripped_after_354_is_cut_at_the_data_deadline_and_not_queued() {
 /// The example configuration (`examples/etc-mail`, its homes'
 /// `.procmailrc` files and the sendmail stub) copied into `dir` with the
 /// layout the rcfiles expect (`etc-mail/`, `sendmail-stub`, `state/`),
-/// listening on a free port, the runner waiting for a flush.
+/// listening on a free port, the runner waiting for a flush (nothing is
+/// delivered on arrival).
 fn example_config(dir: &Dir) {
     let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let status = Command::new("cp")
@@ -693,9 +695,14 @@ fn example_config(dir: &Dir) {
     assert!(conf.contains("\nlisten = 127.0.0.1:2525\n"), "{conf}");
     assert!(conf.contains("\nqueue_interval = 2\n"), "{conf}");
     assert!(conf.contains("\nmail_root = ../state/mail\n"), "{conf}");
+    assert!(conf.contains("\ndelivery_mode = background\n"), "{conf}");
     let conf = conf
         .replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n")
-        .replace("\nqueue_interval = 2\n", "\nqueue_interval = 1d\n");
+        .replace("\nqueue_interval = 2\n", "\nqueue_interval = 1d\n")
+        .replace(
+            "\ndelivery_mode = background\n",
+            "\ndelivery_mode = queue\n",
+        );
     dir.write("etc-mail/postroom.conf", conf);
 }
 
@@ -847,7 +854,12 @@ fn smtpd_delivers_through_the_example_rcfiles_on_flush_and_the_queue_empties() {
     // The log thread may still be reading the last lines.
     std::thread::sleep(Duration::from_millis(200));
     let log = server.log.lock().unwrap().join("\n");
-    assert!(log.contains("2 delivered"), "{log}");
+    for user in ["bob", "alice"] {
+        assert!(
+            log.contains(&format!(": mailbox {user}: delivered\n")),
+            "{log}"
+        );
+    }
     assert!(log.ends_with("postroom smtpd: stopped"), "{log}");
 
     // With no server, `queue` opens the spool itself and `queue flush`
@@ -1243,4 +1255,103 @@ fn a_deferred_message_survives_sigterm_and_is_delivered_once_after_restart() {
     assert!(msg.contains("\nSubject: later\n\nretried\n"), "{msg}");
     assert_eq!(names(&dir, "state/spool/active"), Vec::<String>::new());
     drop(server);
+}
+
+/// `config` with messages delivered as soon as they are queued
+/// (`delivery_mode = background`, the default) by `workers` at once.
+fn config_on_arrival(dir: &Dir, workers: usize) {
+    config(dir, &format!("max_deliveries = {workers}\n"));
+    let conf = String::from_utf8(dir.read("etc/postroom.conf")).unwrap();
+    dir.write(
+        "etc/postroom.conf",
+        conf.replace("delivery_mode = queue\n", ""),
+    );
+}
+
+#[test]
+fn a_message_is_delivered_on_arrival_without_waiting_for_a_run() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("smtpd-arrival");
+    config_on_arrival(&dir, 2);
+    dir.write(
+        "etc/homes/bob/.procmailrc",
+        format!("DEFAULT={}/\n", dir.join("bob-inbox").display()),
+    );
+    let server = Smtpd::start(&dir);
+    let (code, t) = swaks(
+        &server,
+        &["--from", "sender@client.test", "--to", "bob@example.test"],
+    );
+    assert_eq!(code, 0, "{t}");
+    // queue_interval = 1d: only the arrival can have started it.
+    let start = Instant::now();
+    while names(&dir, "bob-inbox/new").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not delivered on arrival"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.stop_and_list(&dir).is_empty(),
+        "the entry is removed"
+    );
+}
+
+#[test]
+fn two_messages_are_delivered_at_the_same_time() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("smtpd-parallel");
+    config_on_arrival(&dir, 4);
+    // Each delivery marks itself started, waits (at most 10 s) until it
+    // sees a second start, and writes how many starts it saw. Deliveries
+    // one after the other: the first sees only itself.
+    let marks = dir.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    dir.write(
+        "etc/homes/bob/.procmailrc",
+        format!(
+            "SHELL=/bin/sh\nM={}\n:0\n| f=`mktemp $M/started.XXXXXX`; i=0; \
+             while [ `ls $M | grep -v seen | grep -c started` -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=`expr $i + 1`; done; \
+             ls $M | grep -v seen | grep -c started > $f.seen\n",
+            marks.display()
+        ),
+    );
+    let server = Smtpd::start(&dir);
+    for n in 0..2 {
+        let (code, t) = swaks(
+            &server,
+            &[
+                "--from",
+                "sender@client.test",
+                "--to",
+                "bob@example.test",
+                "--header",
+                &format!("Subject: {n}"),
+            ],
+        );
+        assert_eq!(code, 0, "{t}");
+    }
+    let start = Instant::now();
+    let seen = loop {
+        let seen: Vec<String> = names(&dir, "marks")
+            .iter()
+            .filter(|n| n.ends_with(".seen"))
+            .map(|n| String::from_utf8(dir.read(&format!("marks/{n}"))).unwrap())
+            .collect();
+        if seen.len() == 2 {
+            break seen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "deliveries did not end: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(seen, ["2\n", "2\n"], "each saw the other start");
+    assert!(server.stop_and_list(&dir).is_empty());
 }

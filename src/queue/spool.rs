@@ -28,9 +28,11 @@
 //!
 //! One process owns a spool at a time: [`Spool::open`] takes an exclusive
 //! `flock` on `lock` in the root and holds it while the [`Spool`] lives
-//! (recovery clears `tmp/`, which would break another process's enqueue),
-//! and updates are serialised by a mutex inside it; share one `Spool`
-//! between the server and the runner threads. This module never opens a
+//! (recovery clears `tmp/`, which would break another process's enqueue).
+//! Inside it, the reads and updates of one entry are serialised by a lock
+//! chosen by the entry's id (one of [`STRIPES`]), so the fsyncs of
+//! different entries overlap; share one `Spool` between the server and the
+//! runner threads. This module never opens a
 //! socket and never runs `deliver`.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -38,7 +40,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -130,6 +132,10 @@ pub(crate) enum Step {
     Renamed,
 }
 
+/// How many locks the entries' ids are spread over: enough that parallel
+/// deliveries of different entries rarely wait for each other.
+pub const STRIPES: usize = 64;
+
 /// The durable file spool.
 pub struct Spool {
     root: PathBuf,
@@ -137,7 +143,8 @@ pub struct Spool {
     _owner: Flock<File>,
     schedule: Schedule,
     clock: Arc<dyn Clock>,
-    lock: Mutex<()>,
+    /// Entry locks, chosen by [`Spool::lock`] from the entry's name.
+    locks: Vec<Mutex<()>>,
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> QueueError {
@@ -209,7 +216,7 @@ impl Spool {
             _owner: owner,
             schedule,
             clock,
-            lock: Mutex::new(()),
+            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         };
         let recovery = spool.recover()?;
         Ok((spool, recovery))
@@ -226,6 +233,18 @@ impl Spool {
 
     fn entry_dir(&self, id: &QueueId) -> PathBuf {
         self.root.join("active").join(id.as_str())
+    }
+
+    /// The lock of the entry (or stray file) named `name` in `active/`: held
+    /// while it is read, updated, quarantined or removed.
+    fn lock(&self, name: &str) -> MutexGuard<'_, ()> {
+        // FNV-1a: names are ids whose last digits (pid, counter) vary most.
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        self.locks[(h % STRIPES as u64) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn recover(&self) -> Result<Recovery, QueueError> {
@@ -390,7 +409,7 @@ impl Spool {
         id: &QueueId,
         f: impl FnOnce(&mut Entry) -> Result<T, QueueError>,
     ) -> Result<T, QueueError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock(id.as_str());
         let mut entry = self.load_or_quarantine(id)?;
         let out = f(&mut entry)?;
         let dir = self.entry_dir(id);
@@ -427,15 +446,18 @@ impl Queue for Spool {
     }
 
     fn entries(&self) -> Result<Listing, QueueError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut listing = Listing::default();
-        for name in list(&self.dir("active"))? {
+        let active = self.dir("active");
+        for name in list(&active)? {
+            let _guard = self.lock(&name);
             let loaded = match QueueId::parse(&name) {
                 Ok(id) => self.load(&id),
                 Err(e) => Err(e.to_string()),
             };
             match loaded {
                 Ok(entry) => listing.entries.push(entry),
+                // Removed by a delivery since the directory was read.
+                Err(_) if !active.join(&name).exists() => {}
                 Err(reason) => listing.corrupt.push(self.quarantine(&name, reason)?),
             }
         }
@@ -443,7 +465,7 @@ impl Queue for Spool {
     }
 
     fn entry(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock(id.as_str());
         self.load_or_quarantine(id)
     }
 
@@ -485,7 +507,7 @@ impl Queue for Spool {
     }
 
     fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock(id.as_str());
         let entry = self.load_or_quarantine(id)?;
         super::check_done(&entry)?;
         // Rename out of active/ first: a crash while deleting then leaves

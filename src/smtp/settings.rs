@@ -106,6 +106,13 @@ pub struct RunnerSettings {
     /// run with when the server runs as root (`virtual_user`); `None`:
     /// as the server itself (the demo and the tests, not as root).
     pub virtual_user: Option<String>,
+    /// Deliver each message as soon as it is queued (`delivery_mode =
+    /// background`, the default, sendmail's `DeliveryMode`), or leave it for
+    /// the next queue run (`delivery_mode = queue`).
+    pub on_arrival: bool,
+    /// How many entries are delivered at once (`max_deliveries`, default
+    /// 10): each is one worker thread running one delivery agent at a time.
+    pub workers: usize,
 }
 
 impl Default for RunnerSettings {
@@ -116,6 +123,8 @@ impl Default for RunnerSettings {
             deliver: None,
             mail_root: None,
             virtual_user: None,
+            on_arrival: true,
+            workers: 10,
         }
     }
 }
@@ -317,6 +326,9 @@ const KEYS: &[&str] = &[
     "deliver",
     "mail_root",
     "virtual_user",
+    "delivery_mode",
+    "max_deliveries",
+    "delay_warning",
 ];
 
 /// A duration: a whole number with an optional unit `s`, `m`, `h` or `d`
@@ -391,6 +403,18 @@ fn apply(
         "deliver" => s.runner.deliver = Some(dir.join(value)),
         "mail_root" => s.runner.mail_root = Some(dir.join(value)),
         "virtual_user" => s.runner.virtual_user = Some(value.to_string()),
+        "delivery_mode" => {
+            s.runner.on_arrival = match value {
+                "background" => true,
+                "queue" => false,
+                _ => return Err("want `background` or `queue`"),
+            }
+        }
+        "max_deliveries" => match number(value)? {
+            0 => return Err("want a whole number, at least 1"),
+            n => s.runner.workers = size(n),
+        },
+        "delay_warning" => s.runner.schedule.delay_warning = Some(duration(value)?),
         _ => unreachable!("key checked against KEYS"),
     }
     Ok(())

@@ -1,0 +1,265 @@
+//! The delivery pool: the queue runner of a running server.
+//!
+//! Owns the worker threads that deliver queue entries in parallel and the
+//! dispatcher that feeds them: entries the server (or the runner, for a
+//! DSN) has just queued arrive by channel and are handed out at once
+//! (sendmail's `DeliveryMode=background`, Postfix's incoming queue); every
+//! `queue_interval`, and on a flush, the spool is listed and every due
+//! entry is handed out. An entry is with at most one worker at a time (the
+//! in-flight set), and a worker reads it afresh from the spool, so a stale
+//! listing never delivers anything twice. Each job builds its runner from
+//! the tables in use at that moment, so a reload takes effect for the next
+//! entry.
+//!
+//! It never decides what a delivery means: that is [`Runner::run_entry`].
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::queue::entry::{Entry, Envelope};
+use crate::queue::schedule::Schedule;
+use crate::queue::spool::QueueId;
+use crate::queue::{Listing, Queue, QueueError};
+use crate::runner::{Summary, report_corrupt};
+
+/// The name of the flush marker in the spool directory: `postroom queue
+/// flush` leaves it, the dispatcher takes it away and flushes.
+pub const FLUSH: &str = "flush";
+
+/// A [`Queue`] that tells the dispatcher about every entry queued through
+/// it, so the entry is delivered without waiting for the next run.
+pub struct Kicking {
+    inner: Arc<dyn Queue>,
+    kick: Mutex<Option<Sender<QueueId>>>,
+}
+
+impl Kicking {
+    /// Wraps `inner`; the ids it queues come out of the returned receiver.
+    pub fn new(inner: Arc<dyn Queue>) -> (Kicking, Receiver<QueueId>) {
+        let (tx, rx) = mpsc::channel();
+        let k = Kicking {
+            inner,
+            kick: Mutex::new(Some(tx)),
+        };
+        (k, rx)
+    }
+
+    /// Stops telling (`delivery_mode = queue`): entries wait for a run.
+    pub fn quiet(&self) {
+        *self.kick.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl Queue for Kicking {
+    fn enqueue(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+        let id = self.inner.enqueue(envelope, message)?;
+        if let Some(tx) = &*self.kick.lock().unwrap_or_else(|p| p.into_inner()) {
+            // A dispatcher that is gone (stopping) leaves it for the next
+            // start; the entry is safe in the spool either way.
+            let _ = tx.send(id.clone());
+        }
+        Ok(id)
+    }
+
+    fn entries(&self) -> Result<Listing, QueueError> {
+        self.inner.entries()
+    }
+
+    fn entry(&self, id: &QueueId) -> Result<Entry, QueueError> {
+        self.inner.entry(id)
+    }
+
+    fn message(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
+        self.inner.message(id)
+    }
+
+    fn record(
+        &self,
+        id: &QueueId,
+        rcpt: usize,
+        result: &crate::queue::entry::Attempt,
+        now: i64,
+    ) -> Result<crate::queue::entry::State, QueueError> {
+        self.inner.record(id, rcpt, result, now)
+    }
+
+    fn mark_notified(&self, id: &QueueId, rcpts: &[usize]) -> Result<(), QueueError> {
+        self.inner.mark_notified(id, rcpts)
+    }
+
+    fn mark_warned(&self, id: &QueueId) -> Result<(), QueueError> {
+        self.inner.mark_warned(id)
+    }
+
+    fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
+        self.inner.remove(id)
+    }
+
+    fn schedule(&self) -> &Schedule {
+        self.inner.schedule()
+    }
+}
+
+/// The entries with a worker now; a condition variable says when one is
+/// done.
+#[derive(Default)]
+struct InFlight {
+    ids: Mutex<HashSet<QueueId>>,
+    done: Condvar,
+}
+
+impl InFlight {
+    /// Takes `id` for a worker; false when one has it already.
+    fn take(&self, id: &QueueId) -> bool {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone())
+    }
+
+    fn finish(&self, id: &QueueId) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.done.notify_all();
+    }
+
+    /// Waits until no entry is with a worker, or `stop` is set.
+    fn wait_idle(&self, stop: &AtomicBool) {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        while !ids.is_empty() && !stop.load(Ordering::SeqCst) {
+            ids = self
+                .done
+                .wait_timeout(ids, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// What the pool needs from the process around it.
+pub struct PoolConfig<'a> {
+    /// Worker threads (`max_deliveries`).
+    pub workers: usize,
+    /// Time between runs over the whole spool (`queue_interval`).
+    pub interval: Duration,
+    /// The spool directory, where the flush marker is looked for.
+    pub spool_root: &'a Path,
+    /// Set to stop: workers finish the entry they are in, then end.
+    pub stop: &'a AtomicBool,
+}
+
+/// Runs the pool until `cfg.stop` is set. `job(id, force)` delivers one
+/// entry (a fresh [`crate::runner::Runner`] each time); `log` gets each
+/// job's summary lines; `kicks` brings the ids of entries just queued.
+/// Says on `started` once the entries found at start-up have all been
+/// tried, so a restart behaves the same every time.
+pub fn run(
+    queue: &dyn Queue,
+    cfg: &PoolConfig<'_>,
+    job: &(dyn Fn(&QueueId, bool) -> Summary + Sync),
+    log: &(dyn Fn(&str, &Summary) + Sync),
+    kicks: &Receiver<QueueId>,
+    started: &Sender<()>,
+) {
+    let in_flight = InFlight::default();
+    let (jobs_tx, jobs_rx) = mpsc::channel::<(QueueId, bool)>();
+    let jobs_rx = Mutex::new(jobs_rx);
+    std::thread::scope(|scope| {
+        for _ in 0..cfg.workers.max(1) {
+            scope.spawn(|| {
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let next = jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((id, force)) = next else { break };
+                    if cfg.stop.load(Ordering::SeqCst) {
+                        // Not started: it stays in the spool for the next
+                        // start.
+                        in_flight.finish(&id);
+                        continue;
+                    }
+                    let sum = job(&id, force);
+                    log(if force { "queue flush" } else { "queue" }, &sum);
+                    in_flight.finish(&id);
+                }
+            });
+        }
+        let submit = |id: QueueId, force: bool| {
+            if in_flight.take(&id) {
+                // The workers end only when the sender is dropped below.
+                let _ = jobs_tx.send((id, force));
+            }
+        };
+        let scan = |force: bool| {
+            let listing = match queue.entries() {
+                Ok(l) => l,
+                Err(e) => {
+                    log(
+                        "queue",
+                        &Summary {
+                            errors: vec![e.to_string()],
+                            ..Summary::default()
+                        },
+                    );
+                    return;
+                }
+            };
+            let mut sum = Summary::default();
+            report_corrupt(&listing.corrupt, &mut sum);
+            log("queue", &sum);
+            let now = unix_now();
+            for e in listing.entries {
+                if force || e.is_due(now, queue.schedule()) {
+                    submit(e.id, force);
+                }
+            }
+        };
+        scan(false);
+        in_flight.wait_idle(cfg.stop);
+        let _ = started.send(());
+        let marker = cfg.spool_root.join(FLUSH);
+        let mut next_scan = Instant::now() + cfg.interval;
+        let mut next_marker = Instant::now();
+        while !cfg.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= next_marker {
+                next_marker = now + Duration::from_millis(100);
+                if std::fs::remove_file(&marker).is_ok() {
+                    scan(true);
+                    next_scan = Instant::now() + cfg.interval;
+                    continue;
+                }
+            }
+            if now >= next_scan {
+                scan(false);
+                next_scan = Instant::now() + cfg.interval;
+                continue;
+            }
+            let wait = next_scan
+                .min(next_marker)
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
+            match kicks.recv_timeout(wait) {
+                Ok(id) => submit(id, false),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            }
+        }
+        // Workers finish the entry they are in (a delivery is not cut and
+        // then retried for nothing), skip the jobs not started and end
+        // once the channel has no sender.
+        drop(jobs_tx);
+    });
+}
+
+/// Seconds since 1970.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
