@@ -43,11 +43,55 @@ pub trait Router {
 }
 
 impl Router for route::Resolver<'_> {
+    /// A queued recipient in a domain that is not ours goes out by SMTP
+    /// ([`Resolution::Relay`]) whatever the relay tables say now: who may
+    /// send where was decided when the message was accepted (RCPT for
+    /// SMTP clients; local users, forwards and DSNs may reach any domain).
     fn route(&self, rcpt: &str) -> Resolution {
         match route::Address::parse(rcpt.as_bytes()) {
+            Some(a) if !a.domain.is_empty() && !self.config().is_local(&a.domain) => {
+                Resolution::Relay(a)
+            }
             Some(a) => self.resolve(&a),
             None => Resolution::Refused(route::reply::bad_member()),
         }
+    }
+}
+
+/// The road out: sends one message to remote recipients by SMTP (the real
+/// one is the daemon's, over `smtp::client` and the mailertable; tests
+/// plug in a fake).
+pub trait Relay {
+    /// Sends `message` (as queued) from `sender` (empty for `<>`) with the
+    /// MAIL parameters `params` to `rcpts`, which all share `domain`.
+    /// Returns one attempt per recipient, in order; a failure that is not
+    /// one recipient's (no connection, a dropped DATA) is every one's.
+    fn send(
+        &self,
+        domain: &[u8],
+        sender: &str,
+        rcpts: &[&str],
+        params: &str,
+        message: &[u8],
+    ) -> Vec<Attempt>;
+}
+
+/// No road out: every remote recipient waits (deferred) for one.
+pub struct NoRelay;
+
+impl Relay for NoRelay {
+    fn send(&self, _: &[u8], _: &str, rcpts: &[&str], _: &str, _: &[u8]) -> Vec<Attempt> {
+        rcpts
+            .iter()
+            .map(|r| {
+                Attempt::Failed(Failure {
+                    class: Class::Temp,
+                    detail: (4, 0),
+                    diagnostic: format!("x-postroom; no relay configured, {r} stays queued"),
+                    remote: None,
+                })
+            })
+            .collect()
     }
 }
 
@@ -133,12 +177,15 @@ pub struct Runner<'a> {
     queue: &'a dyn Queue,
     router: &'a dyn Router,
     local: &'a dyn LocalDelivery,
+    relay: &'a dyn Relay,
     bounce: BounceConfig,
 }
 
 impl<'a> Runner<'a> {
     /// A runner over `queue`, routing with `router`, delivering local
-    /// targets with `local`; DSNs are written as `bounce` says.
+    /// targets with `local`; DSNs are written as `bounce` says. Remote
+    /// recipients wait ([`NoRelay`]) unless [`Runner::with_relay`] gives
+    /// a road out.
     pub fn new(
         queue: &'a dyn Queue,
         router: &'a dyn Router,
@@ -149,8 +196,15 @@ impl<'a> Runner<'a> {
             queue,
             router,
             local,
+            relay: &NoRelay,
             bounce,
         }
+    }
+
+    /// Sends remote recipients through `relay`.
+    pub fn with_relay(mut self, relay: &'a dyn Relay) -> Runner<'a> {
+        self.relay = relay;
+        self
     }
 
     /// Handles every entry due at `now` (unix seconds), oldest first.
@@ -242,6 +296,9 @@ impl<'a> Runner<'a> {
     ) -> Result<(), QueueError> {
         let entry = self.queue.entry(id)?;
         let mut message = None;
+        // Remote recipients, by domain in order of first appearance: one
+        // SMTP transaction per domain once the local ones are done.
+        let mut remote: Vec<(Vec<u8>, Vec<(usize, String)>)> = Vec::new();
         for (i, r) in entry.recipients.iter().enumerate() {
             let due = match &r.state {
                 State::Pending => true,
@@ -251,18 +308,42 @@ impl<'a> Runner<'a> {
             if !due {
                 continue;
             }
+            let resolution = self.router.route(&r.address.address);
+            if let Resolution::Relay(a) = &resolution {
+                let address = String::from_utf8_lossy(&a.to_bytes()).into_owned();
+                match remote.iter_mut().find(|(d, _)| *d == a.domain) {
+                    Some((_, list)) => list.push((i, address)),
+                    None => remote.push((a.domain.clone(), vec![(i, address)])),
+                }
+                continue;
+            }
             let msg = match &message {
                 Some(m) => m,
                 None => message.insert(self.queue.message(id)?),
             };
-            let attempt = self.attempt(&entry, i, msg);
+            let attempt = self.attempt(&entry, i, resolution, msg);
             // Recorded durably before anything else happens to the entry:
             // only the queue's word counts (module docs: a duplicate, never
             // a loss).
-            match self.queue.record(id, i, &attempt, now)? {
-                State::Delivered => sum.delivered += 1,
-                State::Failed { .. } => sum.failed += 1,
-                _ => sum.deferred += 1,
+            count(self.queue.record(id, i, &attempt, now)?, sum);
+        }
+        for (domain, rcpts) in &remote {
+            let msg = match &message {
+                Some(m) => m,
+                None => message.insert(self.queue.message(id)?),
+            };
+            let addrs: Vec<&str> = rcpts.iter().map(|(_, a)| a.as_str()).collect();
+            let attempts = self.relay.send(
+                domain,
+                &entry.envelope.sender,
+                &addrs,
+                &entry.envelope.params,
+                msg,
+            );
+            // The remote's answers are written down before anything else:
+            // after its 250 the message must never go out again.
+            for ((i, _), attempt) in rcpts.iter().zip(attempts) {
+                count(self.queue.record(id, *i, &attempt, now)?, sum);
             }
         }
         let entry = self.queue.entry(id)?;
@@ -344,12 +425,13 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// One attempt for recipient `i`: route it, deliver to every target.
-    fn attempt(&self, entry: &Entry, i: usize, message: &[u8]) -> Attempt {
+    /// One attempt for local recipient `i`, routed as `resolution`:
+    /// deliver to every target; forwards become one new entry.
+    fn attempt(&self, entry: &Entry, i: usize, resolution: Resolution, message: &[u8]) -> Attempt {
         let rcpt = &entry.recipients[i].address;
-        let targets = match self.router.route(&rcpt.address) {
+        let targets = match resolution {
             Resolution::Local(t) => t,
-            Resolution::Relay(_) => return no_relay_client(&rcpt.address),
+            Resolution::Relay(_) => unreachable!("remote recipients are sent by the relay"),
             Resolution::Refused(reply) => return Attempt::Failed(from_reply(&reply)),
         };
         if targets.is_empty() {
@@ -359,6 +441,14 @@ impl<'a> Runner<'a> {
                 diagnostic: "x-unix; recipient expands to nothing".into(),
                 remote: None,
             });
+        }
+        if has_delivered_to(message, &rcpt.address) {
+            // mta-semantics B.7: the message was here before.
+            return Attempt::from(&Outcome::perm(
+                (4, 6),
+                sysexits::EX_DATAERR,
+                format!("mail forwarding loop for {}", rcpt.address),
+            ));
         }
         let original = rcpt
             .orcpt
@@ -372,31 +462,26 @@ impl<'a> Runner<'a> {
         // duplicate rather than a loss (module docs). Otherwise the first
         // permanent failure is reported.
         let mut perm = None;
+        let mut forwards: Vec<(Option<&Vec<u8>>, &route::Address)> = Vec::new();
         for t in &targets {
             let attempt = match &t.delivery {
-                Delivery::Forward(_) => no_relay_client(&rcpt.address),
+                Delivery::Forward(a) => {
+                    forwards.push((t.sender.as_ref(), a));
+                    continue;
+                }
                 Delivery::Error { reply, .. } => Attempt::Failed(from_reply(reply)),
                 _ => {
                     let sender = match &t.sender {
                         Some(s) => String::from_utf8_lossy(s).into_owned(),
                         None => entry.envelope.sender.clone(),
                     };
-                    let outcome = if has_delivered_to(message, &rcpt.address) {
-                        // mta-semantics B.7: the message was here before.
-                        Outcome::perm(
-                            (4, 6),
-                            sysexits::EX_DATAERR,
-                            format!("mail forwarding loop for {}", rcpt.address),
-                        )
-                    } else {
-                        let copy = local_copy(message, &sender, original, &rcpt.address);
-                        self.local.deliver(&Job {
-                            id: &entry.id,
-                            target: t,
-                            sender: &sender,
-                            message: &copy,
-                        })
-                    };
+                    let copy = local_copy(message, &sender, original, &rcpt.address);
+                    let outcome = self.local.deliver(&Job {
+                        id: &entry.id,
+                        target: t,
+                        sender: &sender,
+                        message: &copy,
+                    });
                     Attempt::from(&outcome)
                 }
             };
@@ -408,19 +493,77 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+        if let Err(f) = self.forward(entry, &rcpt.address, &forwards, message) {
+            return Attempt::Failed(f);
+        }
         perm.map_or(Attempt::Delivered, Attempt::Failed)
+    }
+
+    /// Queues the forwards of local recipient `rcpt` as new entries (one
+    /// per envelope sender), the message with `Delivered-To: rcpt` on top
+    /// so a forwarding loop is seen when it comes back (Postfix local(8)).
+    /// The forward counts as done once the new entry is safe in the queue.
+    fn forward(
+        &self,
+        entry: &Entry,
+        rcpt: &str,
+        forwards: &[(Option<&Vec<u8>>, &route::Address)],
+        message: &[u8],
+    ) -> Result<(), Failure> {
+        let mut senders: Vec<Option<&Vec<u8>>> = Vec::new();
+        for (s, _) in forwards {
+            if !senders.contains(s) {
+                senders.push(*s);
+            }
+        }
+        for s in senders {
+            let recipients = forwards
+                .iter()
+                .filter(|(t, _)| *t == s)
+                .map(|(_, a)| {
+                    crate::queue::entry::Address::new(String::from_utf8_lossy(&a.to_bytes()))
+                })
+                .collect();
+            let envelope = crate::queue::entry::Envelope {
+                sender: s.map_or_else(
+                    || entry.envelope.sender.clone(),
+                    |s| String::from_utf8_lossy(s).into_owned(),
+                ),
+                recipients,
+                hops: entry.envelope.hops + 1,
+                client: format!("forward of {} for {rcpt}", entry.id),
+                params: entry.envelope.params.clone(),
+                envid: None,
+                ret_headers: false,
+            };
+            // The line ends of the message as queued (CRLF from SMTP).
+            let crlf = message
+                .iter()
+                .position(|&b| b == b'\n')
+                .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
+            let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            let mut copy =
+                format!("Delivered-To: {}", rcpt.replace(['\r', '\n'], " ")).into_bytes();
+            copy.extend_from_slice(eol);
+            copy.extend_from_slice(message);
+            self.queue.enqueue(&envelope, &copy).map_err(|e| Failure {
+                class: Class::Temp,
+                detail: (3, 0),
+                diagnostic: format!("x-postroom; cannot queue the forward: {e}"),
+                remote: None,
+            })?;
+        }
+        Ok(())
     }
 }
 
-/// The deferral of a recipient that needs the SMTP client, which does not
-/// exist yet.
-fn no_relay_client(rcpt: &str) -> Attempt {
-    Attempt::Failed(Failure {
-        class: Class::Temp,
-        detail: (4, 0),
-        diagnostic: format!("x-postroom; no relay client yet, {rcpt} stays queued"),
-        remote: None,
-    })
+/// Adds a recorded state to the run's counts.
+fn count(state: State, sum: &mut Summary) {
+    match state {
+        State::Delivered => sum.delivered += 1,
+        State::Failed { .. } => sum.failed += 1,
+        _ => sum.deferred += 1,
+    }
 }
 
 /// A routing reply as a failure: its class and enhanced code as given.

@@ -12,9 +12,10 @@ use postroom::queue::bounce::BounceConfig;
 use postroom::queue::{
     Address, Clock, Envelope, ManualClock, MemoryQueue, Queue, Schedule, Spool, State,
 };
+use postroom::queue::{Attempt, Failure};
 use postroom::route::{Delivery, Resolution, RunAs, Target, User, VirtualUsers};
-use postroom::runner::{Exec, Job, LocalDelivery, Runner, Summary};
-use postroom::status::{Outcome, sysexits};
+use postroom::runner::{Exec, Job, LocalDelivery, Relay, Runner, Summary};
+use postroom::status::{Class, Outcome, sysexits};
 
 use crate::util::{Dir, bin};
 
@@ -282,7 +283,7 @@ fn temporary_failures_expire_after_the_lifetime_and_bounce_with_the_last_error()
 }
 
 #[test]
-fn relay_recipients_stay_deferred_until_there_is_a_relay_client() {
+fn remote_recipients_wait_when_there_is_no_relay() {
     let clock = Arc::new(ManualClock::at(T0));
     let q = memory(&clock);
     let id = q
@@ -293,8 +294,267 @@ fn relay_recipients_stay_deferred_until_there_is_a_relay_client() {
     assert_eq!((got.deferred, got.removed), (1, 0));
     let e = q.entry(&id).unwrap();
     let err = e.recipients[0].state.error().unwrap();
-    assert!(err.diagnostic.contains("no relay client yet"), "{err:?}");
+    assert!(err.diagnostic.contains("no relay configured"), "{err:?}");
     assert_eq!(err.status(), "4.4.0");
+}
+
+/// A fake road out: answers each recipient from `answers` (by address;
+/// delivered when not listed) and keeps every call.
+#[derive(Default)]
+struct FakeRelay {
+    answers: Vec<(&'static str, Attempt)>,
+    calls: RefCell<Vec<(String, String, Vec<String>, String, Vec<u8>)>>,
+}
+
+impl Relay for FakeRelay {
+    fn send(
+        &self,
+        domain: &[u8],
+        sender: &str,
+        rcpts: &[&str],
+        params: &str,
+        message: &[u8],
+    ) -> Vec<Attempt> {
+        self.calls.borrow_mut().push((
+            String::from_utf8(domain.to_vec()).unwrap(),
+            sender.into(),
+            rcpts.iter().map(|r| r.to_string()).collect(),
+            params.into(),
+            message.to_vec(),
+        ));
+        rcpts
+            .iter()
+            .map(|r| {
+                self.answers
+                    .iter()
+                    .find(|(a, _)| a == r)
+                    .map_or(Attempt::Delivered, |(_, at)| at.clone())
+            })
+            .collect()
+    }
+}
+
+fn remote_failure(class: Class, code: &str) -> Attempt {
+    Attempt::Failed(Failure {
+        class,
+        detail: (1, 1),
+        diagnostic: format!("smtp; {code} 5.1.1 no such user here"),
+        remote: Some("mx.relay.test".into()),
+    })
+}
+
+#[test]
+fn remote_recipients_go_out_one_transaction_per_domain_and_each_answer_counts() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let mut env = envelope(
+        "alice@example.test",
+        &[
+            "x@relay.test",
+            "bob@example.test",
+            "gone@other.test",
+            "y@relay.test",
+        ],
+    );
+    env.params = "BODY=8BITMIME".into();
+    let id = q.enqueue(&env, MSG).unwrap();
+    let fake = Fake {
+        script: vec![("bob", vec![Outcome::Delivered])],
+        ..Fake::default()
+    };
+    let relay = FakeRelay {
+        answers: vec![("gone@other.test", remote_failure(Class::Perm, "550"))],
+        ..FakeRelay::default()
+    };
+    let got = Runner::new(&q, &router_out, &fake, bounce_cfg())
+        .with_relay(&relay)
+        .run_once(T0);
+    assert_eq!((got.delivered, got.failed, got.dsns), (3, 1, 1), "{got:?}");
+    let calls = relay.calls.borrow();
+    let want: Vec<(&str, Vec<&str>)> = vec![
+        ("relay.test", vec!["x@relay.test", "y@relay.test"]),
+        ("other.test", vec!["gone@other.test"]),
+    ];
+    let got: Vec<(&str, Vec<&str>)> = calls
+        .iter()
+        .map(|c| (c.0.as_str(), c.2.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(got, want);
+    for c in calls.iter() {
+        assert_eq!(
+            (c.1.as_str(), c.3.as_str()),
+            ("alice@example.test", "BODY=8BITMIME")
+        );
+        assert_eq!(
+            c.4, MSG,
+            "the message goes out as queued, no local trace fields"
+        );
+    }
+    assert_eq!(fake.seen.borrow().len(), 1, "bob delivered locally");
+    // The 550 comes back to alice, with the remote's words and name.
+    let d = dsns(&q);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].0.recipients[0].address, "alice@example.test");
+    assert!(
+        d[0].1.contains("Final-Recipient: rfc822; gone@other.test"),
+        "{}",
+        d[0].1
+    );
+    assert!(
+        d[0].1
+            .contains("Diagnostic-Code: smtp; 550 5.1.1 no such user here"),
+        "{}",
+        d[0].1
+    );
+    assert!(
+        d[0].1.contains("Remote-MTA: dns; mx.relay.test"),
+        "{}",
+        d[0].1
+    );
+    assert!(q.entry(&id).is_err(), "every recipient is done: removed");
+}
+
+#[test]
+fn a_remote_temporary_failure_defers_only_that_recipient_and_is_retried() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let id = q
+        .enqueue(
+            &envelope("alice@example.test", &["x@relay.test", "y@relay.test"]),
+            MSG,
+        )
+        .unwrap();
+    let fake = Fake::default();
+    let relay = FakeRelay {
+        answers: vec![("y@relay.test", remote_failure(Class::Temp, "451"))],
+        ..FakeRelay::default()
+    };
+    let runner = Runner::new(&q, &router_out, &fake, bounce_cfg()).with_relay(&relay);
+    let got = runner.run_once(T0);
+    assert_eq!((got.delivered, got.deferred), (1, 1));
+    let e = q.entry(&id).unwrap();
+    assert_eq!(e.recipients[0].state, State::Delivered);
+    assert!(matches!(e.recipients[1].state, State::Deferred { .. }));
+    // The retry sends to y alone: x got its 250 and never goes again.
+    runner.flush(T0 + 1);
+    let calls = relay.calls.borrow();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].2, ["y@relay.test"]);
+}
+
+/// `router`, plus `fwd@example.test`, an alias of two remote addresses and
+/// bob, and `list@example.test` whose forwards come from `owner-list`.
+fn router_out(rcpt: &str) -> Resolution {
+    let target = |delivery: Delivery, sender: Option<&str>| Target {
+        delivery,
+        original: postroom::route::Address::new(b"fwd", b"example.test"),
+        sender: sender.map(|s| s.as_bytes().to_vec()),
+    };
+    let remote = |a: &str| {
+        let (l, d) = a.split_once('@').unwrap();
+        Delivery::Forward(postroom::route::Address::new(l.as_bytes(), d.as_bytes()))
+    };
+    match rcpt {
+        "fwd@example.test" => Resolution::Local(vec![
+            target(remote("one@far.test"), None),
+            target(
+                Delivery::Mailbox {
+                    user: b"bob".to_vec(),
+                    detail: None,
+                },
+                None,
+            ),
+            target(remote("two@far.test"), None),
+        ]),
+        "list@example.test" => Resolution::Local(vec![target(
+            remote("member@far.test"),
+            Some("owner-list@example.test"),
+        )]),
+        _ => match router(rcpt) {
+            Resolution::Refused(_) => {
+                let (l, d) = rcpt.split_once('@').unwrap();
+                Resolution::Relay(postroom::route::Address::new(l.as_bytes(), d.as_bytes()))
+            }
+            r => r,
+        },
+    }
+}
+
+#[test]
+fn forwards_are_queued_as_a_new_entry_with_delivered_to_on_top() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let mut env = envelope(
+        "alice@example.test",
+        &["fwd@example.test", "list@example.test"],
+    );
+    env.hops = 3;
+    let id = q.enqueue(&env, MSG).unwrap();
+    let fake = Fake {
+        script: vec![("bob", vec![Outcome::Delivered])],
+        ..Fake::default()
+    };
+    let got = Runner::new(&q, &router_out, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!((got.delivered, got.removed), (2, 1), "{got:?}");
+    assert!(q.entry(&id).is_err());
+    assert_eq!(fake.seen.borrow().len(), 1, "bob's copy delivered here");
+    let mut out: Vec<_> = q
+        .entries()
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| {
+            let m = String::from_utf8(q.message(&e.id).unwrap()).unwrap();
+            let rcpts: Vec<String> = e
+                .envelope
+                .recipients
+                .iter()
+                .map(|r| r.address.clone())
+                .collect();
+            (e.envelope.sender, rcpts, e.envelope.hops, m)
+        })
+        .collect();
+    out.sort();
+    assert_eq!(out.len(), 2, "{out:?}");
+    let msg = String::from_utf8_lossy(MSG);
+    assert_eq!(
+        out[0],
+        (
+            "alice@example.test".to_string(),
+            vec!["one@far.test".to_string(), "two@far.test".to_string()],
+            4,
+            format!("Delivered-To: fwd@example.test\r\n{msg}")
+        )
+    );
+    assert_eq!(
+        out[1],
+        (
+            "owner-list@example.test".to_string(),
+            vec!["member@far.test".to_string()],
+            4,
+            format!("Delivered-To: list@example.test\r\n{msg}")
+        )
+    );
+}
+
+#[test]
+fn a_forward_that_comes_back_is_a_loop_and_bounces() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let looped = [b"Delivered-To: fwd@example.test\r\n".as_slice(), MSG].concat();
+    let id = q
+        .enqueue(
+            &envelope("alice@example.test", &["fwd@example.test"]),
+            &looped,
+        )
+        .unwrap();
+    let fake = Fake::default();
+    let got = Runner::new(&q, &router_out, &fake, bounce_cfg()).run_once(T0);
+    assert_eq!((got.failed, got.dsns), (1, 1), "{got:?}");
+    assert!(q.entry(&id).is_err());
+    assert!(fake.seen.borrow().is_empty());
+    let d = dsns(&q);
+    assert!(d[0].1.contains("Status: 5.4.6"), "{}", d[0].1);
 }
 
 #[test]

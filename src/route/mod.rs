@@ -293,6 +293,11 @@ impl<'a> Resolver<'a> {
         Resolver { config, users }
     }
 
+    /// The tables it resolves with.
+    pub fn config(&self) -> &'a Config {
+        self.config
+    }
+
     /// Classifies one recipient and, for a local one, expands it (A.4).
     ///
     /// The address is expected to be syntax-checked by the SMTP layer and
