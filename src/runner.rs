@@ -298,7 +298,7 @@ impl<'a> Runner<'a> {
         let mut message = None;
         // Remote recipients, by domain in order of first appearance: one
         // SMTP transaction per domain once the local ones are done.
-        let mut remote: Vec<(Vec<u8>, Vec<(usize, String)>)> = Vec::new();
+        let mut remote: Vec<Batch> = Vec::new();
         for (i, r) in entry.recipients.iter().enumerate() {
             let due = match &r.state {
                 State::Pending => true,
@@ -556,6 +556,10 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 }
+
+/// Remote recipients of one entry in one domain: the domain and each
+/// recipient's index and address.
+type Batch = (Vec<u8>, Vec<(usize, String)>);
 
 /// Adds a recorded state to the run's counts.
 fn count(state: State, sum: &mut Summary) {
