@@ -303,8 +303,11 @@ fn remote_recipients_wait_when_there_is_no_relay() {
 #[derive(Default)]
 struct FakeRelay {
     answers: Vec<(&'static str, Attempt)>,
-    calls: RefCell<Vec<(String, String, Vec<String>, String, Vec<u8>)>>,
+    calls: RefCell<Vec<Call>>,
 }
+
+/// One `Relay::send`: domain, sender, recipients, parameters, message.
+type Call = (String, String, Vec<String>, String, Vec<u8>);
 
 impl Relay for FakeRelay {
     fn send(
