@@ -218,6 +218,7 @@ pub fn smtpd(dir: &Path) -> i32 {
         std::thread::spawn(move || {
             let cfg = pool::PoolConfig {
                 workers: r.workers,
+                relay_lanes: r.relay_lanes,
                 interval: r.interval,
                 spool_root: &root,
                 stop: &STOP,
@@ -225,8 +226,9 @@ pub fn smtpd(dir: &Path) -> i32 {
             let job = |id: &crate::queue::QueueId, force: bool| {
                 deliver_entry(&*queue, &tables, &r, &deliver, &bounce, &log, id, force)
             };
+            let lane_of = |e: &Entry| first_remote_domain(&tables.current(), e);
             let log_job = |what: &str, s: &Summary| log_summary(&log, what, s);
-            pool::run(&*queue, &cfg, &job, &log_job, &kicks, &started);
+            pool::run(&*queue, &cfg, &job, &lane_of, &log_job, &kicks, &started);
         })
     };
     // What an earlier run left in the spool is tried before the first
@@ -346,6 +348,17 @@ fn with_runner<T>(
         log,
     };
     f(&Runner::new(queue, &resolver, &local, bounce.clone()))
+}
+
+/// The domain of the first recipient of `e` still to be done that is not
+/// local: the entry then goes to that domain's relay lane.
+fn first_remote_domain(config: &crate::route::Config, e: &Entry) -> Option<Vec<u8>> {
+    e.recipients
+        .iter()
+        .filter(|r| !r.state.is_final())
+        .filter_map(|r| crate::route::Address::parse(r.address.address.as_bytes()))
+        .map(|a| a.domain)
+        .find(|d| !d.is_empty() && !config.is_local(d))
 }
 
 /// One pool job: the entry `id` with the tables in use now.

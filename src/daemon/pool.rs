@@ -1,7 +1,14 @@
 //! The delivery pool: the queue runner of a running server.
 //!
-//! Owns the worker threads that deliver queue entries in parallel and the
-//! dispatcher that feeds them: entries the server (or the runner, for a
+//! Owns the worker threads that deliver queue entries and the dispatcher
+//! that feeds them. Entries with only local recipients go to `workers`
+//! threads in parallel; an entry with a remote recipient goes to one of
+//! `relay_lanes` threads chosen by the first remote domain, so the entries
+//! for one destination go out one after the other in the order they are
+//! handed out (arrival order: a backlog reaches a primary that comes back
+//! in the order it was queued, over the relay's cached connection), and a
+//! destination that stalls holds up one lane, never local delivery.
+//! Entries are handed out entries the server (or the runner, for a
 //! DSN) has just queued arrive by channel and are handed out at once
 //! (sendmail's `DeliveryMode=background`, Postfix's incoming queue); every
 //! `queue_interval`, and on a flush, the spool is listed and every due
@@ -144,8 +151,11 @@ impl InFlight {
 
 /// What the pool needs from the process around it.
 pub struct PoolConfig<'a> {
-    /// Worker threads (`max_deliveries`).
+    /// Worker threads for local-only entries (`max_deliveries`).
     pub workers: usize,
+    /// Threads for entries with remote recipients, one destination domain
+    /// always on the same one (`relay_lanes`).
+    pub relay_lanes: usize,
     /// Time between runs over the whole spool (`queue_interval`).
     pub interval: Duration,
     /// The spool directory, where the flush marker is looked for.
@@ -154,15 +164,21 @@ pub struct PoolConfig<'a> {
     pub stop: &'a AtomicBool,
 }
 
+/// What the pool needs to know of an entry to hand it out: the domain of
+/// its first remote recipient, or `None` when every recipient is local.
+pub type LaneOf<'a> = dyn Fn(&Entry) -> Option<Vec<u8>> + Sync + 'a;
+
 /// Runs the pool until `cfg.stop` is set. `job(id, force)` delivers one
-/// entry (a fresh [`crate::runner::Runner`] each time); `log` gets each
-/// job's summary lines; `kicks` brings the ids of entries just queued.
-/// Says on `started` once the entries found at start-up have all been
-/// tried, so a restart behaves the same every time.
+/// entry (a fresh [`crate::runner::Runner`] each time); `lane_of` says
+/// whether an entry goes to a relay lane; `log` gets each job's summary
+/// lines; `kicks` brings the ids of entries just queued. Says on `started`
+/// once the entries found at start-up have all been tried, so a restart
+/// behaves the same every time.
 pub fn run(
     queue: &dyn Queue,
     cfg: &PoolConfig<'_>,
     job: &(dyn Fn(&QueueId, bool) -> Summary + Sync),
+    lane_of: &LaneOf<'_>,
     log: &(dyn Fn(&str, &Summary) + Sync),
     kicks: &Receiver<QueueId>,
     started: &Sender<()>,
@@ -170,30 +186,48 @@ pub fn run(
     let in_flight = InFlight::default();
     let (jobs_tx, jobs_rx) = mpsc::channel::<(QueueId, bool)>();
     let jobs_rx = Mutex::new(jobs_rx);
+    let mut lanes_tx = Vec::new();
+    let mut lanes_rx = Vec::new();
+    for _ in 0..cfg.relay_lanes.max(1) {
+        let (tx, rx) = mpsc::channel::<(QueueId, bool)>();
+        lanes_tx.push(tx);
+        lanes_rx.push(Mutex::new(rx));
+    }
+    // One job: skipped when stopping (it stays in the spool for the next
+    // start), run otherwise; either way the entry is free again.
+    let work = |(id, force): (QueueId, bool)| {
+        if !cfg.stop.load(Ordering::SeqCst) {
+            let sum = job(&id, force);
+            log(if force { "queue flush" } else { "queue" }, &sum);
+        }
+        in_flight.finish(&id);
+    };
     std::thread::scope(|scope| {
         for _ in 0..cfg.workers.max(1) {
             scope.spawn(|| {
-                loop {
-                    // The lock is held only while waiting for the next job.
-                    let next = jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((id, force)) = next else { break };
-                    if cfg.stop.load(Ordering::SeqCst) {
-                        // Not started: it stays in the spool for the next
-                        // start.
-                        in_flight.finish(&id);
-                        continue;
-                    }
-                    let sum = job(&id, force);
-                    log(if force { "queue flush" } else { "queue" }, &sum);
-                    in_flight.finish(&id);
+                // The lock is held only while waiting for the next job.
+                while let Ok(next) = jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                    work(next);
                 }
             });
         }
-        let submit = |id: QueueId, force: bool| {
-            if in_flight.take(&id) {
-                // The workers end only when the sender is dropped below.
-                let _ = jobs_tx.send((id, force));
+        for rx in &lanes_rx {
+            scope.spawn(|| {
+                while let Ok(next) = rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                    work(next);
+                }
+            });
+        }
+        let submit = |entry: &Entry, force: bool| {
+            if !in_flight.take(&entry.id) {
+                return;
             }
+            let job = (entry.id.clone(), force);
+            // The threads end only when the senders are dropped below.
+            let _ = match lane_of(entry) {
+                None => jobs_tx.send(job),
+                Some(domain) => lanes_tx[lane(&domain, lanes_tx.len())].send(job),
+            };
         };
         let scan = |force: bool| {
             let listing = match queue.entries() {
@@ -213,9 +247,9 @@ pub fn run(
             report_corrupt(&listing.corrupt, &mut sum);
             log("queue", &sum);
             let now = unix_now();
-            for e in listing.entries {
+            for e in &listing.entries {
                 if force || e.is_due(now, queue.schedule()) {
-                    submit(e.id, force);
+                    submit(e, force);
                 }
             }
         };
@@ -245,16 +279,31 @@ pub fn run(
                 .saturating_duration_since(now)
                 .min(Duration::from_millis(100));
             match kicks.recv_timeout(wait) {
-                Ok(id) => submit(id, false),
+                // Gone already (a worker was quick) or unreadable (the
+                // next scan moves it aside): nothing to hand out.
+                Ok(id) => {
+                    if let Ok(e) = queue.entry(&id) {
+                        submit(&e, false);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
             }
         }
         // Workers finish the entry they are in (a delivery is not cut and
         // then retried for nothing), skip the jobs not started and end
-        // once the channel has no sender.
+        // once their channel has no sender.
         drop(jobs_tx);
+        drop(lanes_tx);
     });
+}
+
+/// The relay lane of `domain` among `n`: always the same one.
+fn lane(domain: &[u8], n: usize) -> usize {
+    let h = domain.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % n as u64) as usize
 }
 
 /// Seconds since 1970.

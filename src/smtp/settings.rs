@@ -113,6 +113,10 @@ pub struct RunnerSettings {
     /// How many entries are delivered at once (`max_deliveries`, default
     /// 10): each is one worker thread running one delivery agent at a time.
     pub workers: usize,
+    /// How many destinations are relayed to at once (`relay_lanes`,
+    /// default 4): the entries for one destination domain go out one
+    /// after the other, in arrival order.
+    pub relay_lanes: usize,
 }
 
 impl Default for RunnerSettings {
@@ -125,6 +129,7 @@ impl Default for RunnerSettings {
             virtual_user: None,
             on_arrival: true,
             workers: 10,
+            relay_lanes: 4,
         }
     }
 }
@@ -328,6 +333,7 @@ const KEYS: &[&str] = &[
     "virtual_user",
     "delivery_mode",
     "max_deliveries",
+    "relay_lanes",
     "delay_warning",
 ];
 
@@ -413,6 +419,10 @@ fn apply(
         "max_deliveries" => match number(value)? {
             0 => return Err("want a whole number, at least 1"),
             n => s.runner.workers = size(n),
+        },
+        "relay_lanes" => match number(value)? {
+            0 => return Err("want a whole number, at least 1"),
+            n => s.runner.relay_lanes = size(n),
         },
         "delay_warning" => s.runner.schedule.delay_warning = Some(duration(value)?),
         _ => unreachable!("key checked against KEYS"),
