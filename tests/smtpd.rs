@@ -1312,13 +1312,15 @@ fn two_messages_are_delivered_at_the_same_time() {
     // one after the other: the first sees only itself.
     let marks = dir.join("marks");
     std::fs::create_dir_all(&marks).unwrap();
+    std::fs::create_dir_all(dir.join("seen")).unwrap();
     dir.write(
         "etc/homes/bob/.procmailrc",
         format!(
-            "SHELL=/bin/sh\nM={}\n:0\n| f=`mktemp $M/started.XXXXXX`; i=0; \
-             while [ `ls $M | grep -v seen | grep -c started` -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=`expr $i + 1`; done; \
-             ls $M | grep -v seen | grep -c started > $f.seen\n",
-            marks.display()
+            "SHELL=/bin/sh\nM={}\nS={}\n:0\n| f=`mktemp $M/started.XXXXXX`; i=0; \
+             while [ `ls $M | wc -l` -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=`expr $i + 1`; done; \
+             n=`basename $f`; ls $M | wc -l > $S/$n.tmp; mv $S/$n.tmp $S/$n.seen\n",
+            marks.display(),
+            dir.join("seen").display()
         ),
     );
     let server = Smtpd::start(&dir);
@@ -1338,10 +1340,13 @@ fn two_messages_are_delivered_at_the_same_time() {
     }
     let start = Instant::now();
     let seen = loop {
-        let seen: Vec<String> = names(&dir, "marks")
+        let seen: Vec<String> = names(&dir, "seen")
             .iter()
             .filter(|n| n.ends_with(".seen"))
-            .map(|n| String::from_utf8(dir.read(&format!("marks/{n}"))).unwrap())
+            .map(|n| {
+                let text = String::from_utf8(dir.read(&format!("seen/{n}"))).unwrap();
+                text.trim().to_string()
+            })
             .collect();
         if seen.len() == 2 {
             break seen;
@@ -1352,6 +1357,6 @@ fn two_messages_are_delivered_at_the_same_time() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(seen, ["2\n", "2\n"], "each saw the other start");
+    assert_eq!(seen, ["2", "2"], "each saw the other start");
     assert!(server.stop_and_list(&dir).is_empty());
 }

@@ -204,19 +204,10 @@ pub fn run(
     };
     std::thread::scope(|scope| {
         for _ in 0..cfg.workers.max(1) {
-            scope.spawn(|| {
-                // The lock is held only while waiting for the next job.
-                while let Ok(next) = jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                    work(next);
-                }
-            });
+            scope.spawn(|| take_jobs(&jobs_rx, &work));
         }
         for rx in &lanes_rx {
-            scope.spawn(|| {
-                while let Ok(next) = rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                    work(next);
-                }
-            });
+            scope.spawn(|| take_jobs(rx, &work));
         }
         let submit = |entry: &Entry, force: bool| {
             if !in_flight.take(&entry.id) {
@@ -296,6 +287,19 @@ pub fn run(
         drop(jobs_tx);
         drop(lanes_tx);
     });
+}
+
+/// A worker's loop: the next job from `rx` to `work` until the channel has
+/// no sender. The lock is held only while waiting, never while working
+/// (in a `while let` the guard would live through the body).
+fn take_jobs(rx: &Mutex<Receiver<(QueueId, bool)>>, work: &(dyn Fn((QueueId, bool)) + Sync)) {
+    loop {
+        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        match next {
+            Ok(job) => work(job),
+            Err(_) => break,
+        }
+    }
 }
 
 /// The relay lane of `domain` among `n`: always the same one.
