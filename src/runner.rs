@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::deliver::zygote::{Request, Zygotes};
 use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
 use crate::queue::spool::QueueId;
@@ -749,6 +750,9 @@ pub struct Exec {
     /// runs their `deliver -m` as the runner itself (route::users: virtual
     /// users share the server's uid).
     pub virtual_id: Option<(u32, u32)>,
+    /// Warm `deliver` processes that fork each delivery instead of an exec
+    /// per message ([`Zygotes`]); `None` starts `deliver` every time.
+    pub zygotes: Option<Arc<Zygotes>>,
 }
 
 /// An identity to run a child as: uid and gid.
@@ -764,6 +768,7 @@ impl Exec {
             default_user: "nobody".into(),
             time_limit: Duration::from_secs(1000),
             virtual_id: None,
+            zygotes: None,
         }
     }
 
@@ -863,8 +868,44 @@ impl Exec {
     }
 
     /// Runs `cmd` with `input` on stdin, within the time limit, keeping
-    /// the first 1000 bytes of its stderr.
-    fn run(&self, mut cmd: Command, id: Option<Id>, input: &[u8], what: &str) -> Outcome {
+    /// the first 1000 bytes of its stderr: in a zygote when it runs the
+    /// `deliver` binary and there are zygotes, otherwise as a new process.
+    fn run(&self, cmd: Command, id: Option<Id>, input: &[u8], what: &str) -> Outcome {
+        if let Some(z) = &self.zygotes
+            && cmd.get_program() == self.deliver.as_os_str()
+        {
+            use std::os::unix::ffi::OsStrExt as _;
+            let pair = |k: &std::ffi::OsStr, v: &std::ffi::OsStr| {
+                [k.as_bytes(), b"=", v.as_bytes()].concat()
+            };
+            let req = Request {
+                argv: std::iter::once(cmd.get_program())
+                    .chain(cmd.get_args())
+                    .map(|a| a.as_bytes().to_vec())
+                    .collect(),
+                // Every deliver command here starts from `env_clear`.
+                env: cmd
+                    .get_envs()
+                    .filter_map(|(k, v)| v.map(|v| pair(k, v)))
+                    .collect(),
+                id,
+                message: input.to_vec(),
+            };
+            return match z.run(&req, self.time_limit) {
+                Ok(Some(end)) => {
+                    let err = String::from_utf8_lossy(&end.stderr).replace(['\r', '\n', '\t'], " ");
+                    prefixed(outcome_of_exit(end.code, &err), what)
+                }
+                Ok(None) => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
+                // No delivery happened: the next attempt tries again.
+                Err(e) => Outcome::temp((3, 0), format!("{what}: {e}")),
+            };
+        }
+        self.spawn(cmd, id, input, what)
+    }
+
+    /// [`Exec::run`] as a new process.
+    fn spawn(&self, mut cmd: Command, id: Option<Id>, input: &[u8], what: &str) -> Outcome {
         use std::os::unix::process::CommandExt as _;
         if let Some((uid, gid)) = id {
             // std clears the supplementary groups when root sets a uid.
@@ -940,21 +981,26 @@ impl Exec {
         let err = String::from_utf8_lossy(&err).replace(['\r', '\n', '\t'], " ");
         match status {
             None => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
-            Some(s) => match outcome_of_exit(s.code(), &err) {
-                Outcome::Failed {
-                    class,
-                    detail,
-                    exit,
-                    reason,
-                } => Outcome::Failed {
-                    class,
-                    detail,
-                    exit,
-                    reason: format!("{what}: {reason}"),
-                },
-                ok => ok,
-            },
+            Some(s) => prefixed(outcome_of_exit(s.code(), &err), what),
         }
+    }
+}
+
+/// A failure's reason with what failed in front.
+fn prefixed(outcome: Outcome, what: &str) -> Outcome {
+    match outcome {
+        Outcome::Failed {
+            class,
+            detail,
+            exit,
+            reason,
+        } => Outcome::Failed {
+            class,
+            detail,
+            exit,
+            reason: format!("{what}: {reason}"),
+        },
+        ok => ok,
     }
 }
 

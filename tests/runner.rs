@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use postroom::deliver::zygote::{Request, Zygotes};
 use postroom::queue::bounce::BounceConfig;
 use postroom::queue::{
     Address, Clock, Envelope, ManualClock, MemoryQueue, Queue, Schedule, Spool, State,
@@ -887,4 +888,138 @@ fn real_pipe_past_the_time_limit_is_killed_and_deferred() {
     assert_eq!(got.deferred, 1, "{got:?}");
     let e = q.entry(&id).unwrap();
     assert_eq!(e.recipients[0].state.error().unwrap().status(), "4.4.7");
+}
+
+/// `maildir_copy_by` the real deliver run by zygotes.
+fn maildir_copy_by_zygote(name: &str) -> Vec<u8> {
+    let dir = Dir::new(name);
+    let mut exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
+    exec.zygotes = Some(Arc::new(Zygotes::new(bin("deliver"))));
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+        .unwrap();
+    let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
+    assert_eq!(got.delivered, 1, "{got:?}");
+    let new: Vec<_> = dir
+        .join("home/bob/Maildir/new")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(new.len(), 1);
+    std::fs::read(&new[0]).unwrap()
+}
+
+#[test]
+fn a_zygote_delivery_writes_what_an_exec_of_deliver_writes() {
+    let want = maildir_copy_by(&bin("deliver"), "runner-exec");
+    let got = maildir_copy_by_zygote("runner-zygote");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[test]
+fn a_zygote_gives_the_exit_code_and_stderr_an_exec_gives() {
+    let dir = Dir::new("runner-zygote-codes");
+    dir.write("rc-tempfail", "EXITCODE=75\n:0\n/dev/null\n");
+    dir.write("rc-log", "LOG=\"hello from the rcfile\n\"\n:0\n/dev/null\n");
+    dir.write("rc-bad", ":0 Q\n/dev/null\n");
+    let zygotes = Zygotes::new(bin("deliver"));
+    for (args, env) in [
+        (vec!["-m", "rc-tempfail"], vec![]),
+        (vec!["-m", "rc-log"], vec![]),
+        (vec!["-m", "rc-bad"], vec![]),
+        (vec!["-m", "/nonexistent/rc"], vec![]),
+        (vec!["-m", "rc-log"], vec![("LOGFILE", "/dev/stderr")]),
+        (vec!["-v"], vec![]),
+    ] {
+        let path: Vec<(String, String)> = std::iter::once(("PATH".into(), "/usr/bin:/bin".into()))
+            .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let out = std::process::Command::new(bin("deliver"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(path.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                // `-v` does not read it.
+                let _ = c.stdin.take().unwrap().write_all(MSG);
+                c.wait_with_output()
+            })
+            .unwrap();
+        // The zygote's child starts in the zygote's directory: absolute
+        // rcfile names make both runs read the same files.
+        let abs: Vec<Vec<u8>> = args
+            .iter()
+            .map(|a| {
+                if a.starts_with("rc-") {
+                    dir.join(a).to_str().unwrap().as_bytes().to_vec()
+                } else {
+                    a.as_bytes().to_vec()
+                }
+            })
+            .collect();
+        let req = Request {
+            argv: std::iter::once(bin("deliver").to_str().unwrap().as_bytes().to_vec())
+                .chain(abs)
+                .collect(),
+            env: path
+                .iter()
+                .map(|(k, v)| format!("{k}={v}").into_bytes())
+                .collect(),
+            id: None,
+            message: MSG.to_vec(),
+        };
+        let got = zygotes
+            .run(&req, Duration::from_secs(20))
+            .unwrap()
+            .expect("not killed");
+        let what = format!("{args:?} {env:?}");
+        assert_eq!(got.code, out.status.code(), "{what}");
+        let want_err =
+            String::from_utf8_lossy(&out.stderr).replace(dir.path().to_str().unwrap(), "");
+        let got_err =
+            String::from_utf8_lossy(&got.stderr).replace(dir.path().to_str().unwrap(), "");
+        assert_eq!(
+            got_err.replace("/rc-", "rc-"),
+            want_err.replace("/rc-", "rc-"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_zygote_child_past_the_time_limit_is_killed_and_the_zygote_goes_on() {
+    let dir = Dir::new("runner-zygote-limit");
+    dir.write("rc-slow", "X=`sleep 30`\n");
+    dir.write("rc-fast", ":0\n/dev/null\n");
+    let zygotes = Zygotes::new(bin("deliver"));
+    let req = |rc: &str| Request {
+        argv: vec![
+            b"deliver".to_vec(),
+            b"-m".to_vec(),
+            dir.join(rc).to_str().unwrap().as_bytes().to_vec(),
+        ],
+        env: vec![b"PATH=/usr/bin:/bin".to_vec()],
+        id: None,
+        message: MSG.to_vec(),
+    };
+    let start = std::time::Instant::now();
+    let got = zygotes
+        .run(&req("rc-slow"), Duration::from_millis(500))
+        .unwrap();
+    assert_eq!(got, None, "killed");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let got = zygotes
+        .run(&req("rc-fast"), Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(got.map(|e| e.code), Some(Some(0)));
 }

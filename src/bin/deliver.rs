@@ -64,8 +64,16 @@ extern "C" fn pow(x: f64, y: f64) -> f64 {
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     runtime_init();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 2 && args[1] == postroom::deliver::zygote::ZYGOTE_ARG {
+        // The queue runner's warm deliver: requests on standard input.
+        // SAFETY: descriptor 0 is open (runtime_init) and ours from here.
+        let sock =
+            unsafe { <std::os::unix::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(0) };
+        std::process::exit(postroom::deliver::zygote::serve(sock));
+    }
     let code = std::panic::catch_unwind(|| {
-        let inv = postroom::cli::parse_deliver(std::env::args_os().collect());
+        let inv = postroom::cli::parse_deliver(args);
         postroom::deliver::run(inv)
     })
     // std's own `main` exits 101 after a panic (the message is printed by

@@ -14,6 +14,7 @@ mod comsat;
 pub mod proc;
 pub mod signals;
 pub mod user;
+pub mod zygote;
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
