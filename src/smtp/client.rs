@@ -637,17 +637,21 @@ impl Connection {
             let f = self.refused(&data_reply, "DATA");
             return Ok(fill(results, &f));
         }
-        let end = self.write_data(message).and_then(|()| {
-            let r = self.read_reply(t.data_end, "end of data")?;
-            self.dirty = false;
-            Ok(r)
-        });
+        let end = self
+            .write_data(message)
+            .and_then(|()| self.read_reply(t.data_end, "end of data"));
         match end {
-            Ok(r) if r.is_ok() => Ok(results
-                .into_iter()
-                .map(|a| a.unwrap_or(Attempt::Delivered))
-                .collect()),
+            Ok(r) if r.is_ok() => {
+                self.dirty = false;
+                Ok(results
+                    .into_iter()
+                    .map(|a| a.unwrap_or(Attempt::Delivered))
+                    .collect())
+            }
             Ok(r) => {
+                // The transaction is over by RFC 5321, but not every
+                // server agrees (aiosmtpd keeps it after a 500): RSET
+                // before the next one.
                 let f = self.refused(&r, "end of data");
                 Ok(fill(results, &f))
             }
