@@ -514,16 +514,69 @@ fn smtp_sink_helo_fallback_and_lockstep() {
     }
 }
 
+#[test]
+fn smtp_sink_refusals() {
+    // smtp-sink -f/-r refuse a command with 500 5.3.0 / 450 4.3.0; -Q
+    // answers 421 and hangs up.
+    if !have_smtp_sink() {
+        return;
+    }
+    let to = rcpts(&["a@sink.test", "b@sink.test"]);
+    let send = |opts: &[&str]| {
+        let d = Dir::new("relay-refuse");
+        let s = smtp_sink(d.path(), opts);
+        let mut c = open(&s);
+        let got = c.send("s@client.test", &to, &OutParams::default(), b"hi\r\n");
+        let usable = c.is_usable();
+        c.quit();
+        (got, usable)
+    };
+    let hard = "smtp; 500 5.3.0 Error: command failed";
+    let soft = "smtp; 450 4.3.0 Error: command failed";
+    let (got, _) = send(&["-f", "MAIL"]);
+    let f = got.expect_err("MAIL refused");
+    assert_eq!(
+        (f.class, f.status(), f.diagnostic.as_str()),
+        (Class::Perm, "5.3.0".into(), hard)
+    );
+    let (got, _) = send(&["-r", "MAIL"]);
+    let f = got.expect_err("MAIL deferred");
+    assert_eq!(
+        (f.class, f.status(), f.diagnostic.as_str()),
+        (Class::Temp, "4.3.0".into(), soft)
+    );
+    let (got, usable) = send(&["-f", "DATA"]);
+    let f = common(&got);
+    assert_eq!((f.class, f.diagnostic.as_str()), (Class::Perm, hard));
+    assert!(usable);
+    let (got, _) = send(&["-r", "."]);
+    let f = common(&got);
+    assert_eq!((f.class, f.diagnostic.as_str()), (Class::Temp, soft));
+    let (got, usable) = send(&["-Q", "RCPT"]);
+    let got = got.expect("per recipient");
+    let first = failed(&got[0]);
+    assert_eq!(first.class, Class::Temp);
+    assert!(first.diagnostic.starts_with("smtp; 421 "), "{first:?}");
+    let second = failed(&got[1]);
+    assert_eq!(
+        (second.class, second.status()),
+        (Class::Temp, "4.4.2".into())
+    );
+    assert!(!usable, "a 421 ends the connection");
+}
+
 /// Runs a faulty.py mode: the connection's result, or the send's, and how
 /// long it all took.
-fn fault(mode: &str, args: &[&str]) -> (Result<Vec<Attempt>, Failure>, Duration, String) {
+fn fault(mode: &str, size: usize) -> (Result<Vec<Attempt>, Failure>, Duration, String) {
     let d = Dir::new("relay-fault");
     let log = d.join("log");
-    let s = faulty(mode, &log, args);
+    let s = faulty(mode, &log, &[]);
     let start = Instant::now();
     let result =
         client::connect("127.0.0.1", s.port, "client.test", true, &quick()).and_then(|mut c| {
-            let msg = vec![b'x'; 300_000];
+            // A header, then lines of 100 octets: `size` + 16 in all.
+            let line = [b"x".repeat(98), b"\r\n".to_vec()].concat();
+            let msg = [b"Subject: big\r\n\r\n".to_vec(), line.repeat(size / 100)].concat();
             let r = c.send(
                 "s@client.test",
                 &rcpts(&["a@f.test", "b@f.test"]),
@@ -558,6 +611,13 @@ fn faulty_servers_fail_as_they_should() {
     }
     // (mode, class, status, diagnostic contains, whole connection failed)
     let cases = [
+        (
+            "no-read",
+            Class::Temp,
+            "4.4.2",
+            "lost while sending the message: timed out after 1s",
+            false,
+        ),
         (
             "stall-greeting",
             Class::Temp,
@@ -609,7 +669,14 @@ fn faulty_servers_fail_as_they_should() {
         ),
     ];
     for (mode, class, status, diag, whole) in cases {
-        let (result, took, log) = fault(mode, &[]);
+        // Bigger than the socket buffers, so that a server that stops
+        // reading blocks the client's writes.
+        let size = if mode == "no-read" {
+            40_000_000
+        } else {
+            300_000
+        };
+        let (result, took, log) = fault(mode, size);
         assert_eq!(result.is_err(), whole, "{mode}: {result:?}");
         let f = common(&result);
         assert_eq!(
@@ -644,14 +711,14 @@ fn pipelining_is_used_when_offered_and_only_then() {
         return;
     }
     for mode in ["pipeline-check", "lockstep-check"] {
-        let (result, _, log) = fault(mode, &[]);
+        let (result, _, log) = fault(mode, 300_000);
         assert_eq!(
             result,
             Ok(vec![Attempt::Delivered, Attempt::Delivered]),
             "{mode}"
         );
         assert!(
-            log.contains("MAIL FROM:<s@client.test> SIZE=300000\n"),
+            log.contains("MAIL FROM:<s@client.test> SIZE=300016\n"),
             "{log}"
         );
     }

@@ -704,23 +704,35 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes `bytes` within `timeout`; a failure makes the connection
-    /// unusable.
+    /// Writes all of `bytes` within `timeout` (a deadline for the whole
+    /// write, not per system call, so a server that reads a byte at a time
+    /// cannot hold us); a failure makes the connection unusable.
     fn command(&mut self, bytes: &[u8], timeout: Duration, what: &str) -> Result<(), Failure> {
-        let r = self
-            .stream
-            .set_write_timeout(Some(timeout))
-            .and_then(|()| self.stream.write_all(bytes))
-            .and_then(|()| self.stream.flush());
-        r.map_err(|e| {
-            self.usable = false;
-            let why = if is_timeout(&e) {
-                format!("timed out after {}", secs(timeout))
-            } else {
-                e.to_string()
-            };
-            self.lost(&format!("sending {what}"), &why)
-        })
+        let deadline = Instant::now() + timeout;
+        let mut rest = bytes;
+        let fail = |c: &mut Connection, why: String| {
+            c.usable = false;
+            Err(c.lost(&format!("sending {what}"), &why))
+        };
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return fail(self, format!("timed out after {}", secs(timeout)));
+            }
+            if let Err(e) = self.stream.set_write_timeout(Some(left)) {
+                return fail(self, e.to_string());
+            }
+            match self.stream.write(rest) {
+                Ok(0) => return fail(self, "closed by the server".to_string()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    return fail(self, format!("timed out after {}", secs(timeout)));
+                }
+                Err(e) => return fail(self, e.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Reads one whole reply within `timeout` (a deadline for the reply,
