@@ -278,7 +278,9 @@ fn aiosmtpd_gets_crlf_and_labels() {
     );
     let env = envelope(d.path(), 1);
     assert!(env.contains(r#""BODY=8BITMIME""#), "{env}");
-    assert!(env.contains(&format!(r#""SIZE={}""#, lf.len())), "{env}");
+    // RFC 1870: the size with CRLF line ends, without the stuffed dot.
+    let crlf = lf.len() + lf.iter().filter(|&&b| b == b'\n').count();
+    assert!(env.contains(&format!(r#""SIZE={crlf}""#)), "{env}");
     let env = envelope(d.path(), 2);
     assert!(!env.contains("BODY="), "7-bit message unlabelled: {env}");
     assert!(
@@ -326,7 +328,7 @@ fn aiosmtpd_size_and_deferral() {
     let s = sink(d.path(), &["--size", "200", "--defer", "later@sink.test"]);
     let mut c = open(&s);
     assert_eq!(c.capabilities().size, Some(200));
-    let big = vec![b'x'; 300];
+    let big = [vec![b'x'; 298], b"\r\n".to_vec()].concat();
     let f = c
         .send(
             "s@client.test",

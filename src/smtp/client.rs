@@ -258,13 +258,21 @@ fn printable(bytes: &[u8]) -> String {
 /// bare CR becomes CRLF), a `.` doubled at the start of a line, a CRLF
 /// added when the last line has none, then `.CRLF` (RFC 5321 §4.5.2).
 pub fn encode_data(message: &[u8]) -> Vec<u8> {
+    encode(message).0
+}
+
+/// [`encode_data`], and how many dots it added: the SIZE of RFC 1870 §3
+/// counts CRLFs but neither the stuffed dots nor the final `.CRLF`.
+fn encode(message: &[u8]) -> (Vec<u8>, usize) {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut stuffed = 0;
     let mut line_start = true;
     let mut i = 0;
     while i < message.len() {
         let b = message[i];
         if line_start && b == b'.' {
             out.push(b'.');
+            stuffed += 1;
         }
         match b {
             b'\r' => {
@@ -289,7 +297,7 @@ pub fn encode_data(message: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
-    out
+    (out, stuffed)
 }
 
 /// What the server's EHLO reply offers, of what the client uses.
@@ -515,7 +523,8 @@ impl Connection {
             self.rset()?;
         }
         let mut mail = format!("MAIL FROM:<{sender}>");
-        let size = message.len() as u64;
+        let (data, stuffed) = encode(message);
+        let size = (data.len() - stuffed - 3) as u64;
         if let Some(limit) = self.caps.size {
             if limit > 0 && size > limit {
                 return Err(self.local(
@@ -638,7 +647,7 @@ impl Connection {
             return Ok(fill(results, &f));
         }
         let end = self
-            .write_data(message)
+            .write_data(&data)
             .and_then(|()| self.read_reply(t.data_end, "end of data"));
         match end {
             Ok(r) if r.is_ok() => {
@@ -672,14 +681,20 @@ impl Connection {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
-    /// RSET after a transaction that stopped midway; a refusal makes the
-    /// connection unusable.
+    /// RSET after a transaction that stopped midway. A refusal makes the
+    /// connection unusable and is temporary whatever its code: it says
+    /// nothing about the next message, which may go over a new connection.
     fn rset(&mut self) -> Result<(), Failure> {
         self.command(b"RSET\r\n", self.timeouts.mail, "RSET")?;
         let r = self.read_reply(self.timeouts.mail, "RSET")?;
         if !r.is_ok() {
             self.usable = false;
-            return Err(self.refused(&r, "RSET"));
+            return Err(failure(
+                Class::Temp,
+                (5, 0),
+                format!("x-postroom; {} refused RSET: {}", self.peer, r.text()),
+                Some(&self.host),
+            ));
         }
         self.dirty = false;
         Ok(())
@@ -694,10 +709,9 @@ impl Connection {
         }
     }
 
-    /// The message, encoded, in blocks each bounded by
+    /// The encoded message in blocks, each bounded by
     /// [`Timeouts::data_block`].
-    fn write_data(&mut self, message: &[u8]) -> Result<(), Failure> {
-        let data = encode_data(message);
+    fn write_data(&mut self, data: &[u8]) -> Result<(), Failure> {
         for block in data.chunks(64 * 1024) {
             self.command(block, self.timeouts.data_block, "the message")?;
         }
@@ -1009,6 +1023,17 @@ mod tests {
                 String::from_utf8_lossy(msg),
                 String::from_utf8_lossy(&got)
             );
+        }
+    }
+
+    #[test]
+    fn size_counts_crlf_but_not_stuffing() {
+        // RFC 1870 §3: CRLF pairs count, stuffed dots and `.CRLF` do not.
+        let cases: [(&[u8], usize); 4] =
+            [(b"a\r\n", 3), (b"a\n", 3), (b".\r\n..\r\n", 7), (b"", 0)];
+        for (msg, want) in cases {
+            let (data, stuffed) = encode(msg);
+            assert_eq!(data.len() - stuffed - 3, want, "{msg:?}");
         }
     }
 
