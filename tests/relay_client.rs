@@ -567,6 +567,26 @@ fn smtp_sink_refusals() {
     assert!(!usable, "a 421 ends the connection");
 }
 
+#[test]
+fn smtp_sink_named_like_us_is_a_loop() {
+    // C.3: a route that leads back to ourselves bounces with 5.4.6.
+    if !have_smtp_sink() {
+        return;
+    }
+    let d = Dir::new("relay-loop");
+    let s = smtp_sink(d.path(), &["-h", "Client.Test"]);
+    let f = client::connect("127.0.0.1", s.port, "client.test", true, &quick())
+        .err()
+        .expect("a loop");
+    assert_eq!((f.class, f.status()), (Class::Perm, "5.4.6".to_string()));
+    assert!(
+        f.diagnostic
+            .contains("mail for 127.0.0.1 loops back to myself"),
+        "{}",
+        f.diagnostic
+    );
+}
+
 /// Runs a faulty.py mode: the connection's result, or the send's, and how
 /// long it all took.
 fn fault(mode: &str, size: usize) -> (Result<Vec<Attempt>, Failure>, Duration, String) {

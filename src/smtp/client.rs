@@ -396,6 +396,7 @@ pub struct Connection {
 /// [`Timeouts::connect`].
 ///
 /// Failures: resolving (`4.4.3`) and connecting (`4.4.1`) are temporary;
+/// a server that names itself `helo_name` is a mail loop (`5.4.6`);
 /// a greeting or EHLO/HELO refused with 4xx/5xx fails with the server's
 /// reply and class; a lost connection, a timeout or garbage is temporary
 /// (`4.4.2`, `4.5.0`).
@@ -452,10 +453,12 @@ pub fn connect(
         c.usable = false;
         return Err(c.refused(&greeting, "the greeting"));
     }
+    c.check_loop(&greeting, helo_name)?;
     if esmtp {
         c.command(format!("EHLO {helo_name}\r\n").as_bytes(), t.helo, "EHLO")?;
         let reply = c.read_reply(t.helo, "EHLO")?;
         if reply.code == 250 {
+            c.check_loop(&reply, helo_name)?;
             c.caps = Capabilities::from_ehlo(&reply);
             return Ok(c);
         }
@@ -679,6 +682,26 @@ impl Connection {
             let _ = self.read_reply(self.timeouts.quit, "QUIT");
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// A permanent `5.4.6` when the server names itself as we do in the
+    /// greeting or the EHLO reply: the route leads back to us
+    /// (mta-semantics C.3; Postfix checks the same).
+    fn check_loop(&mut self, r: &ServerReply, helo_name: &str) -> Result<(), Failure> {
+        let first = r.lines.first().map(Vec::as_slice).unwrap_or_default();
+        let name = first.split(|&b| b == b' ').next().unwrap_or_default();
+        if !helo_name.is_empty() && name.eq_ignore_ascii_case(helo_name.as_bytes()) {
+            self.usable = false;
+            return Err(self.local(
+                Class::Perm,
+                (4, 6),
+                format!(
+                    "mail for {} loops back to myself ({} greets as {helo_name})",
+                    self.host, self.peer
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// RSET after a transaction that stopped midway. A refusal makes the
