@@ -332,7 +332,8 @@ pub fn load(dir: &Path, opts: &Options) -> Loaded {
         config.virtual_users = Some(u);
     }
     if let Some(src) = read("mailertable", &mut diags) {
-        let (t, d) = mailertable::parse("mailertable", &src);
+        let is_local = |d: &[u8]| config.is_local(d);
+        let (t, d) = mailertable::parse_with("mailertable", &src, &is_local);
         diags.extend(d);
         config.mailertable = t;
     }

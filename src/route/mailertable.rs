@@ -255,6 +255,16 @@ fn invalid_key(key: &[u8]) -> Option<&'static str> {
 /// Parses a mailertable file (A.1 syntax, then A.8 keys and values); every
 /// bad line is a diagnostic and is skipped, the rest loads.
 pub fn parse(file: &str, src: &[u8]) -> (MailerTable, Vec<Diagnostic>) {
+    parse_with(file, src, &|_| false)
+}
+
+/// [`parse`], and a warning for each key that `is_local` says is a local
+/// domain: the table is not consulted for those (A.8).
+pub fn parse_with(
+    file: &str,
+    src: &[u8],
+    is_local: &dyn Fn(&[u8]) -> bool,
+) -> (MailerTable, Vec<Diagnostic>) {
     let (map, mut diags) = mapfile::parse(file, src);
     let mut table = MailerTable::new();
     for e in &map.entries {
@@ -265,6 +275,19 @@ pub fn parse(file: &str, src: &[u8]) -> (MailerTable, Vec<Diagnostic>) {
                     .with_note("keys are a domain, `.parent.domain` or `.`"),
             );
             continue;
+        }
+        if is_local(&key) {
+            diags.push(
+                Diagnostic::warning(
+                    file,
+                    e.key_span,
+                    format!(
+                        "domain `{}` is local, so this entry is never used",
+                        String::from_utf8_lossy(&key)
+                    ),
+                )
+                .with_note("mailertable routes only mail for remote domains"),
+            );
         }
         match parse_rhs(&e.value) {
             Ok(route) => {
