@@ -1,6 +1,7 @@
 //! Loading a configuration directory in the sendmail layout into memory:
 //! `local-host-names`, `relay-domains`, `virtusertable`, `aliases`, the
-//! `:include:` files the aliases name, and an optional `users` file.
+//! `:include:` files the aliases name, `mailertable`, and an optional
+//! `users` file.
 //!
 //! Every problem in every file is collected before the caller decides
 //! whether to start (OpenSMTPD: report every config error, then refuse);
@@ -21,6 +22,7 @@ use crate::status::{Class, Reply};
 
 use super::aliases::{self, Aliases, Item, Member};
 use super::domains::{self, DomainList, Matching};
+use super::mailertable::{self, MailerTable};
 use super::reply;
 use super::users::{self, SystemUsers, Users, VirtualUsers};
 use super::virtusertable::{self, DomainCheck, VirtUserTable};
@@ -102,6 +104,8 @@ pub struct Config {
     pub includes: HashMap<PathBuf, Result<Include, Reply>>,
     /// The `users` file, when there is one.
     pub virtual_users: Option<VirtualUsers>,
+    /// `mailertable`: how mail for remote domains leaves (A.8).
+    pub mailertable: MailerTable,
 }
 
 impl Config {
@@ -118,6 +122,7 @@ impl Config {
             aliases: Aliases::default(),
             includes: HashMap::new(),
             virtual_users: None,
+            mailertable: MailerTable::new(),
         }
     }
 
@@ -325,6 +330,12 @@ pub fn load(dir: &Path, opts: &Options) -> Loaded {
         let (u, d) = users::parse("users", &src, dir);
         diags.extend(d);
         config.virtual_users = Some(u);
+    }
+    if let Some(src) = read("mailertable", &mut diags) {
+        let is_local = |d: &[u8]| config.is_local(d);
+        let (t, d) = mailertable::parse_with("mailertable", &src, &is_local);
+        diags.extend(d);
+        config.mailertable = t;
     }
     load_includes(&mut config, opts, &mut diags, &mut sources);
     Loaded {

@@ -1,6 +1,6 @@
 //! Recipient routing: the sendmail-style tables (`local-host-names`,
 //! `relay-domains`, `virtusertable`, `aliases`, `:include:` lists, mailbox
-//! users) and the resolver that turns one recipient address into a
+//! users, `mailertable`) and the resolver that turns one recipient address into a
 //! decision: refuse it, relay it, or deliver it locally to a de-duplicated
 //! list of typed targets (mta-semantics A.1–A.7, E).
 //!
@@ -14,6 +14,7 @@
 pub mod aliases;
 pub mod config;
 pub mod domains;
+pub mod mailertable;
 pub mod mapfile;
 pub mod reply;
 pub mod table;
@@ -329,6 +330,12 @@ impl<'a> Resolver<'a> {
         }
         let addr = Address { local, domain };
         if is_relay {
+            // A.8: a mailertable `error:` entry refuses at RCPT time.
+            if let Some(mailertable::Route::Error(reply)) =
+                self.config.mailertable.route_for(&addr.domain)
+            {
+                return Resolution::Refused(reply.clone());
+            }
             return Resolution::Relay(addr);
         }
         let mut ex = Expansion {
@@ -962,6 +969,26 @@ fwd@example.test someone@relay.test
             got,
             "local\n  forward bob@relay.test\n  forward eve@nowhere.test"
         );
+    }
+
+    #[test]
+    fn mailertable_error_refuses_a_relay_domain_at_rcpt() {
+        // A.8: `error:` entries refuse at RCPT time; other routes relay.
+        let mut c = config();
+        let gone = mailertable::parse_rhs(b"error:5.1.2:550 Host gone").unwrap();
+        c.mailertable.insert(b"relay.test", gone);
+        let u = users();
+        let resolve = |a: &str| {
+            let a = Address::parse(a.as_bytes()).unwrap();
+            Resolver::new(&c, &u).resolve(&a).to_string()
+        };
+        assert_eq!(resolve("bob@relay.test"), "refused 550 5.1.2 Host gone");
+        let ok = mailertable::parse_rhs(b"esmtp:[primary.test]").unwrap();
+        c.mailertable = mailertable::MailerTable::new();
+        c.mailertable.insert(b".", ok);
+        let a = Address::parse(b"bob@relay.test").unwrap();
+        let got = Resolver::new(&c, &u).resolve(&a).to_string();
+        assert_eq!(got, "relay bob@relay.test");
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! [`crate::status::Class`]. None of these opens a socket, a file or a
 //! thread, or reads a clock. Beside them, [`settings`] reads the main
 //! settings file and [`server`] is the only part with sockets, threads and
-//! deadlines; the relay client will live here too (DESIGN.md: smtp may use
-//! route, queue, message, status).
+//! deadlines. [`client`] is the relay client: blocking sockets, one
+//! connection per calling thread, deadlines for every reply (DESIGN.md:
+//! smtp may use route, queue, message, status).
 
 pub mod address;
+pub mod client;
 pub mod proto;
 pub mod reply;
 pub mod server;

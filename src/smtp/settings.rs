@@ -33,6 +33,16 @@
 //! deliver = /usr/local/bin/deliver   # default: next to postroom
 //! mail_root = ../state/mail       # virtual users' mail folders are made here
 //! virtual_user = mail             # as root: virtual users' uid and gid
+//! smart_host = [mail.isp.test]:587   # relay for remote domains without a mailertable entry
+//! smtp_connect_timeout = 30s      # the relay client's deadlines (s, m, h, d)
+//! smtp_greeting_timeout = 5m
+//! smtp_helo_timeout = 5m
+//! smtp_mail_timeout = 5m
+//! smtp_rcpt_timeout = 5m
+//! smtp_data_init_timeout = 2m
+//! smtp_data_block_timeout = 3m
+//! smtp_data_done_timeout = 10m
+//! smtp_quit_timeout = 5m
 //! ```
 
 use std::net::SocketAddr;
@@ -42,7 +52,9 @@ use std::time::Duration;
 use crate::diag::{Diagnostic, Span};
 use crate::queue::schedule::Schedule;
 use crate::route;
+use crate::route::mailertable::{self, HostSpec};
 
+use super::client::Timeouts;
 use super::proto::BareNewline;
 use super::session;
 
@@ -84,6 +96,20 @@ pub struct Settings {
     pub bare_newline: BareNewline,
     /// The queue runner's settings.
     pub runner: RunnerSettings,
+    /// The relay client's settings.
+    pub relay: RelaySettings,
+}
+
+/// The relay client's settings from `postroom.conf`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Where mail for a remote domain without a mailertable entry goes
+    /// (`smart_host`, the mailertable's host syntax); `None`: nowhere (it
+    /// bounces with `5.4.4`).
+    pub smart_host: Option<HostSpec>,
+    /// The client's deadlines (`smtp_*_timeout`, Postfix's names); RFC
+    /// 5321 §4.5.3.2 by default.
+    pub timeouts: Timeouts,
 }
 
 /// The queue runner's settings from `postroom.conf`.
@@ -157,6 +183,7 @@ impl Settings {
             max_hops: s.max_hops,
             bare_newline: s.bare_newline,
             runner: RunnerSettings::default(),
+            relay: RelaySettings::default(),
         }
     }
 
@@ -179,6 +206,8 @@ impl Settings {
     pub fn route_options(&self) -> route::Options {
         route::Options {
             host_name: self.hostname.as_bytes().to_vec(),
+            // A smart host is a route for forwards to any domain (A.5).
+            smarthost: self.relay.smart_host.is_some(),
             ..route::Options::default()
         }
     }
@@ -335,6 +364,16 @@ const KEYS: &[&str] = &[
     "max_deliveries",
     "relay_lanes",
     "delay_warning",
+    "smart_host",
+    "smtp_connect_timeout",
+    "smtp_greeting_timeout",
+    "smtp_helo_timeout",
+    "smtp_mail_timeout",
+    "smtp_rcpt_timeout",
+    "smtp_data_init_timeout",
+    "smtp_data_block_timeout",
+    "smtp_data_done_timeout",
+    "smtp_quit_timeout",
 ];
 
 /// A duration: a whole number with an optional unit `s`, `m`, `h` or `d`
@@ -360,7 +399,7 @@ fn apply(
     value: &str,
     dir: &Path,
     listen_given: &mut bool,
-) -> Result<(), &'static str> {
+) -> Result<(), String> {
     let number = |v: &str| v.parse::<u64>().map_err(|_| "want a whole number");
     let secs = |v: &str| match v.parse::<u64>() {
         Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
@@ -381,7 +420,7 @@ fn apply(
         }
         "hostname" => {
             if value.contains(|c: char| !c.is_ascii_graphic()) || !value.contains('.') {
-                return Err("want a fully qualified host name");
+                return Err("want a fully qualified host name".into());
             }
             s.hostname = value.to_ascii_lowercase();
         }
@@ -399,7 +438,7 @@ fn apply(
             s.bare_newline = match value {
                 "reject" => BareNewline::Reject,
                 "normalize" => BareNewline::Normalize,
-                _ => return Err("want `reject` or `normalize`"),
+                _ => return Err("want `reject` or `normalize`".into()),
             }
         }
         "queue_interval" => s.runner.interval = duration(value)?,
@@ -413,18 +452,28 @@ fn apply(
             s.runner.on_arrival = match value {
                 "background" => true,
                 "queue" => false,
-                _ => return Err("want `background` or `queue`"),
+                _ => return Err("want `background` or `queue`".into()),
             }
         }
         "max_deliveries" => match number(value)? {
-            0 => return Err("want a whole number, at least 1"),
+            0 => return Err("want a whole number, at least 1".into()),
             n => s.runner.workers = size(n),
         },
         "relay_lanes" => match number(value)? {
-            0 => return Err("want a whole number, at least 1"),
+            0 => return Err("want a whole number, at least 1".into()),
             n => s.runner.relay_lanes = size(n),
         },
         "delay_warning" => s.runner.schedule.delay_warning = Some(duration(value)?),
+        "smart_host" => s.relay.smart_host = Some(mailertable::parse_host(value.as_bytes())?),
+        "smtp_connect_timeout" => s.relay.timeouts.connect = duration(value)?,
+        "smtp_greeting_timeout" => s.relay.timeouts.greeting = duration(value)?,
+        "smtp_helo_timeout" => s.relay.timeouts.helo = duration(value)?,
+        "smtp_mail_timeout" => s.relay.timeouts.mail = duration(value)?,
+        "smtp_rcpt_timeout" => s.relay.timeouts.rcpt = duration(value)?,
+        "smtp_data_init_timeout" => s.relay.timeouts.data_init = duration(value)?,
+        "smtp_data_block_timeout" => s.relay.timeouts.data_block = duration(value)?,
+        "smtp_data_done_timeout" => s.relay.timeouts.data_end = duration(value)?,
+        "smtp_quit_timeout" => s.relay.timeouts.quit = duration(value)?,
         _ => unreachable!("key checked against KEYS"),
     }
     Ok(())
@@ -539,6 +588,29 @@ mod tests {
         assert_eq!(got.schedule.max_lifetime, Duration::from_secs(3 * 86400));
         assert_eq!(got.deliver, Some(PathBuf::from("/etc/p/bin/deliver")));
         assert_eq!(got.mail_root, Some(PathBuf::from("/etc/p/../state/mail")));
+    }
+
+    #[test]
+    fn relay_keys_are_read() {
+        let src = b"smart_host = [Mail.ISP.test]:587\nsmtp_connect_timeout = 2\nsmtp_data_done_timeout = 1m\nsmtp_quit_timeout = 3s\n";
+        let (s, diags) = parse("postroom.conf", src, Path::new("/etc/p"));
+        assert!(diags.is_empty(), "{diags:?}");
+        let want = HostSpec {
+            host: "mail.isp.test".to_string(),
+            port: 587,
+            mx: false,
+        };
+        assert_eq!(s.relay.smart_host, Some(want));
+        let t = s.relay.timeouts;
+        assert_eq!(t.connect, Duration::from_secs(2));
+        assert_eq!(t.data_end, Duration::from_secs(60));
+        assert_eq!(t.quit, Duration::from_secs(3));
+        assert_eq!(t.rcpt, Timeouts::default().rcpt);
+        assert!(s.route_options().smarthost, "a smart host routes forwards");
+        assert!(!Settings::defaults(Path::new(".")).route_options().smarthost);
+        let (_, got) = parse_str("\nsmart_host = [mail.isp.test\n");
+        let want = "2: `smart_host`: `[mail.isp.test` has `[` without `]`";
+        assert_eq!(got, vec![want.to_string()]);
     }
 
     #[test]
