@@ -49,9 +49,18 @@ impl Router for route::Resolver<'_> {
     /// send where was decided when the message was accepted (RCPT for
     /// SMTP clients; local users, forwards and DSNs may reach any domain).
     fn route(&self, rcpt: &str) -> Resolution {
+        let config = self.config();
         match route::Address::parse(rcpt.as_bytes()) {
-            Some(a) if !a.domain.is_empty() && !self.config().is_local(&a.domain) => {
-                Resolution::Relay(a)
+            Some(a) if !a.domain.is_empty() && !config.is_local(&a.domain) => {
+                match config.mailertable.route_for(&a.domain) {
+                    // mailertable `local:user` (A.8): that local user, or
+                    // the same local part here for `local:` alone.
+                    Some(route::mailertable::Route::Local(user)) => {
+                        let local = user.as_deref().unwrap_or(&a.local);
+                        self.resolve(&route::Address::new(local, &config.host_name))
+                    }
+                    _ => Resolution::Relay(a),
+                }
             }
             Some(a) => self.resolve(&a),
             None => Resolution::Refused(route::reply::bad_member()),
@@ -572,7 +581,7 @@ fn count(state: State, sum: &mut Summary) {
 }
 
 /// A routing reply as a failure: its class and enhanced code as given.
-fn from_reply(reply: &crate::status::Reply) -> Failure {
+pub fn from_reply(reply: &crate::status::Reply) -> Failure {
     let class = reply.class().unwrap_or(Class::Perm);
     let detail = reply
         .enhanced()

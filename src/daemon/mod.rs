@@ -15,6 +15,7 @@
 //! bouncing `runner`, the protocol `smtp`.
 
 pub mod pool;
+pub mod relay;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
+use crate::deliver::zygote::Zygotes;
 use crate::diag::{Diagnostic, Severity};
 use crate::queue::bounce::BounceConfig;
 use crate::queue::{Entry, Listing, Queue, QueueError, Spool, SystemClock};
@@ -173,11 +175,8 @@ pub fn smtpd(dir: &Path) -> i32 {
     };
     let log = server::stderr_log();
     let opts = s.route_options();
-    let bounce = BounceConfig {
-        reporting_mta: s.hostname.clone(),
-        return_full_up_to: None,
-    };
     let tables = server::Tables::new(loaded.config);
+    let agents = Agents::new(&s, r.clone(), tables.clone(), deliver.clone(), log.clone());
     // Everything queued goes through `kicking`: the server's messages and
     // the runner's DSNs reach the pool at once.
     let (kicking, kicks) = pool::Kicking::new(spool.clone());
@@ -206,13 +205,18 @@ pub fn smtpd(dir: &Path) -> i32 {
     }
     reload_on_sighup(dir.to_path_buf(), opts, srv.tables());
     eprintln!(
-        "postroom smtpd: queue runner started ({} at once), deliver is {}",
+        "postroom smtpd: queue runner started ({} at once, {} relay lanes), deliver is {}{}",
         r.workers,
-        deliver.display()
+        r.relay_lanes,
+        deliver.display(),
+        if agents.zygotes.is_some() {
+            ", forked from warm zygotes"
+        } else {
+            ", started for each message"
+        }
     );
     let (started, first_pass) = std::sync::mpsc::channel();
     let runner = {
-        let tables = srv.tables();
         let log = log.clone();
         let root = spool.root().to_path_buf();
         std::thread::spawn(move || {
@@ -223,10 +227,9 @@ pub fn smtpd(dir: &Path) -> i32 {
                 spool_root: &root,
                 stop: &STOP,
             };
-            let job = |id: &crate::queue::QueueId, force: bool| {
-                deliver_entry(&*queue, &tables, &r, &deliver, &bounce, &log, id, force)
-            };
-            let lane_of = |e: &Entry| first_remote_domain(&tables.current(), e);
+            let job =
+                |id: &crate::queue::QueueId, force: bool| agents.deliver_entry(&*queue, id, force);
+            let lane_of = |e: &Entry| first_remote_domain(&agents.tables.current(), e);
             let log_job = |what: &str, s: &Summary| log_summary(&log, what, s);
             pool::run(&*queue, &cfg, &job, &lane_of, &log_job, &kicks, &started);
         })
@@ -323,31 +326,76 @@ impl LocalDelivery for MakeFolders<'_> {
     }
 }
 
-/// Calls `f` with a runner over `queue` built from the tables in use now
-/// (a reload takes effect for the next entry).
-fn with_runner<T>(
-    queue: &dyn Queue,
-    tables: &server::Tables,
-    r: &RunnerSettings,
-    deliver: &Path,
-    bounce: &BounceConfig,
-    log: &server::Log,
-    f: impl FnOnce(&Runner<'_>) -> T,
-) -> T {
-    let config = tables.current();
-    let users: Arc<dyn Users + Send + Sync> = match &config.virtual_users {
-        Some(v) => Arc::new(v.clone()),
-        None => Arc::new(crate::route::SystemUsers),
-    };
-    let resolver = crate::route::Resolver::new(&config, &*users);
-    let mut exec = Exec::new(deliver, Arc::clone(&users));
-    exec.virtual_id = virtual_id(r);
-    let local = MakeFolders {
-        exec,
-        mail_root: r.mail_root.as_deref(),
-        log,
-    };
-    f(&Runner::new(queue, &resolver, &local, bounce.clone()))
+/// Everything a runner is built from, for the life of a server or a flush.
+struct Agents {
+    tables: server::Tables,
+    r: RunnerSettings,
+    deliver: PathBuf,
+    bounce: BounceConfig,
+    log: server::Log,
+    zygotes: Option<Arc<Zygotes>>,
+    relay: relay::SmtpRelay,
+}
+
+impl Agents {
+    fn new(
+        s: &settings::Settings,
+        r: RunnerSettings,
+        tables: server::Tables,
+        deliver: PathBuf,
+        log: server::Log,
+    ) -> Agents {
+        let relay = relay::SmtpRelay::new(
+            tables.clone(),
+            s.relay.smart_host.clone(),
+            s.relay.timeouts,
+            s.hostname.clone(),
+            r.schedule.min_backoff,
+        );
+        Agents {
+            zygotes: if r.zygotes {
+                Zygotes::of(&deliver).map(Arc::new)
+            } else {
+                None
+            },
+            bounce: BounceConfig {
+                reporting_mta: s.hostname.clone(),
+                return_full_up_to: None,
+            },
+            tables,
+            r,
+            deliver,
+            log,
+            relay,
+        }
+    }
+
+    /// Calls `f` with a runner over `queue` built from the tables in use
+    /// now (a reload takes effect for the next entry).
+    fn with_runner<T>(&self, queue: &dyn Queue, f: impl FnOnce(&Runner<'_>) -> T) -> T {
+        let config = self.tables.current();
+        let users: Arc<dyn Users + Send + Sync> = match &config.virtual_users {
+            Some(v) => Arc::new(v.clone()),
+            None => Arc::new(crate::route::SystemUsers),
+        };
+        let resolver = crate::route::Resolver::new(&config, &*users);
+        let mut exec = Exec::new(&self.deliver, Arc::clone(&users));
+        exec.virtual_id = virtual_id(&self.r);
+        exec.zygotes = self.zygotes.clone();
+        let local = MakeFolders {
+            exec,
+            mail_root: self.r.mail_root.as_deref(),
+            log: &self.log,
+        };
+        f(&Runner::new(queue, &resolver, &local, self.bounce.clone()).with_relay(&self.relay))
+    }
+
+    /// One pool job: the entry `id`.
+    fn deliver_entry(&self, queue: &dyn Queue, id: &crate::queue::QueueId, force: bool) -> Summary {
+        self.with_runner(queue, |runner| {
+            runner.run_entry(id, pool::unix_now(), force)
+        })
+    }
 }
 
 /// The domain of the first recipient of `e` still to be done that is not
@@ -359,23 +407,6 @@ fn first_remote_domain(config: &crate::route::Config, e: &Entry) -> Option<Vec<u
         .filter_map(|r| crate::route::Address::parse(r.address.address.as_bytes()))
         .map(|a| a.domain)
         .find(|d| !d.is_empty() && !config.is_local(d))
-}
-
-/// One pool job: the entry `id` with the tables in use now.
-#[allow(clippy::too_many_arguments)]
-fn deliver_entry(
-    queue: &dyn Queue,
-    tables: &server::Tables,
-    r: &RunnerSettings,
-    deliver: &Path,
-    bounce: &BounceConfig,
-    log: &server::Log,
-    id: &crate::queue::QueueId,
-    force: bool,
-) -> Summary {
-    with_runner(queue, tables, r, deliver, bounce, log, |runner| {
-        runner.run_entry(id, pool::unix_now(), force)
-    })
 }
 
 /// The uid and gid of the `virtual_user` setting, when we are root and it
@@ -531,15 +562,10 @@ pub fn queue_flush(dir: &Path) -> i32 {
                     return 78;
                 }
             };
-            let bounce = BounceConfig {
-                reporting_mta: s.hostname.clone(),
-                return_full_up_to: None,
-            };
             let tables = server::Tables::new(loaded.config);
             let log: server::Log = Arc::new(|l| eprintln!("postroom queue: {l}"));
-            let sum = with_runner(&spool, &tables, &r, &deliver, &bounce, &log, |runner| {
-                runner.flush(pool::unix_now())
-            });
+            let agents = Agents::new(&s, r, tables, deliver, log.clone());
+            let sum = agents.with_runner(&spool, |runner| runner.flush(pool::unix_now()));
             log_summary(&log, "flush", &sum);
             println!(
                 "flushed: {} entr(ies) looked at, no server running",

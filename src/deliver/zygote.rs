@@ -18,7 +18,9 @@
 //! (fork is safe), runs one request at a time and ends when its socket
 //! closes; a client that wants several at once starts several.
 //!
-//! The protocol (all integers little-endian): a request is `PRZ1`, the
+//! The protocol (all integers little-endian): the zygote greets with
+//! `PRZ1` once it runs (a program that does not is not a zygote). A
+//! request is `PRZ1`, the
 //! argument vector and the environment (each a u32 count of u32-length
 //! strings), the uid and gid to run as (u32 + 1, 0 for "stay"), and the
 //! message (u64 length). The zygote answers `P` + the child's pid (u32)
@@ -184,6 +186,12 @@ pub fn serve(sock: UnixStream) -> i32 {
     // CPU feature detection (a trap to the hypervisor on a VM).
     #[cfg(target_arch = "x86_64")]
     let _ = std::is_x86_feature_detected!("avx2");
+    // The greeting: whoever started us knows we are a zygote, not some
+    // other program that took the argument for something else.
+    if let Err(e) = sock.write_all(MAGIC) {
+        eprintln!("deliver zygote: {e}");
+        return 74;
+    }
     loop {
         let req = match Request::decode(&mut sock) {
             Ok(Some(r)) => r,
@@ -324,7 +332,8 @@ pub enum ZygoteError {
 
 impl Zygote {
     /// Starts `deliver --postroom-zygote` (with an empty environment but
-    /// `PATH`); its stderr goes where ours does.
+    /// `PATH`) and waits up to 10 s for its greeting; its stderr goes where
+    /// ours does. A program that does not greet is killed.
     pub fn start(deliver: &Path) -> io::Result<Zygote> {
         let (ours, theirs) = UnixStream::pair()?;
         let child = Command::new(deliver)
@@ -334,13 +343,31 @@ impl Zygote {
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .spawn()?;
-        Ok(Zygote { child, sock: ours })
+        let mut z = Zygote { child, sock: ours };
+        z.sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut hello = [0u8; 4];
+        match z.sock.read_exact(&mut hello) {
+            Ok(()) if &hello == MAGIC => Ok(z),
+            Ok(()) => {
+                let _ = z.child.kill();
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a postroom deliver", deliver.display()),
+                ))
+            }
+            Err(e) => {
+                let _ = z.child.kill();
+                Err(e)
+            }
+        }
     }
 
     /// Runs `req`; after `limit` the child is killed and `Ok(None)`
     /// returned (its end is still waited for, so the zygote stays usable).
     pub fn run(&mut self, req: &Request, limit: Duration) -> Result<Option<Ended>, ZygoteError> {
-        self.sock.set_read_timeout(None)?;
+        // The fork answer comes at once; a zygote that says nothing for a
+        // minute is broken.
+        self.sock.set_read_timeout(Some(Duration::from_secs(60)))?;
         self.sock.write_all(&req.encode())?;
         let mut tag = [0u8; 1];
         self.sock.read_exact(&mut tag)?;
@@ -424,6 +451,22 @@ impl Zygotes {
             deliver: deliver.into(),
             idle: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Zygotes of `deliver` when it is postroom's own (its `-v` says so),
+    /// `None` for any other program (procmail, a wrapper script), which
+    /// must be started once per message as usual.
+    pub fn of(deliver: &Path) -> Option<Zygotes> {
+        let out = Command::new(deliver)
+            .arg("-v")
+            .env_clear()
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.stdout
+            .starts_with(b"deliver (postroom ")
+            .then(|| Zygotes::new(deliver))
     }
 
     /// Runs `req` in an idle zygote (a new one if none is idle).

@@ -143,6 +143,10 @@ pub struct RunnerSettings {
     /// default 4): the entries for one destination domain go out one
     /// after the other, in arrival order.
     pub relay_lanes: usize,
+    /// Fork each delivery from a warm `deliver` instead of starting one
+    /// per message (`deliver_zygotes = yes`, the default; `no` starts
+    /// `deliver` every time, as an MTA's local mailer is run).
+    pub zygotes: bool,
 }
 
 impl Default for RunnerSettings {
@@ -156,6 +160,7 @@ impl Default for RunnerSettings {
             on_arrival: true,
             workers: 10,
             relay_lanes: 4,
+            zygotes: true,
         }
     }
 }
@@ -363,6 +368,7 @@ const KEYS: &[&str] = &[
     "delivery_mode",
     "max_deliveries",
     "relay_lanes",
+    "deliver_zygotes",
     "delay_warning",
     "smart_host",
     "smtp_connect_timeout",
@@ -459,6 +465,13 @@ fn apply(
             0 => return Err("want a whole number, at least 1".into()),
             n => s.runner.workers = size(n),
         },
+        "deliver_zygotes" => {
+            s.runner.zygotes = match value {
+                "yes" => true,
+                "no" => false,
+                _ => return Err("want `yes` or `no`".into()),
+            }
+        }
         "relay_lanes" => match number(value)? {
             0 => return Err("want a whole number, at least 1".into()),
             n => s.runner.relay_lanes = size(n),
