@@ -16,3 +16,4 @@ pub mod route;
 pub mod runner;
 pub mod smtp;
 pub mod status;
+pub mod submit;

@@ -26,8 +26,18 @@ use postroom::smtp::{server, settings};
 use postroom::status::Outcome;
 
 fn main() {
+    // Installed as /usr/sbin/sendmail or mailq (a symlink): sendmail's
+    // command line, not ours.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .first()
+        .is_some_and(|a| postroom::submit::is_sendmail_name(a))
+    {
+        std::process::exit(postroom::submit::main_argv(&argv));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Sendmail { args } => postroom::submit::main(&args),
         Command::Check { config, rcfiles } => {
             let mut errors = check(&rcfiles);
             if let Some(dir) = config {
