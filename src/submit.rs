@@ -8,8 +8,8 @@
 //! local submissions (`Received:`, `From:`, `Date:`, `Message-ID:`,
 //! `X-Authentication-Warning:`), the recipients (arguments and `-t`), and
 //! the sysexits code. The message then goes to
-//! [`queue::maildrop::drop_file`]; the spool's owner queues it with
-//! [`queue::Spool::pickup`].
+//! [`crate::queue::maildrop::drop_file`]; the spool's owner queues it with
+//! [`crate::queue::Spool::pickup`].
 //!
 //! It never opens the spool (a running `postroom smtpd` holds its lock),
 //! never delivers, never opens a socket, and exits 0 only once the
