@@ -9,6 +9,7 @@ mod rc_syntax;
 mod robust;
 mod route;
 mod runner;
+mod sendmail;
 mod smtp_proto;
 mod smtpd;
 mod util;
