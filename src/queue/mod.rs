@@ -11,7 +11,10 @@
 //! it returned (mta-semantics B.8). The runner (`crate::runner`) takes the due
 //! entries, delivers each recipient, calls [`Queue::record`] before acting
 //! on the result, queues a DSN for failed recipients, marks them notified,
-//! and removes the entry once every recipient is final.
+//! and removes the entry once every recipient is final. Local submissions
+//! (`postroom sendmail`) arrive as files in the spool's maildrop
+//! ([`maildrop`]); [`Queue::pickup`], called at the start of every runner
+//! pass, turns them into entries.
 //!
 //! This module never opens a socket, never runs `deliver` or any other
 //! program, and never reads the clock except through a [`Clock`].
