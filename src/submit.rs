@@ -28,7 +28,9 @@ use crate::diag::Severity;
 use crate::queue::QueueId;
 use crate::queue::maildrop::{self, Drop};
 use crate::smtp::address::{ForwardPath, ReversePath, parse_forward_path, parse_reverse_path};
-use crate::status::sysexits::{EX_CONFIG, EX_NOINPUT, EX_NOUSER, EX_OSERR, EX_TEMPFAIL, EX_USAGE};
+use crate::status::sysexits::{
+    EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_OSERR, EX_TEMPFAIL, EX_USAGE,
+};
 
 /// Where the configuration is when neither `-C`/`--config` nor
 /// `POSTROOM_CONFIG` says.
@@ -50,6 +52,25 @@ pub enum SubmitError {
     /// The message could not be read (`EX_NOINPUT`, 66).
     #[error("cannot read the message from standard input: {0}")]
     Input(std::io::Error),
+    /// Bigger than `max_message_size` (`EX_DATAERR`, 65; sendmail gives
+    /// up on a message over its MaxMessageSize the same way).
+    #[error("message is too large ({size} octets or more; the limit is {max})")]
+    TooBig {
+        /// The size reached.
+        size: u64,
+        /// `max_message_size`.
+        max: u64,
+    },
+    /// More `Received:` fields than `max_hops` (`EX_DATAERR`, 65): a mail
+    /// loop, such as two rcfiles forwarding to each other (sendmail's
+    /// "Too many hops"). The caller's forward fails and it keeps the mail.
+    #[error("too many hops ({hops} Received: fields; the limit is {max})")]
+    TooManyHops {
+        /// `Received:` fields, ours included.
+        hops: usize,
+        /// `max_hops`.
+        max: usize,
+    },
     /// Who is submitting is unknown (`EX_NOUSER`, 67).
     #[error("{0}")]
     NoUser(String),
@@ -67,6 +88,7 @@ impl SubmitError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SubmitError::Usage(_) | SubmitError::NoRecipients => EX_USAGE,
+            SubmitError::TooBig { .. } | SubmitError::TooManyHops { .. } => EX_DATAERR,
             SubmitError::Input(_) => EX_NOINPUT,
             SubmitError::NoUser(_) => EX_NOUSER,
             SubmitError::Config(_) => EX_CONFIG,
@@ -197,9 +219,14 @@ fn submit(inv: &Invocation, dir: &Path) -> Result<(), SubmitError> {
     // the mail system's user).
     let spool_owner = std::fs::metadata(&settings.spool).map(|m| m.uid()).ok();
     let trusted = who.uid == 0 || Some(who.uid) == spool_owner;
+    // Bounded: CRLF at most doubles the size, and prepare() measures the
+    // result; past this much the message cannot fit (unless a lone dot
+    // ended it earlier, which normalize() finds in what was read).
+    let limit = settings.max_message.saturating_mul(2).saturating_add(4096);
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
+        .take(limit)
         .read_to_end(&mut input)
         .map_err(SubmitError::Input)?;
     let now = SystemTime::now();
@@ -213,6 +240,8 @@ fn submit(inv: &Invocation, dir: &Path) -> Result<(), SubmitError> {
         id: &id,
         date: local.format("%a, %d %b %Y %H:%M:%S %z").to_string(),
         stamp: local.format("%Y%m%d%H%M%S").to_string(),
+        max_message: settings.max_message,
+        max_hops: settings.max_hops,
     };
     let drop = prepare(inv, &ctx, &input)?;
     maildrop::drop_file(&settings.spool, &id, &drop).map_err(|e| {
@@ -286,6 +315,10 @@ pub struct Context<'a> {
     pub date: String,
     /// The time as `YYYYMMDDhhmmss`, for `Message-ID:`.
     pub stamp: String,
+    /// `max_message_size`: the largest message, our fields included.
+    pub max_message: u64,
+    /// `max_hops`: the most `Received:` fields, ours included.
+    pub max_hops: usize,
 }
 
 /// Builds the maildrop submission from the command line and the bytes
@@ -413,6 +446,18 @@ pub fn prepare(inv: &Invocation, ctx: &Context<'_>, input: &[u8]) -> Result<Drop
         .iter()
         .filter(|f| name_of(f).eq_ignore_ascii_case(b"received"))
         .count();
+    if hops > ctx.max_hops {
+        return Err(SubmitError::TooManyHops {
+            hops,
+            max: ctx.max_hops,
+        });
+    }
+    if out.len() as u64 > ctx.max_message {
+        return Err(SubmitError::TooBig {
+            size: out.len() as u64,
+            max: ctx.max_message,
+        });
+    }
     let mut params = Vec::new();
     if inv
         .body_8bit
@@ -730,6 +775,8 @@ mod tests {
             id: &id,
             date: "Thu, 26 Nov 2026 12:00:00 +0000".into(),
             stamp: "20261126120000".into(),
+            max_message: 1000,
+            max_hops: 3,
         };
         prepare(&inv, &ctx, input)
     }
@@ -878,6 +925,27 @@ mod tests {
         assert!(!t.contains("From alice"), "{t}");
         assert!(t.contains("\r\nSubject: caf\u{e9}\r\n"));
         assert_eq!(d.params, "BODY=8BITMIME");
+    }
+
+    #[test]
+    fn a_loop_or_an_oversized_message_is_refused_with_65() {
+        // Ours makes three: at the limit, still taken.
+        assert!(run(&["b"], false, b"Received: a\nReceived: b\n\nx\n").is_ok());
+        let e = run(
+            &["b"],
+            false,
+            b"Received: a\nReceived: b\nReceived: c\n\nx\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "too many hops (4 Received: fields; the limit is 3)"
+        );
+        assert_eq!(e.exit_code(), 65);
+        let big = vec![b'x'; 900];
+        let e = run(&["b"], false, &big).unwrap_err();
+        assert!(e.to_string().starts_with("message is too large ("), "{e}");
+        assert_eq!(e.exit_code(), 65);
     }
 
     #[test]
