@@ -676,3 +676,34 @@ fn an_rcfile_forward_through_deliver_reaches_the_maildrop_whole() {
     // Nothing else in the maildrop, nothing half-written.
     assert!(names(&dir.join("spool/maildrop")).is_empty());
 }
+
+#[test]
+fn without_a_server_dash_q_picks_up_and_delivers() {
+    let dir = Dir::new("sendmail-q");
+    let etc = example(&dir);
+    // The spool as a server leaves it: made, maildrop included.
+    drop(
+        Spool::open(
+            dir.join("state/spool"),
+            Schedule::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("open spool"),
+    );
+    let mut c = sendmail();
+    c.env("POSTROOM_CONFIG", &etc)
+        .args(["-oi", "bob@example.test"]);
+    let r = run(c, b"Subject: queued while down\n\nx\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(names(&dir.join("state/spool/maildrop")).len(), 1);
+    assert!(names(&dir.join("state/mail/bob/inbox/new")).is_empty());
+    let mut c = sendmail();
+    c.env("POSTROOM_CONFIG", &etc).arg("-q");
+    let r = run(c, b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("no server running"), "{}", r.stdout);
+    let got = wait_for_file(&dir, "state/mail/bob/inbox/new");
+    assert!(got.contains("\nSubject: queued while down\n"), "{got}");
+    assert!(names(&dir.join("state/spool/maildrop")).is_empty());
+    assert!(names(&dir.join("state/spool/active")).is_empty());
+}
