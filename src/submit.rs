@@ -533,20 +533,24 @@ fn display_name(n: &str) -> String {
     }
 }
 
-/// The sender of `-f`/`-r`: angle brackets removed, `<>` or empty the null
-/// sender, unqualified names get our host name (as sendmail's `$j`).
+/// The sender of `-f`/`-r`: an address as in a header field (`<a@x>`,
+/// `Name <a@x>`, `a@x`); `<>` or nothing is the null sender; an
+/// unqualified name gets our host name (as sendmail's `$j`).
 fn sender_address(raw: &[u8], hostname: &str) -> Result<String, SubmitError> {
-    let s = std::str::from_utf8(raw)
-        .map_err(|_| SubmitError::Usage("the sender is not UTF-8".into()))?
-        .trim();
-    let s = s
-        .strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(s);
-    if s.is_empty() {
-        return Ok(String::new());
+    let bad = || {
+        SubmitError::Usage(format!(
+            "invalid sender address `{}`",
+            printable(&String::from_utf8_lossy(raw))
+        ))
+    };
+    match address_list(raw).as_slice() {
+        [] => Ok(String::new()),
+        [one] => {
+            let s = std::str::from_utf8(one).map_err(|_| bad())?;
+            checked_sender(&qualify(s, hostname))
+        }
+        _ => Err(bad()),
     }
-    checked_sender(&qualify(s, hostname))
 }
 
 fn checked_sender(s: &str) -> Result<String, SubmitError> {
@@ -875,6 +879,9 @@ mod tests {
         let own = run(&["-f", "alice", "b"], false, b"x\n").unwrap();
         assert!(!text(&own).contains("X-Authentication-Warning"));
         assert_eq!(own.sender, "alice@mx.example.test");
+        let named = run(&["-f", "Boss <boss@example.test>", "b"], true, b"x\n").unwrap();
+        assert_eq!(named.sender, "boss@example.test");
+        assert!(run(&["-f", "a@x.test, b@x.test", "b"], true, b"x\n").is_err());
         let null = run(&["-f", "<>", "-F", "Mail System", "b"], true, b"x\n").unwrap();
         assert_eq!(null.sender, "");
         assert!(text(&null).contains("\r\nFrom: Mail System <alice@mx.example.test>\r\n"));

@@ -383,6 +383,18 @@ fn postroom_answers_to_the_name_sendmail_and_to_the_subcommand() {
         "{}",
         r.stderr
     );
+    // So is the name mailq.
+    let mailq = dir.join("mailq");
+    std::os::unix::fs::symlink(bin("postroom"), &mailq).unwrap();
+    let mut c = Command::new(&mailq);
+    c.env_clear().env("POSTROOM_CONFIG", &etc);
+    let r = run(c, b"");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "Mail queue is empty\n"),
+        "{}",
+        r.stderr
+    );
     let got = pick_up(&dir);
     let mut all: Vec<Vec<&str>> = got.iter().map(|(e, _)| rcpts(e)).collect();
     all.sort();
