@@ -11,8 +11,9 @@
 //! `maildrop/` is mode 1733 (made by [`super::Spool::open`]): anyone may
 //! create a file there, nobody but the owner may list it, and the sticky
 //! bit keeps users from removing or renaming each other's files. Files are
-//! created 0600, so only their submitter and the spool's owner (root, or
-//! the user `smtpd` runs as) can read them.
+//! created 0600 and belong to their submitter: only they and root can read
+//! them, so a server that does not run as root picks up only its own
+//! user's submissions (the others wait, reported by every pickup).
 //!
 //! This module never opens a socket, never runs a program and never reads
 //! the spool's other directories.
