@@ -459,10 +459,10 @@ pub fn prepare(inv: &Invocation, ctx: &Context<'_>, input: &[u8]) -> Result<Drop
         });
     }
     let mut params = Vec::new();
-    if inv
-        .body_8bit
-        .unwrap_or_else(|| out.iter().any(|&b| b >= 0x80))
-    {
+    // The bytes decide, not -B: sendmail's collect() turns a claimed
+    // 8BITMIME without 8-bit data into 7BIT, and 8-bit data cannot go
+    // out as 7BIT.
+    if out.iter().any(|&b| b >= 0x80) {
         params.push("BODY=8BITMIME");
     }
     if !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()) {

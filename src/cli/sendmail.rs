@@ -44,7 +44,8 @@ pub struct Invocation {
     pub envid: Option<Vec<u8>>,
     /// `-R hdrs|full`: `Some(true)` returns only headers in a DSN.
     pub ret_headers: Option<bool>,
-    /// `-B 8BITMIME|7BIT`.
+    /// `-B 8BITMIME|7BIT`, checked; the message's bytes decide its body
+    /// type (`submit`), as they do in sendmail's collect().
     pub body_8bit: Option<bool>,
     /// Options accepted but ignored, one lowercase line each, for stderr.
     pub warnings: Vec<String>,
