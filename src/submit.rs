@@ -26,7 +26,7 @@ use std::time::SystemTime;
 use crate::cli::sendmail::{self as cli, Invocation, Mode};
 use crate::diag::Severity;
 use crate::queue::QueueId;
-use crate::queue::maildrop::{self, Drop};
+use crate::queue::maildrop::{self, Submission};
 use crate::smtp::address::{ForwardPath, ReversePath, parse_forward_path, parse_reverse_path};
 use crate::status::sysexits::{
     EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_OSERR, EX_TEMPFAIL, EX_USAGE,
@@ -80,7 +80,7 @@ pub enum SubmitError {
     /// The maildrop could not be written (`EX_TEMPFAIL`, 75): the caller
     /// keeps the message.
     #[error("{0}")]
-    Drop(#[from] maildrop::DropError),
+    Submission(#[from] maildrop::DropError),
 }
 
 impl SubmitError {
@@ -92,7 +92,7 @@ impl SubmitError {
             SubmitError::Input(_) => EX_NOINPUT,
             SubmitError::NoUser(_) => EX_NOUSER,
             SubmitError::Config(_) => EX_CONFIG,
-            SubmitError::Drop(_) => EX_TEMPFAIL,
+            SubmitError::Submission(_) => EX_TEMPFAIL,
         }
     }
 }
@@ -324,7 +324,11 @@ pub struct Context<'a> {
 /// Builds the maildrop submission from the command line and the bytes
 /// read: the lone-dot rule, a leading `From ` line dropped, CRLF line
 /// ends, the header completed, the recipients found and checked.
-pub fn prepare(inv: &Invocation, ctx: &Context<'_>, input: &[u8]) -> Result<Drop, SubmitError> {
+pub fn prepare(
+    inv: &Invocation,
+    ctx: &Context<'_>,
+    input: &[u8],
+) -> Result<Submission, SubmitError> {
     let own = format!("{}@{}", ctx.who.user, ctx.hostname);
     let (sender, sender_set) = match &inv.from {
         Some(f) => (sender_address(f, ctx.hostname)?, true),
@@ -468,7 +472,7 @@ pub fn prepare(inv: &Invocation, ctx: &Context<'_>, input: &[u8]) -> Result<Drop
     if !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()) {
         params.push("SMTPUTF8");
     }
-    Ok(Drop {
+    Ok(Submission {
         uid: ctx.who.uid,
         user: ctx.who.user.clone(),
         sender,
@@ -767,7 +771,7 @@ mod tests {
         }
     }
 
-    fn run(args: &[&str], trusted: bool, input: &[u8]) -> Result<Drop, SubmitError> {
+    fn run(args: &[&str], trusted: bool, input: &[u8]) -> Result<Submission, SubmitError> {
         let inv = cli::parse(args).unwrap();
         let id = QueueId::parse("06B081F40000000000001F4000").unwrap();
         let who = who();
@@ -785,7 +789,7 @@ mod tests {
         prepare(&inv, &ctx, input)
     }
 
-    fn text(d: &Drop) -> String {
+    fn text(d: &Submission) -> String {
         String::from_utf8_lossy(&d.message).into_owned()
     }
 

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use postroom::queue::maildrop::Drop;
+use postroom::queue::maildrop::Submission;
 use postroom::queue::{Entry, Queue, Schedule, Spool, SystemClock};
 
 use crate::util::{Dir, bin, cmd, require_tool};
@@ -318,7 +318,7 @@ fn the_maildrop_is_1733_and_each_file_is_its_submitters_alone() {
     let f = std::fs::metadata(md.join(&files[0])).unwrap();
     assert_eq!(f.permissions().mode() & 0o777, 0o600);
     assert_eq!(f.uid(), nix::unistd::getuid().as_raw());
-    let d = Drop::parse(&std::fs::read(md.join(&files[0])).unwrap()).unwrap();
+    let d = Submission::parse(&std::fs::read(md.join(&files[0])).unwrap()).unwrap();
     assert_eq!(d.recipients, ["bob@example.test"]);
 }
 
@@ -502,7 +502,7 @@ fn an_untrusted_dash_f_is_marked_and_a_forged_trust_claim_goes_to_corrupt() {
         user.uid
     );
     // A hand-made file of the same user claiming trust.
-    let forged = Drop {
+    let forged = Submission {
         uid: user.uid,
         user: user.name.clone(),
         sender: "ceo@example.test".into(),
@@ -511,7 +511,7 @@ fn an_untrusted_dash_f_is_marked_and_a_forged_trust_claim_goes_to_corrupt() {
         hops: 1,
         recipients: vec!["bob@example.test".into()],
         message: b"Subject: forged\r\n\r\nx\r\n".to_vec(),
-        ..Drop::default()
+        ..Submission::default()
     };
     let path = md.join("forged");
     std::fs::write(&path, forged.to_bytes()).unwrap();

@@ -71,7 +71,7 @@ pub const TMP_PREFIX: &str = ".tmp-";
 
 /// One local submission, as the submitter writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Drop {
+pub struct Submission {
     /// The submitting user's uid (checked against the file's owner).
     pub uid: u32,
     /// The submitting user's login name, for the log and the listing.
@@ -108,7 +108,7 @@ pub struct FormatError {
     pub message: String,
 }
 
-impl Drop {
+impl Submission {
     /// The file's bytes: header, then message.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut s = String::new();
@@ -133,7 +133,7 @@ impl Drop {
     }
 
     /// Parses a maildrop file strictly (module docs).
-    pub fn parse(data: &[u8]) -> Result<Drop, FormatError> {
+    pub fn parse(data: &[u8]) -> Result<Submission, FormatError> {
         let mut p = Lines {
             data,
             pos: 0,
@@ -196,7 +196,7 @@ impl Drop {
                 message: format!("message has {} octets, `size` says {size}", message.len()),
             });
         }
-        Ok(Drop {
+        Ok(Submission {
             uid,
             user,
             sender,
@@ -325,7 +325,7 @@ fn drop_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DropErro
 /// the spool's owner cannot open `maildrop/` (mode 1733 has no read bit
 /// for it) to fsync it; it then flushes the whole file system with
 /// `syncfs(2)`, which also makes the rename durable.
-pub fn drop_file(spool: &Path, name: &QueueId, drop: &Drop) -> Result<(), DropError> {
+pub fn drop_file(spool: &Path, name: &QueueId, drop: &Submission) -> Result<(), DropError> {
     let dir = spool.join(DIR);
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let target = dir.join(name.as_str());
@@ -373,8 +373,8 @@ pub fn new_name(now: SystemTime) -> QueueId {
 mod tests {
     use super::*;
 
-    fn sample() -> Drop {
-        Drop {
+    fn sample() -> Submission {
+        Submission {
             uid: 1000,
             user: "alice".into(),
             sender: "alice@mx.example.test".into(),
@@ -398,13 +398,13 @@ mod tests {
                     rcpt bob@example.test\nrcpt \"a%20b\"@example.test\nsize 26\nend\n\
                     Subject: hi\r\n\r\nbody\r\nend\r\n";
         assert_eq!(String::from_utf8_lossy(&bytes), want);
-        assert_eq!(Drop::parse(&bytes), Ok(d));
-        let null = Drop {
+        assert_eq!(Submission::parse(&bytes), Ok(d));
+        let null = Submission {
             sender: String::new(),
             envid: None,
             ..sample()
         };
-        assert_eq!(Drop::parse(&null.to_bytes()), Ok(null));
+        assert_eq!(Submission::parse(&null.to_bytes()), Ok(null));
     }
 
     #[test]
@@ -454,17 +454,17 @@ mod tests {
         for (from, to, want) in cases {
             assert!(good.contains(from), "{from}");
             let bad = good.replacen(from, to, 1);
-            let got = Drop::parse(bad.as_bytes()).unwrap_err().to_string();
+            let got = Submission::parse(bad.as_bytes()).unwrap_err().to_string();
             assert!(got.contains(want), "{from} -> {to}: {got}");
         }
         let cut = &good.as_bytes()[..40];
         assert!(
-            Drop::parse(cut)
+            Submission::parse(cut)
                 .unwrap_err()
                 .to_string()
                 .contains("cut off")
         );
-        assert!(Drop::parse(b"").is_err());
+        assert!(Submission::parse(b"").is_err());
     }
 
     #[test]

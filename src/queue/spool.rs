@@ -54,7 +54,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::entry::{Attempt, Entry, Envelope, State};
-use super::maildrop::{self, Drop};
+use super::maildrop::{self, Submission};
 use super::schedule::Schedule;
 use super::{Clock, Corrupt, Listing, Pickup, Queue, QueueError};
 
@@ -549,7 +549,7 @@ impl Spool {
         if let Err(e) = f.read_to_end(&mut data) {
             return Ok(Picked::Left(format!("cannot read: {e}")));
         }
-        let drop = match Drop::parse(&data) {
+        let drop = match Submission::parse(&data) {
             Ok(d) => d,
             Err(e) => return Ok(Picked::Corrupt(format!("maildrop file {e}"))),
         };
@@ -842,15 +842,15 @@ mod tests {
         assert_eq!(list(&dir.path().join("tmp")).unwrap(), Vec::<String>::new());
     }
 
-    fn a_drop(uid: u32) -> Drop {
-        Drop {
+    fn a_drop(uid: u32) -> Submission {
+        Submission {
             uid,
             user: "alice".into(),
             sender: "alice@mx.example.test".into(),
             hops: 1,
             recipients: vec!["bob@example.test".into(), "carol@relay.test".into()],
             message: b"Received: x\r\nSubject: hi\r\n\r\nbody\r\n".to_vec(),
-            ..Drop::default()
+            ..Submission::default()
         }
     }
 
