@@ -17,3 +17,4 @@ pub mod route;
 pub mod runner;
 pub mod smtp;
 pub mod status;
+pub mod submit;

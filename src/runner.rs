@@ -217,9 +217,24 @@ impl<'a> Runner<'a> {
         self
     }
 
-    /// Handles every entry due at `now` (unix seconds), oldest first.
+    /// Queues what waits in the maildrop (`postroom sendmail`), first
+    /// thing in every pass; files it moved aside and files it left are
+    /// reported in `sum.errors`.
+    fn pick_up(&self, sum: &mut Summary) {
+        match self.queue.pickup() {
+            Ok(p) => {
+                report_corrupt(&p.corrupt, sum);
+                sum.errors.extend(p.errors);
+            }
+            Err(e) => sum.errors.push(e.to_string()),
+        }
+    }
+
+    /// Handles every entry due at `now` (unix seconds), oldest first,
+    /// after picking up the maildrop.
     pub fn run_once(&self, now: i64) -> Summary {
         let mut sum = Summary::default();
+        self.pick_up(&mut sum);
         // Not `Queue::due`: it drops the listing's `corrupt`, and an entry
         // moved aside must be reported (spool.rs: "moved to corrupt/ and
         // reported, never deleted").
@@ -249,6 +264,7 @@ impl<'a> Runner<'a> {
     /// the backoff and the lifetime go on as for any other attempt.
     pub fn flush(&self, now: i64) -> Summary {
         let mut sum = Summary::default();
+        self.pick_up(&mut sum);
         let listing = match self.queue.entries() {
             Ok(l) => l,
             Err(e) => {

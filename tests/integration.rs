@@ -10,6 +10,7 @@ mod relay_client;
 mod robust;
 mod route;
 mod runner;
+mod sendmail;
 mod smtp_proto;
 mod smtpd;
 mod util;

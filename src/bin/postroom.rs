@@ -5,8 +5,18 @@ use postroom::cli::postroom::{Cli, Command, QueueAction};
 use postroom::daemon;
 
 fn main() {
+    // Installed as /usr/sbin/sendmail or mailq (a symlink): sendmail's
+    // command line, not ours.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .first()
+        .is_some_and(|a| postroom::submit::is_sendmail_name(a))
+    {
+        std::process::exit(postroom::submit::main_argv(&argv));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Sendmail { args } => postroom::submit::main(&args),
         Command::Check { config, rcfiles } => daemon::check(config.as_deref(), &rcfiles),
         Command::Smtpd { config } => daemon::smtpd(&config),
         Command::Queue { action, config } => {

@@ -8,6 +8,7 @@
 //! written by hand; the `postroom` binary uses clap.
 
 pub mod postroom;
+pub mod sendmail;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;

@@ -1,7 +1,9 @@
-//! The `postroom` command line (clap): `check`, `smtpd` and `queue`.
+//! The `postroom` command line (clap): `check`, `smtpd`, `queue` and
+//! `sendmail` (whose arguments are sendmail's, parsed by `cli::sendmail`).
 //! Argument parsing only: it never opens the spool, a socket or a mailbox;
 //! the settings file is read by `smtp::settings`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,16 @@ pub enum Command {
         /// The configuration directory (postroom.conf and the tables).
         #[arg(long, value_name = "DIR", global = true)]
         config: Option<PathBuf>,
+    },
+    /// Submit a message like sendmail (`postroom::submit`): sendmail's
+    /// options and recipients, the message on stdin, queued through the
+    /// spool's maildrop. Also what `postroom` does when run as
+    /// `sendmail` or `mailq`.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail's arguments, passed on untouched.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
 }
 

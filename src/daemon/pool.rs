@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::queue::entry::{Entry, Envelope};
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::QueueId;
-use crate::queue::{Listing, Queue, QueueError};
+use crate::queue::{Listing, Pickup, Queue, QueueError};
 use crate::runner::{Summary, report_corrupt};
 
 /// The name of the flush marker in the spool directory: `postroom queue
@@ -108,6 +108,17 @@ impl Queue for Kicking {
 
     fn schedule(&self) -> &Schedule {
         self.inner.schedule()
+    }
+
+    /// The maildrop's submissions, each kicked like an SMTP one.
+    fn pickup(&self) -> Result<Pickup, QueueError> {
+        let p = self.inner.pickup()?;
+        if let Some(tx) = &*self.kick.lock().unwrap_or_else(|p| p.into_inner()) {
+            for (_, id) in &p.queued {
+                let _ = tx.send(id.clone());
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -220,7 +231,23 @@ pub fn run(
                 Some(domain) => lanes_tx[lane(&domain, lanes_tx.len())].send(job),
             };
         };
+        // The maildrop (`postroom sendmail`) into the queue; what it moved
+        // aside or could not take is logged.
+        let pick_up = || {
+            let mut picked = Summary::default();
+            match queue.pickup() {
+                Ok(p) => {
+                    report_corrupt(&p.corrupt, &mut picked);
+                    picked.errors.extend(p.errors);
+                }
+                Err(e) => picked.errors.push(e.to_string()),
+            }
+            log("queue", &picked);
+        };
         let scan = |force: bool| {
+            // Local submissions (`postroom sendmail`) first, so they are
+            // in the listing below.
+            pick_up();
             let listing = match queue.entries() {
                 Ok(l) => l,
                 Err(e) => {
@@ -250,6 +277,11 @@ pub fn run(
         let marker = cfg.spool_root.join(FLUSH);
         let mut next_scan = Instant::now() + cfg.interval;
         let mut next_marker = Instant::now();
+        // The maildrop is picked up when its directory changes (a file was
+        // renamed into it), so `postroom sendmail` mail goes at once.
+        let maildrop = cfg.spool_root.join("maildrop");
+        let changed = || std::fs::metadata(&maildrop).and_then(|m| m.modified()).ok();
+        let mut maildrop_seen = changed();
         while !cfg.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
             if now >= next_marker {
@@ -258,6 +290,12 @@ pub fn run(
                     scan(true);
                     next_scan = Instant::now() + cfg.interval;
                     continue;
+                }
+                let seen = changed();
+                if seen != maildrop_seen {
+                    maildrop_seen = seen;
+                    // The new entries come back as kicks.
+                    pick_up();
                 }
             }
             if now >= next_scan {

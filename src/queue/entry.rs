@@ -468,7 +468,7 @@ fn time(t: Option<i64>) -> String {
 }
 
 /// Escapes one value (module docs): `-` for empty.
-fn esc(value: &str) -> String {
+pub(super) fn esc(value: &str) -> String {
     if value.is_empty() {
         return "-".to_string();
     }
@@ -487,7 +487,7 @@ fn esc(value: &str) -> String {
 }
 
 /// Undoes [`esc`]; the result must be UTF-8.
-fn unesc(token: &[u8]) -> Result<String, String> {
+pub(super) fn unesc(token: &[u8]) -> Result<String, String> {
     if token == b"-" {
         return Ok(String::new());
     }

@@ -11,13 +11,17 @@
 //! it returned (mta-semantics B.8). The runner (`crate::runner`) takes the due
 //! entries, delivers each recipient, calls [`Queue::record`] before acting
 //! on the result, queues a DSN for failed recipients, marks them notified,
-//! and removes the entry once every recipient is final.
+//! and removes the entry once every recipient is final. Local submissions
+//! (`postroom sendmail`) arrive as files in the spool's maildrop
+//! ([`maildrop`]); [`Queue::pickup`], called at the start of every runner
+//! pass, turns them into entries.
 //!
 //! This module never opens a socket, never runs `deliver` or any other
 //! program, and never reads the clock except through a [`Clock`].
 
 pub mod bounce;
 pub mod entry;
+pub mod maildrop;
 pub mod memory;
 pub mod schedule;
 pub mod spool;
@@ -93,6 +97,20 @@ pub struct Listing {
     pub entries: Vec<Entry>,
     /// Entries moved to `corrupt/` while listing.
     pub corrupt: Vec<Corrupt>,
+}
+
+/// What one [`Queue::pickup`] did with the maildrop.
+#[derive(Clone, Debug, Default)]
+pub struct Pickup {
+    /// Maildrop files queued and removed: `(file name, queue id)`.
+    pub queued: Vec<(String, QueueId)>,
+    /// Unreadable files moved to `corrupt/` (never deleted).
+    pub corrupt: Vec<Corrupt>,
+    /// Abandoned `.tmp-` files older than a day, removed.
+    pub removed_stale: Vec<String>,
+    /// Files left where they are for the next pickup, with why
+    /// (lowercase): unreadable for now, or the queue refused them.
+    pub errors: Vec<String>,
 }
 
 /// Errors of the queue. All are temporary for the SMTP client (451).
@@ -193,6 +211,13 @@ pub trait Queue: Send + Sync {
 
     /// The retry policy in use.
     fn schedule(&self) -> &Schedule;
+
+    /// Turns the local submissions waiting in the maildrop
+    /// (`postroom sendmail`, see [`maildrop`]) into entries. A backend
+    /// without a maildrop has nothing to pick up.
+    fn pickup(&self) -> Result<Pickup, QueueError> {
+        Ok(Pickup::default())
+    }
 
     /// The ids of entries with work at `now` (see [`Entry::is_due`]),
     /// oldest first.

@@ -8,9 +8,17 @@
 //!                    and `envelope` (entry.rs format); `envelope.new`
 //!                    only while an update is being written
 //! corrupt/<id>[.n]/  entries that could not be read, moved aside
+//!                    (`maildrop-<name>[.n]` for maildrop files)
+//! maildrop/          local submissions (`postroom sendmail`), see
+//!                    `queue::maildrop`; [`Spool::pickup`] queues them
 //! ```
 //!
 //! Directories are created mode 0700 and files 0600: queued mail is private.
+//! Two exceptions let local users submit without the spool's lock, as
+//! Postfix's `maildrop/` does: the root gets the search bits (0711: others
+//! may pass through it but not list it) and `maildrop/` is 1733 (anyone
+//! may drop a file, nobody may list the directory or remove another's
+//! file).
 //!
 //! An entry exists exactly when `active/<id>/` exists, and it appears there
 //! in one `rename()` of a directory whose files are already fsync'ed, so a
@@ -35,9 +43,10 @@
 //! runner threads. This module never opens a
 //! socket and never runs `deliver`.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,8 +56,9 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::entry::{Attempt, Entry, Envelope, State};
+use super::maildrop::{self, Submission};
 use super::schedule::Schedule;
-use super::{Clock, Corrupt, Listing, Queue, QueueError};
+use super::{Clock, Corrupt, Listing, Pickup, Queue, QueueError};
 
 /// Length of a [`QueueId`] in characters.
 const ID_LEN: usize = 26;
@@ -145,6 +155,9 @@ pub struct Spool {
     clock: Arc<dyn Clock>,
     /// Entry locks, chosen by [`Spool::lock`] from the entry's name.
     locks: Vec<Mutex<()>>,
+    /// Held by [`Spool::pickup`]: two pickups at once could queue one
+    /// maildrop file twice.
+    picking: Mutex<()>,
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> QueueError {
@@ -189,6 +202,7 @@ impl Spool {
                 .create(&p)
                 .map_err(io_err("create directory", &p))?;
         }
+        open_maildrop(&root)?;
         sync_dir(&root)?;
         let lock_path = root.join("lock");
         let lock_file = OpenOptions::new()
@@ -217,6 +231,7 @@ impl Spool {
             schedule,
             clock,
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            picking: Mutex::new(()),
         };
         let recovery = spool.recover()?;
         Ok((spool, recovery))
@@ -423,6 +438,181 @@ impl Spool {
     }
 }
 
+/// Makes `root` searchable by everyone and `root/maildrop` a 1733
+/// directory (module docs). A chmod the OS refuses (a spool made by
+/// another user) is left alone: submitters then get a clear error.
+fn open_maildrop(root: &Path) -> Result<(), QueueError> {
+    let meta = fs::metadata(root).map_err(io_err("stat", root))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o011 != 0o011 {
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(mode | 0o011));
+    }
+    let md = root.join(maildrop::DIR);
+    match DirBuilder::new().mode(0o700).create(&md) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create directory", &md)(e)),
+    }
+    let meta = fs::symlink_metadata(&md).map_err(io_err("stat", &md))?;
+    if !meta.is_dir() {
+        return Err(QueueError::Io {
+            op: "use as the maildrop (not a directory)",
+            path: md,
+            source: io::Error::from(io::ErrorKind::InvalidInput),
+        });
+    }
+    // umask took the write bits off at mkdir; set the mode itself.
+    if meta.permissions().mode() & 0o7777 != 0o1733 {
+        let _ = fs::set_permissions(&md, fs::Permissions::from_mode(0o1733));
+    }
+    Ok(())
+}
+
+/// What became of one maildrop file.
+enum Picked {
+    Queued(super::QueueId),
+    /// Unusable: move it to `corrupt/` with this reason.
+    Corrupt(String),
+    /// Leave it for the next pickup, with why.
+    Left(String),
+    /// Gone before we opened it.
+    Gone,
+}
+
+/// An abandoned `.tmp-` maildrop file is removed after this long.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl Spool {
+    /// Takes every complete file in `maildrop/` into the queue (Postfix's
+    /// pickup): enqueue, then unlink the file. A crash between the two
+    /// queues it again on the next pickup: a duplicate, never a loss.
+    /// Files that are not maildrop files (bad format, a symbolic link, a
+    /// FIFO, several hard links, a header whose uid is not the file's
+    /// owner, or trust claimed by an untrusted owner) are moved to
+    /// `corrupt/` and reported; `.tmp-` files older than a day are
+    /// removed. The file's owner is the submitter; the header only
+    /// confirms it.
+    pub fn pickup(&self) -> Result<Pickup, QueueError> {
+        let _guard = self.picking.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.dir(maildrop::DIR);
+        let spool_owner = fs::metadata(&self.root)
+            .map_err(io_err("stat", &self.root))?
+            .uid();
+        let mut names: Vec<OsString> = Vec::new();
+        for d in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            names.push(d.map_err(io_err("read directory", &dir))?.file_name());
+        }
+        names.sort();
+        let now = self.clock.now();
+        let mut out = Pickup::default();
+        for name in names {
+            let shown = name.to_string_lossy().into_owned();
+            let path = dir.join(&name);
+            if shown.starts_with(maildrop::TMP_PREFIX) {
+                let old = fs::symlink_metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TMP);
+                if old && fs::remove_file(&path).is_ok() {
+                    out.removed_stale.push(shown);
+                }
+                continue;
+            }
+            match self.pick_one(&path, spool_owner) {
+                Ok(Picked::Queued(id)) => {
+                    out.queued.push((shown.clone(), id.clone()));
+                    if let Err(e) = fs::remove_file(&path)
+                        .and_then(|()| File::open(&dir).and_then(|d| d.sync_all()))
+                    {
+                        out.errors.push(format!(
+                            "maildrop {shown}: queued as {id}, but cannot remove it (it will be queued again): {e}"
+                        ));
+                    }
+                }
+                Ok(Picked::Corrupt(reason)) => {
+                    out.corrupt.push(self.quarantine_drop(&name, reason)?);
+                }
+                Ok(Picked::Left(why)) => out.errors.push(format!("maildrop {shown}: {why}")),
+                Ok(Picked::Gone) => {}
+                Err(e) => {
+                    // The queue itself fails (a full disk): the rest waits.
+                    out.errors.push(format!("maildrop {shown}: {e}"));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads, checks and enqueues one maildrop file.
+    fn pick_one(&self, path: &Path, spool_owner: u32) -> Result<Picked, QueueError> {
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        let mut f = match f {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Ok(Picked::Corrupt("a symbolic link".to_string()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Picked::Gone),
+            Err(e) => return Ok(Picked::Left(format!("cannot open: {e}"))),
+        };
+        let meta = f.metadata().map_err(io_err("stat", path))?;
+        if !meta.is_file() {
+            return Ok(Picked::Corrupt("not a regular file".to_string()));
+        }
+        if meta.nlink() != 1 {
+            return Ok(Picked::Corrupt(format!("{} hard links", meta.nlink())));
+        }
+        let mut data = Vec::with_capacity(meta.len().min(1 << 24) as usize);
+        if let Err(e) = f.read_to_end(&mut data) {
+            return Ok(Picked::Left(format!("cannot read: {e}")));
+        }
+        let drop = match Submission::parse(&data) {
+            Ok(d) => d,
+            Err(e) => return Ok(Picked::Corrupt(format!("maildrop file {e}"))),
+        };
+        let owner = meta.uid();
+        if drop.uid != owner {
+            return Ok(Picked::Corrupt(format!(
+                "header says uid {}, the file belongs to uid {owner}",
+                drop.uid
+            )));
+        }
+        if drop.trusted && owner != 0 && owner != spool_owner {
+            return Ok(Picked::Corrupt(format!(
+                "claims a trusted sender, but uid {owner} is not trusted"
+            )));
+        }
+        let id = self.enqueue(&drop.envelope(owner), &drop.message)?;
+        Ok(Picked::Queued(id))
+    }
+
+    /// Moves a maildrop file to `corrupt/maildrop-NAME[.n]`.
+    fn quarantine_drop(&self, name: &OsStr, reason: String) -> Result<Corrupt, QueueError> {
+        let from = self.dir(maildrop::DIR).join(name);
+        let corrupt = self.dir("corrupt");
+        let mut base = OsString::from("maildrop-");
+        base.push(name);
+        let mut to = corrupt.join(&base);
+        let mut n = 1;
+        while to.symlink_metadata().is_ok() {
+            let mut b = base.clone();
+            b.push(format!(".{n}"));
+            to = corrupt.join(b);
+            n += 1;
+        }
+        fs::rename(&from, &to).map_err(io_err("move to corrupt", &from))?;
+        sync_dir(&corrupt)?;
+        sync_dir(&self.dir(maildrop::DIR))?;
+        Ok(Corrupt {
+            name: name.to_string_lossy().into_owned(),
+            moved_to: to,
+            reason,
+        })
+    }
+}
+
 /// The names in a directory, sorted (ids sort by arrival).
 fn list(dir: &Path) -> Result<Vec<String>, QueueError> {
     let mut names = Vec::new();
@@ -522,6 +712,10 @@ impl Queue for Spool {
 
     fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+
+    fn pickup(&self) -> Result<Pickup, QueueError> {
+        Spool::pickup(self)
     }
 }
 
@@ -668,5 +862,147 @@ mod tests {
         let err = spool.enqueue(&envelope(), b"x").unwrap_err();
         assert!(err.to_string().contains("rename into active"), "{err}");
         assert_eq!(list(&dir.path().join("tmp")).unwrap(), Vec::<String>::new());
+    }
+
+    fn a_drop(uid: u32) -> Submission {
+        Submission {
+            uid,
+            user: "alice".into(),
+            sender: "alice@mx.example.test".into(),
+            hops: 1,
+            recipients: vec!["bob@example.test".into(), "carol@relay.test".into()],
+            message: b"Received: x\r\nSubject: hi\r\n\r\nbody\r\n".to_vec(),
+            ..Submission::default()
+        }
+    }
+
+    fn my_uid() -> u32 {
+        nix::unistd::getuid().as_raw()
+    }
+
+    #[test]
+    fn open_makes_a_1733_maildrop_under_a_searchable_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("spool");
+        let _ = open(&root);
+        let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(root.join("maildrop")), 0o1733);
+        assert_eq!(mode(root.clone()), 0o711);
+        assert_eq!(mode(root.join("active")), 0o700);
+    }
+
+    #[test]
+    fn pickup_queues_each_file_with_its_envelope_and_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let name = maildrop::new_name(SystemTime::now());
+        maildrop::drop_file(dir.path(), &name, &a_drop(my_uid())).unwrap();
+        let mode = fs::metadata(dir.path().join("maildrop").join(name.as_str()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let got = spool.pickup().unwrap();
+        assert!(got.corrupt.is_empty() && got.errors.is_empty(), "{got:?}");
+        assert_eq!(got.queued.len(), 1);
+        assert_eq!(got.queued[0].0, name.as_str());
+        let e = spool.entry(&got.queued[0].1).unwrap();
+        assert_eq!(e.envelope.sender, "alice@mx.example.test");
+        let rcpts: Vec<_> = e
+            .recipients
+            .iter()
+            .map(|r| r.address.address.as_str())
+            .collect();
+        assert_eq!(rcpts, ["bob@example.test", "carol@relay.test"]);
+        assert_eq!(e.envelope.client, format!("local (uid {} alice)", my_uid()));
+        assert_eq!(e.envelope.hops, 1);
+        assert_eq!(spool.message(&e.id).unwrap(), a_drop(0).message);
+        assert_eq!(
+            list(&dir.path().join("maildrop")).unwrap(),
+            Vec::<String>::new()
+        );
+        // Nothing left: a second pickup queues nothing more.
+        assert!(spool.pickup().unwrap().queued.is_empty());
+        assert_eq!(spool.entries().unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn pickup_moves_what_is_not_a_maildrop_file_to_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let md = dir.path().join("maildrop");
+        fs::write(md.join("garbage"), b"hello\n").unwrap();
+        let mut lying = a_drop(my_uid() + 1);
+        lying.user = "mallory".into();
+        fs::write(md.join("lying"), lying.to_bytes()).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", md.join("link")).unwrap();
+        nix::unistd::mkfifo(
+            &md.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        fs::write(md.join(".tmp-fresh"), b"half").unwrap();
+        let got = spool.pickup().unwrap();
+        assert!(got.queued.is_empty(), "{got:?}");
+        let mut why: Vec<(String, String)> = got
+            .corrupt
+            .iter()
+            .map(|c| (c.name.clone(), c.reason.clone()))
+            .collect();
+        why.sort();
+        assert_eq!(why.len(), 4, "{why:?}");
+        assert_eq!(why[0], ("fifo".into(), "not a regular file".into()));
+        assert!(
+            why[1].0 == "garbage" && why[1].1.starts_with("maildrop file line 1: expected"),
+            "{why:?}"
+        );
+        assert_eq!(why[2], ("link".into(), "a symbolic link".into()));
+        assert_eq!(why[3].0, "lying");
+        assert!(why[3].1.starts_with("header says uid"), "{why:?}");
+        for n in ["garbage", "lying", "link", "fifo"] {
+            assert!(
+                dir.path()
+                    .join("corrupt")
+                    .join(format!("maildrop-{n}"))
+                    .symlink_metadata()
+                    .is_ok(),
+                "{n}"
+            );
+        }
+        // A fresh .tmp- file is someone's submission in progress: kept.
+        assert_eq!(list(&md).unwrap(), vec![".tmp-fresh".to_string()]);
+        assert!(got.removed_stale.is_empty());
+        // A day later it is abandoned.
+        let later = Arc::new(ManualClock::at(0));
+        later.advance(std::time::Duration::from_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 2 * 24 * 3600,
+        ));
+        drop(spool);
+        let (spool, _) = Spool::open(dir.path(), Schedule::default(), later).unwrap();
+        let got = spool.pickup().unwrap();
+        assert_eq!(got.removed_stale, vec![".tmp-fresh".to_string()]);
+        assert_eq!(list(&md).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pickup_takes_a_trusted_sender_from_the_spool_owner() {
+        // The spool's owner (or root) is trusted; an untrusted owner's
+        // claim is refused in tests/sendmail.rs, which has a second user.
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let mut d = a_drop(my_uid());
+        d.trusted = true;
+        d.sender_set = true;
+        d.sender = "list-owner@example.test".into();
+        let name = maildrop::new_name(SystemTime::now());
+        maildrop::drop_file(dir.path(), &name, &d).unwrap();
+        let got = spool.pickup().unwrap();
+        assert!(got.corrupt.is_empty(), "{got:?}");
+        let e = spool.entry(&got.queued[0].1).unwrap();
+        assert_eq!(e.envelope.sender, "list-owner@example.test");
     }
 }
