@@ -778,6 +778,12 @@ pub struct Exec {
     /// Warm `deliver` processes that fork each delivery instead of an exec
     /// per message ([`Zygotes`]); `None` starts `deliver` every time.
     pub zygotes: Option<Arc<Zygotes>>,
+    /// Variables set on the command line of a virtual user's `deliver
+    /// -m` (`SENDMAIL=` for forwards and replies, `POSTROOM_CONFIG=` so
+    /// that `postroom sendmail` finds this server). Not the environment:
+    /// procmail clears it at start-up (procmail(1), `-p`), and a default
+    /// like SENDMAIL's wins over it; assignments win over both.
+    pub vars: Vec<(String, std::ffi::OsString)>,
 }
 
 /// An identity to run a child as: uid and gid.
@@ -794,6 +800,7 @@ impl Exec {
             time_limit: Duration::from_secs(1000),
             virtual_id: None,
             zygotes: None,
+            vars: Vec::new(),
         }
     }
 
@@ -870,20 +877,22 @@ impl Exec {
         } else {
             Path::new("/dev/null")
         };
-        let mut assign = |var: &str, p: &Path| {
+        let mut assign = |var: &str, p: &std::ffi::OsStr| {
             let mut a = std::ffi::OsString::from(format!("{var}="));
-            a.push(p.as_os_str());
+            a.push(p);
             c.env(var, p);
             a
         };
-        let home = assign("HOME", &u.home);
-        let maildir = assign("MAILDIR", &u.home);
-        let default = u.mailbox.as_deref().map(|m| assign("DEFAULT", m));
+        let home = assign("HOME", u.home.as_os_str());
+        let maildir = assign("MAILDIR", u.home.as_os_str());
+        let default = u
+            .mailbox
+            .as_deref()
+            .map(|m| assign("DEFAULT", m.as_os_str()));
+        let vars: Vec<_> = self.vars.iter().map(|(k, v)| assign(k, v)).collect();
         c.env("LOGNAME", &name).env("USER", &name);
         c.arg("-m").arg(home).arg(maildir);
-        if let Some(d) = default {
-            c.arg(d);
-        }
+        c.args(default).args(vars);
         c.arg(rcfile);
         if let Some(d) = detail {
             // `-m rcfile arg`: the detail is $1, as `-a detail` makes it.

@@ -6,6 +6,7 @@ mod eval;
 mod mailbox;
 mod queue;
 mod rc_syntax;
+mod relay;
 mod relay_client;
 mod robust;
 mod route;

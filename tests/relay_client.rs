@@ -25,9 +25,9 @@ const PYTHON: &str = "/usr/bin/python3";
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
 
 /// A server process, killed and reaped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -48,7 +48,7 @@ fn require(ok: bool, what: &str) -> bool {
     ok
 }
 
-fn have_aiosmtpd() -> bool {
+pub(crate) fn have_aiosmtpd() -> bool {
     let ok = Command::new(PYTHON)
         .args(["-c", "import aiosmtpd"])
         .stderr(Stdio::null())
@@ -60,7 +60,7 @@ fn have_aiosmtpd() -> bool {
     )
 }
 
-fn have_python() -> bool {
+pub(crate) fn have_python() -> bool {
     require(Path::new(PYTHON).exists(), "/usr/bin/python3")
 }
 
@@ -78,7 +78,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// Starts a fixture script that prints `PORT n` once it listens.
-fn start_script(script: &str, args: &[&str]) -> Server {
+pub(crate) fn start_script(script: &str, args: &[&str]) -> Server {
     let mut child = Command::new(PYTHON)
         .arg(fixture(script))
         .args(args)
@@ -106,21 +106,21 @@ fn start_script(script: &str, args: &[&str]) -> Server {
 }
 
 /// aiosmtpd writing into `dir`, with sink.py's `args`.
-fn sink(dir: &Path, args: &[&str]) -> Server {
+pub(crate) fn sink(dir: &Path, args: &[&str]) -> Server {
     let mut all = vec!["--dir", dir.to_str().unwrap()];
     all.extend_from_slice(args);
     start_script("sink.py", &all)
 }
 
 /// faulty.py in `mode`, logging commands to `log`.
-fn faulty(mode: &str, log: &Path, args: &[&str]) -> Server {
+pub(crate) fn faulty(mode: &str, log: &Path, args: &[&str]) -> Server {
     let mut all = vec![mode, "0", "--log", log.to_str().unwrap()];
     all.extend_from_slice(args);
     start_script("faulty.py", &all)
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -173,7 +173,7 @@ fn rcpts(list: &[&str]) -> Vec<String> {
 
 /// Waits (bounded) until `dir` holds `n` files ending in `suffix`; their
 /// paths, sorted.
-fn wait_files(dir: &Path, suffix: &str, n: usize) -> Vec<PathBuf> {
+pub(crate) fn wait_files(dir: &Path, suffix: &str, n: usize) -> Vec<PathBuf> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut got: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -771,7 +771,7 @@ fn pipelining_is_used_when_offered_and_only_then() {
     c.quit();
     drop(s);
     let log = std::fs::read_to_string(&log).unwrap();
-    let want = "EHLO client.test\nMAIL FROM:<s@client.test> SIZE=3\nRCPT TO:<a@f.test>\nDATA\nRSET\nMAIL FROM:<s@client.test> SIZE=3\nRCPT TO:<a@f.test>\nDATA\nQUIT\n";
+    let want = "# connection\nEHLO client.test\nMAIL FROM:<s@client.test> SIZE=3\nRCPT TO:<a@f.test>\nDATA\nRSET\nMAIL FROM:<s@client.test> SIZE=3\nRCPT TO:<a@f.test>\nDATA\nQUIT\n";
     assert_eq!(log, want);
 }
 

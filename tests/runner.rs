@@ -927,6 +927,10 @@ fn a_zygote_gives_the_exit_code_and_stderr_an_exec_gives() {
     dir.write("rc-tempfail", "EXITCODE=75\n:0\n/dev/null\n");
     dir.write("rc-log", "LOG=\"hello from the rcfile\n\"\n:0\n/dev/null\n");
     dir.write("rc-bad", ":0 Q\n/dev/null\n");
+    dir.write(
+        "rc-env",
+        "LOG=\"config=$POSTROOM_CONFIG\n\"\n:0\n| printenv POSTROOM_CONFIG >&2\n",
+    );
     let zygotes = Zygotes::new(bin("deliver"));
     for (args, env) in [
         (vec!["-m", "rc-tempfail"], vec![]),
@@ -935,6 +939,10 @@ fn a_zygote_gives_the_exit_code_and_stderr_an_exec_gives() {
         (vec!["-m", "/nonexistent/rc"], vec![]),
         (vec!["-m", "rc-log"], vec![("LOGFILE", "/dev/stderr")]),
         (vec!["-v"], vec![]),
+        (
+            vec!["-m", "rc-env"],
+            vec![("POSTROOM_CONFIG", "/etc/somewhere")],
+        ),
     ] {
         let path: Vec<(String, String)> = std::iter::once(("PATH".into(), "/usr/bin:/bin".into()))
             .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -1022,4 +1030,44 @@ fn a_zygote_child_past_the_time_limit_is_killed_and_the_zygote_goes_on() {
         .run(&req("rc-fast"), Duration::from_secs(20))
         .unwrap();
     assert_eq!(got.map(|e| e.code), Some(Some(0)));
+}
+
+#[test]
+fn zygotes_are_used_for_our_deliver_only() {
+    assert!(Zygotes::of(&bin("deliver")).is_some());
+    if std::path::Path::new("/usr/bin/procmail").exists() {
+        assert!(Zygotes::of(std::path::Path::new("/usr/bin/procmail")).is_none());
+    }
+    assert!(Zygotes::of(std::path::Path::new("/bin/true")).is_none());
+}
+
+#[test]
+fn a_zygote_started_through_a_wrapper_reads_options_by_deliver_s_own_name() {
+    let dir = Dir::new("runner-zygote-wrapper");
+    let wrapper = dir.write(
+        "my-wrapper",
+        format!("#!/bin/sh\nexec '{}' \"$@\"\n", bin("deliver").display()),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir.write("rc", ":0\n/dev/null\n");
+    let zygotes = Zygotes::of(&wrapper).expect("the wrapper runs our deliver");
+    let req = Request {
+        argv: vec![
+            wrapper.to_str().unwrap().as_bytes().to_vec(),
+            b"-m".to_vec(),
+            dir.join("rc").to_str().unwrap().as_bytes().to_vec(),
+        ],
+        env: vec![b"PATH=/usr/bin:/bin".to_vec()],
+        id: None,
+        message: MSG.to_vec(),
+    };
+    let got = zygotes.run(&req, Duration::from_secs(20)).unwrap().unwrap();
+    assert_eq!(
+        (got.code, String::from_utf8_lossy(&got.stderr).into_owned()),
+        (Some(0), String::new())
+    );
 }

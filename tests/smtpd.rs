@@ -44,14 +44,14 @@ fn config(dir: &Dir, extra_settings: &str) {
 }
 
 /// A running `postroom smtpd`, killed when dropped.
-struct Smtpd {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Smtpd {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Smtpd {
-    fn start(dir: &Dir) -> Smtpd {
+    pub(crate) fn start(dir: &Dir) -> Smtpd {
         let mut c = cmd("postroom");
         c.arg("smtpd")
             .arg("--config")
@@ -64,7 +64,7 @@ impl Smtpd {
 
     /// Starts `postroom smtpd` as `c` says (stderr piped) and waits for
     /// its `listening on` line.
-    fn start_with(mut c: Command) -> Smtpd {
+    pub(crate) fn start_with(mut c: Command) -> Smtpd {
         let mut child = c.spawn().expect("start postroom smtpd");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -130,7 +130,7 @@ impl Drop for Smtpd {
 }
 
 /// Runs swaks against the server; returns its exit status and transcript.
-fn swaks(server: &Smtpd, args: &[&str]) -> (i32, String) {
+pub(crate) fn swaks(server: &Smtpd, args: &[&str]) -> (i32, String) {
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &server.port()])
         .args(["--helo", "client.test", "--timeout", "10"])
@@ -574,7 +574,7 @@ fn converse(addr: SocketAddr, commands: &[&str]) -> Vec<String> {
 }
 
 /// Waits up to 5 s for a log line containing `what`.
-fn wait_log(server: &Smtpd, what: &str) {
+pub(crate) fn wait_log(server: &Smtpd, what: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         if server.log.lock().unwrap().iter().any(|l| l.contains(what)) {
@@ -877,7 +877,7 @@ fn smtpd_delivers_through_the_example_rcfiles_on_flush_and_the_queue_empties() {
 
 /// Sends one message for `rcpt` with `header_and_body` (CRLF, no final
 /// dot) command by command; returns the reply to the final dot.
-fn send(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
+pub(crate) fn send(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
     let got = converse(
         addr,
         &[
@@ -893,14 +893,14 @@ fn send(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
 }
 
 /// Sends one message that must be queued; returns its queue id.
-fn queue_one(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
+pub(crate) fn queue_one(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> String {
     let got = send(addr, rcpt, header_and_body);
     assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
     got.rsplit(' ').next().unwrap().to_string()
 }
 
 /// The names in `rel` under `dir` (empty if it does not exist).
-fn names(dir: &Dir, rel: &str) -> Vec<String> {
+pub(crate) fn names(dir: &Dir, rel: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir.join(rel))
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -913,7 +913,7 @@ fn names(dir: &Dir, rel: &str) -> Vec<String> {
 }
 
 /// Sends `sig` to the server and waits (at most 20 s) for it to exit.
-fn signal_and_wait(server: &mut Smtpd, sig: nix::sys::signal::Signal) {
+pub(crate) fn signal_and_wait(server: &mut Smtpd, sig: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
     nix::sys::signal::kill(pid, sig).unwrap();
     let start = Instant::now();

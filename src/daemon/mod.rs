@@ -176,7 +176,14 @@ pub fn smtpd(dir: &Path) -> i32 {
     let log = server::stderr_log();
     let opts = s.route_options();
     let tables = server::Tables::new(loaded.config);
-    let agents = Agents::new(&s, r.clone(), tables.clone(), deliver.clone(), log.clone());
+    let agents = Agents::new(
+        dir,
+        &s,
+        r.clone(),
+        tables.clone(),
+        deliver.clone(),
+        log.clone(),
+    );
     // Everything queued goes through `kicking`: the server's messages and
     // the runner's DSNs reach the pool at once.
     let (kicking, kicks) = pool::Kicking::new(spool.clone());
@@ -328,6 +335,9 @@ impl LocalDelivery for MakeFolders<'_> {
 
 /// Everything a runner is built from, for the life of a server or a flush.
 struct Agents {
+    /// The configuration directory, `POSTROOM_CONFIG` for virtual users'
+    /// rcfiles.
+    dir: PathBuf,
     tables: server::Tables,
     r: RunnerSettings,
     deliver: PathBuf,
@@ -339,6 +349,7 @@ struct Agents {
 
 impl Agents {
     fn new(
+        dir: &Path,
         s: &settings::Settings,
         r: RunnerSettings,
         tables: server::Tables,
@@ -353,6 +364,7 @@ impl Agents {
             r.schedule.min_backoff,
         );
         Agents {
+            dir: dir.to_path_buf(),
             zygotes: if r.zygotes {
                 Zygotes::of(&deliver).map(Arc::new)
             } else {
@@ -382,6 +394,18 @@ impl Agents {
         let mut exec = Exec::new(&self.deliver, Arc::clone(&users));
         exec.virtual_id = virtual_id(&self.r);
         exec.zygotes = self.zygotes.clone();
+        let sendmail = match &self.r.sendmail {
+            Some(p) => Some(p.clone()),
+            None => Some(self.deliver.with_file_name("sendmail")).filter(|p| p.is_file()),
+        };
+        exec.vars = sendmail
+            .map(|p| ("SENDMAIL".to_string(), p.into_os_string()))
+            .into_iter()
+            .chain([(
+                "POSTROOM_CONFIG".to_string(),
+                self.dir.clone().into_os_string(),
+            )])
+            .collect();
         let local = MakeFolders {
             exec,
             mail_root: self.r.mail_root.as_deref(),
@@ -564,7 +588,7 @@ pub fn queue_flush(dir: &Path) -> i32 {
             };
             let tables = server::Tables::new(loaded.config);
             let log: server::Log = Arc::new(|l| eprintln!("postroom queue: {l}"));
-            let agents = Agents::new(&s, r, tables, deliver, log.clone());
+            let agents = Agents::new(dir, &s, r, tables, deliver, log.clone());
             let sum = agents.with_runner(&spool, |runner| runner.flush(pool::unix_now()));
             log_summary(&log, "flush", &sum);
             println!(

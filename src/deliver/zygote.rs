@@ -49,7 +49,8 @@ const MAGIC: &[u8; 4] = b"PRZ1";
 /// One delivery to run: what `deliver` would get from `Command`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
-    /// The argument vector, `argv[0]` first.
+    /// The argument vector, `argv[0]` first (the child gets the zygote's
+    /// own `argv[0]` in its place).
     pub argv: Vec<Vec<u8>>,
     /// The whole environment, `NAME=value` each.
     pub env: Vec<Vec<u8>>,
@@ -223,10 +224,17 @@ fn answer(sock: &mut UnixStream, req: Request) -> io::Result<()> {
         .iter()
         .filter_map(|e| CString::new(e.clone()).ok())
         .collect();
-    let argv: Vec<OsString> = req
-        .argv
-        .iter()
-        .map(|a| OsString::from_vec(a.clone()))
+    // argv[0] as this program was started: a wrapper script that execs
+    // deliver (what the client started) is not the name deliver sees, and
+    // the name decides how procmail's options are read (`-d` implied).
+    let argv: Vec<OsString> = std::env::args_os()
+        .take(1)
+        .chain(
+            req.argv
+                .iter()
+                .skip(1)
+                .map(|a| OsString::from_vec(a.clone())),
+        )
         .collect();
     let sock_fd = sock.as_raw_fd();
     // SAFETY: fork in a single-threaded process; the child below runs the
@@ -453,18 +461,19 @@ impl Zygotes {
         }
     }
 
-    /// Zygotes of `deliver` when it is postroom's own (its `-v` says so),
-    /// `None` for any other program (procmail, a wrapper script), which
-    /// must be started once per message as usual.
+    /// Zygotes of `deliver` when it is postroom's own (its `-v`, on
+    /// stderr as procmail's, says so), `None` for any other program
+    /// (procmail, a wrapper script), which must be started once per
+    /// message as usual.
     pub fn of(deliver: &Path) -> Option<Zygotes> {
         let out = Command::new(deliver)
             .arg("-v")
             .env_clear()
             .stdin(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
             .output()
             .ok()?;
-        out.stdout
+        out.stderr
             .starts_with(b"deliver (postroom ")
             .then(|| Zygotes::new(deliver))
     }

@@ -147,6 +147,10 @@ pub struct RunnerSettings {
     /// per message (`deliver_zygotes = yes`, the default; `no` starts
     /// `deliver` every time, as an MTA's local mailer is run).
     pub zygotes: bool,
+    /// The sendmail virtual users' rcfiles forward and reply with
+    /// (`sendmail`); `None`: the `sendmail` next to `deliver` when there
+    /// is one (as `cargo build` puts them), else deliver's default.
+    pub sendmail: Option<PathBuf>,
 }
 
 impl Default for RunnerSettings {
@@ -161,6 +165,7 @@ impl Default for RunnerSettings {
             workers: 10,
             relay_lanes: 4,
             zygotes: true,
+            sendmail: None,
         }
     }
 }
@@ -369,6 +374,7 @@ const KEYS: &[&str] = &[
     "max_deliveries",
     "relay_lanes",
     "deliver_zygotes",
+    "sendmail",
     "delay_warning",
     "smart_host",
     "smtp_connect_timeout",
@@ -465,6 +471,7 @@ fn apply(
             0 => return Err("want a whole number, at least 1".into()),
             n => s.runner.workers = size(n),
         },
+        "sendmail" => s.runner.sendmail = Some(dir.join(value)),
         "deliver_zygotes" => {
             s.runner.zygotes = match value {
                 "yes" => true,
