@@ -187,6 +187,10 @@ pub fn serve(sock: UnixStream) -> i32 {
     // CPU feature detection (a trap to the hypervisor on a VM).
     #[cfg(target_arch = "x86_64")]
     let _ = std::is_x86_feature_detected!("avx2");
+    // And the name service modules glibc loads (dlopen) on the first
+    // passwd lookup, which every delivery makes.
+    let _ = nix::unistd::User::from_uid(nix::unistd::getuid());
+    let _ = nix::unistd::gethostname();
     // The greeting: whoever started us knows we are a zygote, not some
     // other program that took the argument for something else.
     if let Err(e) = sock.write_all(MAGIC) {
