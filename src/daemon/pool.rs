@@ -18,7 +18,7 @@
 //! the tables in use at that moment, so a reload takes effect for the next
 //! entry.
 //!
-//! It never decides what a delivery means: that is [`Runner::run_entry`].
+//! It never decides what a delivery means: that is [`crate::runner::Runner::run_entry`].
 
 use std::collections::HashSet;
 use std::path::Path;
