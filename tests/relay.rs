@@ -402,3 +402,31 @@ fn a_primary_that_answers_garbage_keeps_the_message_queued_until_it_bounces() {
 fn a_primary_that_answers_4xx_forever_keeps_the_message_queued_until_it_bounces() {
     misbehaving_primary_bounces_at_the_end_of_the_lifetime("rcpt451", "RCPT TO", "4.");
 }
+
+#[test]
+fn a_flush_sends_to_a_primary_that_is_back_before_its_retry_time() {
+    if !have_aiosmtpd() || !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("relay-flush");
+    let port = free_port();
+    relay_config(&dir, port, &[("min_backoff", "1h"), ("max_backoff", "1h")]);
+    let server = start(&dir);
+    send_one(&server, "sender@client.test", "x@relay.test", "flushed");
+    let start_wait = Instant::now();
+    while !queue_listing(&dir).contains("deferred x@relay.test") {
+        assert!(start_wait.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _primary = sink_on(&dir, "primary", port, &[]);
+    // Neither the retry time (an hour) nor the pause of the host (as
+    // long) holds a flush back.
+    let out = crate::util::cmd("postroom")
+        .args(["queue", "flush", "--config"])
+        .arg(dir.join("etc"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_count(&dir, "primary", 2, 20);
+    drop(server);
+}

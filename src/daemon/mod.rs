@@ -233,6 +233,7 @@ pub fn smtpd(dir: &Path) -> i32 {
                 interval: r.interval,
                 spool_root: &root,
                 stop: &STOP,
+                on_flush: &|| agents.relay.resume_all(),
             };
             let job =
                 |id: &crate::queue::QueueId, force: bool| agents.deliver_entry(&*queue, id, force);

@@ -173,6 +173,9 @@ pub struct PoolConfig<'a> {
     pub spool_root: &'a Path,
     /// Set to stop: workers finish the entry they are in, then end.
     pub stop: &'a AtomicBool,
+    /// Called when a flush starts (the relay forgets which destinations
+    /// it left alone: a flush tries everything now).
+    pub on_flush: &'a (dyn Fn() + Sync),
 }
 
 /// What the pool needs to know of an entry to hand it out: the domain of
@@ -245,6 +248,9 @@ pub fn run(
             log("queue", &picked);
         };
         let scan = |force: bool| {
+            if force {
+                (cfg.on_flush)();
+            }
             // Local submissions (`postroom sendmail`) first, so they are
             // in the listing below.
             pick_up();

@@ -83,6 +83,12 @@ impl SmtpRelay {
             .filter(Connection::is_usable)
     }
 
+    /// Forgets every pause: the next message tries its destination again
+    /// (a flush).
+    pub fn resume_all(&self) {
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Why `dest` is paused, if it is.
     fn paused(&self, dest: &Dest) -> Option<Failure> {
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
