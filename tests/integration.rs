@@ -14,4 +14,5 @@ mod runner;
 mod sendmail;
 mod smtp_proto;
 mod smtpd;
+mod smtpd_aliases;
 mod util;

@@ -17,7 +17,7 @@ use crate::util::{Dir, require_tool};
 /// `mail/<user>/`) whose relay domain relay.test goes to 127.0.0.1:`port`
 /// by the mailertable; retries every second, 2 s client timeouts; `set`
 /// replaces settings or adds them.
-fn relay_config(dir: &Dir, port: u16, set: &[(&str, &str)]) {
+pub(crate) fn relay_config(dir: &Dir, port: u16, set: &[(&str, &str)]) {
     let mut settings: Vec<(&str, &str)> = vec![
         ("hostname", "mx.example.test"),
         ("listen", "127.0.0.1:0"),
