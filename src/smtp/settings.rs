@@ -656,4 +656,132 @@ mod tests {
         let (_, diags) = parse("f", b"#x\n#y\nqueue_interval = -1\n", Path::new("."));
         assert_eq!(diags[0].span.start, 6);
     }
+    #[test]
+    fn delivery_keys_have_their_defaults() {
+        let s = Settings::defaults(Path::new("/etc/p"));
+        let r = &s.runner;
+        assert!(r.on_arrival, "delivery_mode = background by default");
+        assert_eq!((r.workers, r.relay_lanes), (10, 4));
+        assert!(r.zygotes);
+        assert_eq!(r.sendmail, None);
+        assert_eq!(r.schedule.delay_warning, None);
+        assert_eq!(s.relay.smart_host, None);
+    }
+
+    #[test]
+    fn delivery_keys_are_read() {
+        let src = "delivery_mode = queue\nmax_deliveries = 3\nrelay_lanes = 2\n\
+                   delay_warning = 4h\ndeliver_zygotes = no\nsendmail = ../bin/sendmail\n\
+                   smart_host = Mail.ISP.test\n";
+        let (s, diags) = parse("postroom.conf", src.as_bytes(), Path::new("/etc/p"));
+        assert!(diags.is_empty(), "{diags:?}");
+        let r = &s.runner;
+        assert!(!r.on_arrival);
+        assert_eq!((r.workers, r.relay_lanes), (3, 2));
+        assert_eq!(
+            r.schedule.delay_warning,
+            Some(Duration::from_secs(4 * 3600))
+        );
+        assert!(!r.zygotes);
+        // Relative to the configuration directory, like `deliver`.
+        assert_eq!(r.sendmail, Some(PathBuf::from("/etc/p/../bin/sendmail")));
+        // Without brackets the host is an MX name, on port 25.
+        let want = HostSpec {
+            host: "mail.isp.test".to_string(),
+            port: 25,
+            mx: true,
+        };
+        assert_eq!(s.relay.smart_host, Some(want));
+        assert!(s.route_options().smarthost);
+    }
+
+    #[test]
+    fn delivery_keys_other_values() {
+        let src = "delivery_mode = background\ndeliver_zygotes = yes\nsendmail = /usr/sbin/sendmail\n\
+                   delay_warning = 90\nmax_deliveries = 1\nrelay_lanes = 1\n\
+                   smart_host = [192.0.2.1]:2525\n";
+        let (s, diags) = parse("postroom.conf", src.as_bytes(), Path::new("/etc/p"));
+        assert!(diags.is_empty(), "{diags:?}");
+        let r = &s.runner;
+        assert!(r.on_arrival);
+        assert!(r.zygotes);
+        assert_eq!(r.sendmail, Some(PathBuf::from("/usr/sbin/sendmail")));
+        assert_eq!(r.schedule.delay_warning, Some(Duration::from_secs(90)));
+        assert_eq!((r.workers, r.relay_lanes), (1, 1));
+        let want = HostSpec {
+            host: "192.0.2.1".to_string(),
+            port: 2525,
+            mx: false,
+        };
+        assert_eq!(s.relay.smart_host, Some(want));
+    }
+
+    #[test]
+    fn bad_delivery_values_are_reported_on_their_line_and_change_nothing() {
+        // (text, want: the one diagnostic, "line: message")
+        let cases = [
+            (
+                "\ndelivery_mode = now\n",
+                "2: `delivery_mode`: want `background` or `queue`",
+            ),
+            (
+                "delivery_mode = QUEUE\n",
+                "1: `delivery_mode`: want `background` or `queue`",
+            ),
+            (
+                "max_deliveries = 0\n",
+                "1: `max_deliveries`: want a whole number, at least 1",
+            ),
+            (
+                "max_deliveries = many\n",
+                "1: `max_deliveries`: want a whole number",
+            ),
+            (
+                "# lanes\nrelay_lanes = 0\n",
+                "2: `relay_lanes`: want a whole number, at least 1",
+            ),
+            (
+                "relay_lanes = -2\n",
+                "1: `relay_lanes`: want a whole number",
+            ),
+            (
+                "delay_warning = 0\n",
+                "1: `delay_warning`: want a whole number of seconds (or with a unit s, m, h, d), at least 1",
+            ),
+            (
+                "delay_warning = 2w\n",
+                "1: `delay_warning`: want a whole number of seconds (or with a unit s, m, h, d), at least 1",
+            ),
+            (
+                "deliver_zygotes = true\n",
+                "1: `deliver_zygotes`: want `yes` or `no`",
+            ),
+            ("sendmail =\n", "1: `sendmail` has no value"),
+            (
+                "smart_host = [mail.isp.test]:0\n",
+                "1: `smart_host`: bad port `0` (want 1 to 65535)",
+            ),
+            (
+                "smart_host = 192.0.2.1\n",
+                "1: `smart_host`: IP address `192.0.2.1` must be written in brackets, `[192.0.2.1]`",
+            ),
+            (
+                "max_deliveries = 2\nmax_deliveries = 3\n",
+                "2: `max_deliveries` is set twice",
+            ),
+        ];
+        let defaults = Settings::defaults(Path::new("/etc/mail"));
+        for (src, want) in cases {
+            let (s, got) = parse_str(src);
+            assert_eq!(got, vec![want.to_string()], "for {src:?}");
+            let mut runner = s.runner.clone();
+            if src.starts_with("max_deliveries = 2") {
+                // The first line stays; only the repeat is refused.
+                assert_eq!(runner.workers, 2);
+                runner.workers = defaults.runner.workers;
+            }
+            assert_eq!(runner, defaults.runner, "for {src:?}");
+            assert_eq!(s.relay, defaults.relay, "for {src:?}");
+        }
+    }
 }
