@@ -22,6 +22,7 @@
 //! target's `run_as` (A.6.2). It never speaks SMTP: forwards and relay
 //! recipients stay deferred until the relay client exists.
 
+use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -325,6 +326,11 @@ impl<'a> Runner<'a> {
         // Remote recipients, by domain in order of first appearance: one
         // SMTP transaction per domain once the local ones are done.
         let mut remote: Vec<Batch> = Vec::new();
+        // A.6.3: one copy per envelope. A mailbox, file, pipe or forward
+        // two recipients of this entry lead to gets the message once (in
+        // this pass: a retry of a deferred recipient knows nothing of
+        // what an earlier pass delivered).
+        let mut done = HashSet::new();
         for (i, r) in entry.recipients.iter().enumerate() {
             let due = match &r.state {
                 State::Pending => true,
@@ -347,7 +353,7 @@ impl<'a> Runner<'a> {
                 Some(m) => m,
                 None => message.insert(self.queue.message(id)?),
             };
-            let attempt = self.attempt(&entry, i, resolution, msg);
+            let attempt = self.attempt(&entry, i, resolution, msg, &mut done);
             // Recorded durably before anything else happens to the entry:
             // only the queue's word counts (module docs: a duplicate, never
             // a loss).
@@ -453,7 +459,14 @@ impl<'a> Runner<'a> {
 
     /// One attempt for local recipient `i`, routed as `resolution`:
     /// deliver to every target; forwards become one new entry.
-    fn attempt(&self, entry: &Entry, i: usize, resolution: Resolution, message: &[u8]) -> Attempt {
+    fn attempt(
+        &self,
+        entry: &Entry,
+        i: usize,
+        resolution: Resolution,
+        message: &[u8],
+        done: &mut HashSet<(u8, Vec<u8>)>,
+    ) -> Attempt {
         let rcpt = &entry.recipients[i].address;
         let targets = match resolution {
             Resolution::Local(t) => t,
@@ -490,9 +503,13 @@ impl<'a> Runner<'a> {
         let mut perm = None;
         let mut forwards: Vec<(Option<&Vec<u8>>, &route::Address)> = Vec::new();
         for t in &targets {
+            if done.contains(&t.delivery.key()) {
+                continue;
+            }
             let attempt = match &t.delivery {
                 Delivery::Forward(a) => {
                     forwards.push((t.sender.as_ref(), a));
+                    done.insert(t.delivery.key());
                     continue;
                 }
                 Delivery::Error { reply, .. } => Attempt::Failed(from_reply(reply)),
@@ -512,7 +529,9 @@ impl<'a> Runner<'a> {
                 }
             };
             match attempt {
-                Attempt::Delivered => {}
+                Attempt::Delivered => {
+                    done.insert(t.delivery.key());
+                }
                 Attempt::Failed(f) if f.class == Class::Temp => return Attempt::Failed(f),
                 Attempt::Failed(f) => {
                     perm.get_or_insert(f);

@@ -504,7 +504,6 @@ fn duplicate_members_of_an_alias_are_delivered_once_each() {
 }
 
 #[test]
-#[ignore = "bug: the runner delivers each recipient of an envelope on its own, so a mailbox reached by two recipients gets two copies (A.6.3 asks for envelope-wide de-duplication)"]
 fn a_mailbox_reached_by_two_recipients_of_one_message_gets_one_copy() {
     if !require_tool("python3") {
         return;

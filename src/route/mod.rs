@@ -125,7 +125,7 @@ impl Delivery {
     /// The identity used for de-duplication (A.6.3): kind plus mailbox user
     /// (lower case) and detail, file path, command, or remote address
     /// (domain already lower case, local part as is).
-    fn key(&self) -> (u8, Vec<u8>) {
+    pub fn key(&self) -> (u8, Vec<u8>) {
         match self {
             Delivery::Mailbox { user, detail } => {
                 let mut k = user.to_ascii_lowercase();
