@@ -356,8 +356,10 @@ impl<'a> Runner<'a> {
             let attempt = self.attempt(&entry, i, resolution, msg, &mut done);
             // Recorded durably before anything else happens to the entry:
             // only the queue's word counts (module docs: a duplicate, never
-            // a loss).
-            count(self.queue.record(id, i, &attempt, now)?, sum);
+            // a loss). The last one may remove the entry instead.
+            if self.record(id, i, &attempt, now, sum)? {
+                return Ok(());
+            }
         }
         for (domain, rcpts) in &remote {
             let msg = match &message {
@@ -375,7 +377,9 @@ impl<'a> Runner<'a> {
             // The remote's answers are written down before anything else:
             // after its 250 the message must never go out again.
             for ((i, _), attempt) in rcpts.iter().zip(attempts) {
-                count(self.queue.record(id, *i, &attempt, now)?, sum);
+                if self.record(id, *i, &attempt, now, sum)? {
+                    return Ok(());
+                }
             }
         }
         let entry = self.queue.entry(id)?;
@@ -455,6 +459,25 @@ impl<'a> Runner<'a> {
             sum.removed += 1;
         }
         Ok(())
+    }
+
+    /// Records `attempt` for recipient `i` and counts it; true when that
+    /// finished the entry and the queue removed it (nothing is left to do
+    /// for it: no DSN, no warning).
+    fn record(
+        &self,
+        id: &QueueId,
+        i: usize,
+        attempt: &Attempt,
+        now: i64,
+        sum: &mut Summary,
+    ) -> Result<bool, QueueError> {
+        let (state, removed) = self.queue.record_or_remove(id, i, attempt, now)?;
+        count(state, sum);
+        if removed {
+            sum.removed += 1;
+        }
+        Ok(removed)
     }
 
     /// One attempt for local recipient `i`, routed as `resolution`:

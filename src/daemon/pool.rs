@@ -106,6 +106,16 @@ impl Queue for Kicking {
         self.inner.remove(id)
     }
 
+    fn record_or_remove(
+        &self,
+        id: &QueueId,
+        rcpt: usize,
+        result: &crate::queue::entry::Attempt,
+        now: i64,
+    ) -> Result<(crate::queue::entry::State, bool), QueueError> {
+        self.inner.record_or_remove(id, rcpt, result, now)
+    }
+
     fn schedule(&self) -> &Schedule {
         self.inner.schedule()
     }

@@ -209,6 +209,27 @@ pub trait Queue: Send + Sync {
     /// runner can drop a message that still has work.
     fn remove(&self, id: &QueueId) -> Result<(), QueueError>;
 
+    /// Records one attempt like [`Queue::record`]; when that leaves the
+    /// entry with nothing to do (every recipient delivered, or failed and
+    /// reported) the entry is removed. Returns the recipient's new state
+    /// and whether the entry is gone. A backend may do both in one durable
+    /// step.
+    fn record_or_remove(
+        &self,
+        id: &QueueId,
+        rcpt: usize,
+        result: &Attempt,
+        now: i64,
+    ) -> Result<(State, bool), QueueError> {
+        let state = self.record(id, rcpt, result, now)?;
+        if check_done(&self.entry(id)?).is_ok() {
+            self.remove(id)?;
+            Ok((state, true))
+        } else {
+            Ok((state, false))
+        }
+    }
+
     /// The retry policy in use.
     fn schedule(&self) -> &Schedule;
 

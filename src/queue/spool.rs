@@ -427,14 +427,32 @@ impl Spool {
         let _guard = self.lock(id.as_str());
         let mut entry = self.load_or_quarantine(id)?;
         let out = f(&mut entry)?;
+        self.write_entry(id, &entry)?;
+        Ok(out)
+    }
+
+    /// Writes `entry` as the state of `id` (its lock held).
+    fn write_entry(&self, id: &QueueId, entry: &Entry) -> Result<(), QueueError> {
         let dir = self.entry_dir(id);
         let new = dir.join("envelope.new");
         let _ = fs::remove_file(&new);
         write_new(&new, entry.to_text().as_bytes())?;
         let env = dir.join("envelope");
         fs::rename(&new, &env).map_err(io_err("rename", &env))?;
-        sync_dir(&dir)?;
-        Ok(out)
+        sync_dir(&dir)
+    }
+
+    /// Takes a finished entry out of `active/` (its lock held, its state
+    /// checked by the caller).
+    fn remove_entry(&self, id: &QueueId) -> Result<(), QueueError> {
+        // Rename out of active/ first: a crash while deleting then leaves
+        // a half-deleted directory in tmp/ (cleared on open), never a
+        // half-deleted entry that looks whole.
+        let from = self.entry_dir(id);
+        let to = self.dir("tmp").join(format!("{id}.done"));
+        fs::rename(&from, &to).map_err(io_err("rename out of active", &from))?;
+        sync_dir(&self.dir("active"))?;
+        fs::remove_dir_all(&to).map_err(io_err("remove", &to))
     }
 }
 
@@ -700,14 +718,36 @@ impl Queue for Spool {
         let _guard = self.lock(id.as_str());
         let entry = self.load_or_quarantine(id)?;
         super::check_done(&entry)?;
-        // Rename out of active/ first: a crash while deleting then leaves
-        // a half-deleted directory in tmp/ (cleared on open), never a
-        // half-deleted entry that looks whole.
-        let from = self.entry_dir(id);
-        let to = self.dir("tmp").join(format!("{id}.done"));
-        fs::rename(&from, &to).map_err(io_err("rename out of active", &from))?;
-        sync_dir(&self.dir("active"))?;
-        fs::remove_dir_all(&to).map_err(io_err("remove", &to))
+        self.remove_entry(id)
+    }
+
+    /// One durable step instead of two when the attempt finishes the
+    /// entry: the removal is the record (a crash before it leaves the
+    /// recipient pending, and it is delivered again: the usual duplicate,
+    /// never a loss).
+    fn record_or_remove(
+        &self,
+        id: &QueueId,
+        rcpt: usize,
+        result: &Attempt,
+        now: i64,
+    ) -> Result<(State, bool), QueueError> {
+        let _guard = self.lock(id.as_str());
+        let mut entry = self.load_or_quarantine(id)?;
+        let state = entry
+            .apply(rcpt, result, now, &self.schedule)
+            .cloned()
+            .map_err(|source| QueueError::Apply {
+                id: id.clone(),
+                source,
+            })?;
+        if super::check_done(&entry).is_ok() {
+            self.remove_entry(id)?;
+            Ok((state, true))
+        } else {
+            self.write_entry(id, &entry)?;
+            Ok((state, false))
+        }
     }
 
     fn schedule(&self) -> &Schedule {
@@ -1004,5 +1044,37 @@ mod tests {
         assert!(got.corrupt.is_empty(), "{got:?}");
         let e = spool.entry(&got.queued[0].1).unwrap();
         assert_eq!(e.envelope.sender, "list-owner@example.test");
+    }
+
+    #[test]
+    fn the_attempt_that_finishes_an_entry_removes_it_instead_of_writing_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, _) = open(tmp.path());
+        let mut env = envelope();
+        env.recipients = vec![Address::new("a@x.test"), Address::new("b@x.test")];
+        let id = spool.enqueue(&env, b"Subject: s\n\nbody\n").unwrap();
+        let temp = Attempt::Failed(crate::queue::entry::Failure {
+            class: crate::status::Class::Temp,
+            detail: (4, 1),
+            diagnostic: "x-unix; later".into(),
+            remote: None,
+        });
+        let got = spool.record_or_remove(&id, 0, &temp, 100).unwrap();
+        assert!(matches!(got, (State::Deferred { .. }, false)), "{got:?}");
+        let got = spool
+            .record_or_remove(&id, 0, &Attempt::Delivered, 101)
+            .unwrap();
+        assert_eq!(got, (State::Delivered, false), "b still waits");
+        assert_eq!(
+            spool.entry(&id).unwrap().recipients[0].state,
+            State::Delivered
+        );
+        let got = spool
+            .record_or_remove(&id, 1, &Attempt::Delivered, 102)
+            .unwrap();
+        assert_eq!(got, (State::Delivered, true));
+        assert!(!tmp.path().join("active").join(id.as_str()).exists());
+        assert_eq!(list(&tmp.path().join("tmp")).unwrap(), Vec::<String>::new());
+        assert!(matches!(spool.entry(&id), Err(QueueError::NotFound(_))));
     }
 }
