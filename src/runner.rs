@@ -353,7 +353,7 @@ impl<'a> Runner<'a> {
                 Some(m) => m,
                 None => message.insert(self.queue.message(id)?),
             };
-            let attempt = self.attempt(&entry, i, resolution, msg, &mut done);
+            let attempt = self.attempt(&entry, i, resolution, msg, &mut done, now);
             // Recorded durably before anything else happens to the entry:
             // only the queue's word counts (module docs: a duplicate, never
             // a loss). The last one may remove the entry instead.
@@ -489,6 +489,7 @@ impl<'a> Runner<'a> {
         resolution: Resolution,
         message: &[u8],
         done: &mut HashSet<(u8, Vec<u8>)>,
+        now: i64,
     ) -> Attempt {
         let rcpt = &entry.recipients[i].address;
         let targets = match resolution {
@@ -556,6 +557,15 @@ impl<'a> Runner<'a> {
                     done.insert(t.delivery.key());
                 }
                 Attempt::Failed(f) if f.class == Class::Temp => return Attempt::Failed(f),
+                // A.6.4: the copies of a list with an `owner-` alias go out
+                // with the owner as their sender, so a member's failure is
+                // the owner's to hear about, not the original sender's.
+                Attempt::Failed(f) if t.sender.is_some() => {
+                    if let Err(e) = self.report_to_owner(entry, &rcpt.address, t, f, message, now) {
+                        return Attempt::Failed(e);
+                    }
+                    done.insert(t.delivery.key());
+                }
                 Attempt::Failed(f) => {
                     perm.get_or_insert(f);
                 }
@@ -565,6 +575,68 @@ impl<'a> Runner<'a> {
             return Attempt::Failed(f);
         }
         perm.map_or(Attempt::Delivered, Attempt::Failed)
+    }
+
+    /// Queues a DSN to the list owner (`t.sender`) for member `t` of the
+    /// queued recipient `rcpt`, which failed for good with `failure`: the
+    /// report names the member as the final recipient and the list as the
+    /// original one.
+    fn report_to_owner(
+        &self,
+        entry: &Entry,
+        rcpt: &str,
+        t: &Target,
+        failure: Failure,
+        message: &[u8],
+        now: i64,
+    ) -> Result<(), Failure> {
+        let owner = String::from_utf8_lossy(t.sender.as_deref().unwrap_or_default()).into_owned();
+        let member = match &t.delivery {
+            Delivery::Mailbox { user, .. } => String::from_utf8_lossy(user).into_owned(),
+            Delivery::Error { member, .. } => String::from_utf8_lossy(member).into_owned(),
+            Delivery::File { path, .. } => String::from_utf8_lossy(path).into_owned(),
+            Delivery::Pipe { command, .. } => format!("|{}", String::from_utf8_lossy(command)),
+            Delivery::Forward(a) => String::from_utf8_lossy(&a.to_bytes()).into_owned(),
+        };
+        // A local name is qualified with our host name, as the owner is.
+        let member = match &t.delivery {
+            Delivery::Mailbox { .. } | Delivery::Error { .. } if !member.contains('@') => {
+                format!("{member}@{}", self.bounce.reporting_mta)
+            }
+            _ => member,
+        };
+        let envelope = crate::queue::entry::Envelope {
+            sender: owner,
+            recipients: vec![crate::queue::entry::Address {
+                address: member,
+                orcpt: Some(format!("rfc822;{rcpt}")),
+            }],
+            ..entry.envelope.clone()
+        };
+        let mut report = Entry::new(entry.id.clone(), entry.arrival, entry.size, &envelope);
+        report.recipients[0].state = State::Failed {
+            error: failure,
+            notified: false,
+        };
+        let Some(b) = bounce::build(
+            &self.bounce,
+            &report,
+            message,
+            Kind::Failed,
+            now,
+            self.queue.schedule(),
+        ) else {
+            return Ok(());
+        };
+        self.queue
+            .enqueue(&b.envelope, &b.message)
+            .map(|_| ())
+            .map_err(|e| Failure {
+                class: Class::Temp,
+                detail: (3, 0),
+                diagnostic: format!("x-postroom; cannot queue the report to the list owner: {e}"),
+                remote: None,
+            })
     }
 
     /// Queues the forwards of local recipient `rcpt` as new entries (one
