@@ -507,7 +507,7 @@ pub fn parse_include(
                         m.span,
                         "file and program members are not allowed in an include file",
                     )
-                    .with_note("list this include file as trusted to allow them"),
+                    .with_note("list this include file as trusted (`trusted_include = PATH` in postroom.conf) to allow them"),
                 );
                 m.item = Item::Refused(reply::not_allowed_here());
             }

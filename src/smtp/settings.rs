@@ -98,6 +98,11 @@ pub struct Settings {
     pub runner: RunnerSettings,
     /// The relay client's settings.
     pub relay: RelaySettings,
+    /// `:include:` files whose file and program lines are honoured
+    /// (`trusted_include = PATH`, one line each, relative to the
+    /// configuration directory; mta-semantics A.6.2: sendmail's per-file
+    /// opt-in for lists kept by root).
+    pub trusted_includes: Vec<PathBuf>,
 }
 
 /// The relay client's settings from `postroom.conf`.
@@ -194,6 +199,7 @@ impl Settings {
             bare_newline: s.bare_newline,
             runner: RunnerSettings::default(),
             relay: RelaySettings::default(),
+            trusted_includes: Vec::new(),
         }
     }
 
@@ -218,6 +224,7 @@ impl Settings {
             host_name: self.hostname.as_bytes().to_vec(),
             // A smart host is a route for forwards to any domain (A.5).
             smarthost: self.relay.smart_host.is_some(),
+            trusted_includes: self.trusted_includes.clone(),
             ..route::Options::default()
         }
     }
@@ -287,7 +294,7 @@ pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) 
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
-        if key != "listen" {
+        if key != "listen" && key != "trusted_include" {
             if let Some((_, first)) = seen.iter().find(|(k, _)| k == key) {
                 let mut d = Diagnostic::error(file, span, format!("`{key}` is set twice"));
                 let (l, _) = first.line_col(src);
@@ -375,6 +382,7 @@ const KEYS: &[&str] = &[
     "relay_lanes",
     "deliver_zygotes",
     "sendmail",
+    "trusted_include",
     "delay_warning",
     "smart_host",
     "smtp_connect_timeout",
@@ -472,6 +480,7 @@ fn apply(
             n => s.runner.workers = size(n),
         },
         "sendmail" => s.runner.sendmail = Some(dir.join(value)),
+        "trusted_include" => s.trusted_includes.push(PathBuf::from(value)),
         "deliver_zygotes" => {
             s.runner.zygotes = match value {
                 "yes" => true,
@@ -783,5 +792,14 @@ mod tests {
             assert_eq!(runner, defaults.runner, "for {src:?}");
             assert_eq!(s.relay, defaults.relay, "for {src:?}");
         }
+    }
+
+    #[test]
+    fn trusted_includes_may_be_listed_many_times_and_reach_the_route_options() {
+        let (s, d) = parse_str("trusted_include = lists/ops\ntrusted_include = /etc/mail/staff\n");
+        assert!(d.is_empty(), "{d:?}");
+        let want = vec![PathBuf::from("lists/ops"), PathBuf::from("/etc/mail/staff")];
+        assert_eq!(s.trusted_includes, want);
+        assert_eq!(s.route_options().trusted_includes, want);
     }
 }
