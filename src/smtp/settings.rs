@@ -225,7 +225,6 @@ impl Settings {
             // A smart host is a route for forwards to any domain (A.5).
             smarthost: self.relay.smart_host.is_some(),
             trusted_includes: self.trusted_includes.clone(),
-            ..route::Options::default()
         }
     }
 }
