@@ -57,7 +57,7 @@ echo "rcfile:   bench/procmailrc ($recipes recipes), one process per message"
 echo "procmail: $PROCMAIL"
 echo "deliver:  $DELIVER"
 
-for side in procmail deliver; do
+for side in procmail deliver zygote; do
     rm -rf "$cache/run/$side"
     mkdir -p "$cache/run/$side"
     cp "$here/procmailrc" "$cache/run/$side/procmailrc"
@@ -66,15 +66,19 @@ mkdir -p "$cache/run/baseline"
 base=$("$PY" "$here/driver.py" "$msgs" --side true /bin/true "$cache/run/baseline")
 echo "spawn baseline: the same loop running /bin/true takes $(field "$base" seconds) s"
 echo "(the sides are interleaved message by message; wall = spawn to reap, cpu = user+sys)"
+echo "(zygote: the same deliver forked per message from a warm process, as postroom's queue"
+echo " runner runs it -- not one exec per message; shown against procmail's one exec each)"
 echo
 printf '%-24s %12s %12s %18s\n' pass procmail deliver deliver/procmail
 notes=()
 for pass in "1 fresh folders" "2 existing folders"; do
     sync
     out=$("$PY" "$here/driver.py" "$msgs" --side procmail "$PROCMAIL" "$cache/run/procmail" \
-        --side deliver "$DELIVER" "$cache/run/deliver")
+        --side deliver "$DELIVER" "$cache/run/deliver" \
+        --zygote zygote "$DELIVER" "$cache/run/zygote")
     lp=$(grep '^side=procmail ' <<<"$out"); ld=$(grep '^side=deliver ' <<<"$out")
-    for l in "$lp" "$ld"; do
+    lz=$(grep '^side=zygote ' <<<"$out")
+    for l in "$lp" "$ld" "$lz"; do
         if [ "$(field "$l" failed)" != 0 ]; then
             notes+=("pass ${pass%% *}: $(field "$l" side): $(field "$l" failed) of $N deliveries exited non-zero (first: $(field "$l" first_failure))")
         fi
@@ -84,6 +88,10 @@ for pass in "1 fresh folders" "2 existing folders"; do
         printf "%-24s %10.3f s %10.3f s %18.2f\n", name " (wall)", pw, dw, dw / pw
         printf "%-24s %10.3f s %10.3f s %18.2f\n", "  cpu (user+sys)", pc, dc, (pc > 0 ? dc / pc : 0)
         printf "%-24s %9.2f ms %9.2f ms\n", "  wall per message", 1000 * pw / n, 1000 * dw / n }'
+    awk -v pw="$(field "$lp" seconds)" -v zw="$(field "$lz" seconds)" \
+        -v pc="$(field "$lp" cpu)" -v zc="$(field "$lz" cpu)" 'BEGIN {
+        printf "%-24s %10.3f s %10.3f s %18.2f\n", "  zygote (wall)", pw, zw, zw / pw
+        printf "%-24s %10.3f s %10.3f s %18.2f\n", "  zygote cpu", pc, zc, (pc > 0 ? zc / pc : 0) }'
     if [ "${pass%% *}" = 1 ]; then
         # shellcheck disable=SC2012
         nmbox=$(ls "$cache/run/procmail" | grep -c '\.mbox$' || true)
@@ -96,7 +104,8 @@ for n in "${notes[@]+"${notes[@]}"}"; do echo "WARNING: $n (timings not comparab
 # Do both sides write the same folders?  Counts per folder (Maildir new/
 # entries, MH/directory entries, mbox bytes); names and logs differ anyway.
 echo
-"$PY" - "$cache/run/procmail" "$cache/run/deliver" <<'EOF'
+for other in deliver zygote; do
+"$PY" - "$cache/run/procmail" "$cache/run/$other" <<'EOF'
 import os, sys
 def summary(d):
     out = {}
@@ -114,12 +123,15 @@ def summary(d):
 a, b = summary(sys.argv[1]), summary(sys.argv[2])
 diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 if not diff:
-    print("folders: both sides wrote the same %d folders with the same counts/sizes" % len(a))
+    print("folders: procmail and %s wrote the same %d folders with the same counts/sizes"
+          % (os.path.basename(sys.argv[2]), len(a)))
 else:
-    print("folders: %d of %d differ (procmail vs deliver):" % (len(diff), len(set(a) | set(b))))
+    print("folders: %d of %d differ (procmail vs %s):"
+          % (len(diff), len(set(a) | set(b)), os.path.basename(sys.argv[2])))
     for k in diff[:12]:
         print("  %-28s %-14s %s" % (k, a.get(k, "missing"), b.get(k, "missing")))
 EOF
+done
 
 # Durability: which fsync-type calls does each side make?  Traced on the
 # first 40 messages delivered into fresh folders (strace -f -y names the

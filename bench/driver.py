@@ -11,15 +11,70 @@ is the CPU time the child used (getrusage through wait4).
 Never: changes the messages, or looks at what was delivered.
 
 Usage: driver.py MSGDIR --side NAME PROG WORKDIR [--side ...] [--rc RCFILE]
+                 [--zygote NAME DELIVER WORKDIR]
 Prints one line per side:
   `side=NAME seconds=S cpu=C n=N failed=F first_failure=...`
 PROG `/bin/true` gets no arguments (the spawn-cost baseline).
+A `--zygote` side is the way postroom's queue runner runs deliver: one
+`DELIVER --postroom-zygote` started (in WORKDIR) before the loop, and for
+each message a request on its socket; it forks a child that runs
+`deliver -m RCFILE` with the message on stdin.  Its time is request to
+answer, its CPU the children's (the zygote's cutime + cstime).
 Standard library only.
 """
 
 import os
+import socket
+import struct
+import subprocess
 import sys
 import time
+
+
+class Zygote:
+    """A `deliver --postroom-zygote` and its socket (src/deliver/zygote.rs)."""
+
+    def __init__(self, deliver, workdir, env):
+        self.sock, theirs = socket.socketpair()
+        self.proc = subprocess.Popen([deliver, "--postroom-zygote"], stdin=theirs,
+                                     stdout=subprocess.DEVNULL, cwd=workdir, env=env)
+        theirs.close()
+        if self.read(4) != b"PRZ1":
+            sys.exit("driver: %s did not greet as a zygote" % deliver)
+
+    def read(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                sys.exit("driver: the zygote went away")
+            out += chunk
+        return out
+
+    def run(self, argv, env, message):
+        def strings(items):
+            return struct.pack("<I", len(items)) + b"".join(
+                struct.pack("<I", len(x)) + x for x in items)
+        req = (b"PRZ1" + strings([a.encode() for a in argv]) +
+               strings([("%s=%s" % kv).encode() for kv in env.items()]) +
+               struct.pack("<IIQ", 0, 0, len(message)) + message)
+        self.sock.sendall(req)
+        if self.read(1) != b"P":
+            sys.exit("driver: the zygote could not fork")
+        self.read(4)
+        if self.read(1) != b"S":
+            sys.exit("driver: bad answer from the zygote")
+        code, n = struct.unpack("<iI", self.read(8))
+        self.read(n)
+        return code
+
+    def children_cpu(self):
+        fields = open("/proc/%d/stat" % self.proc.pid).read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self):
+        self.sock.close()
+        self.proc.wait()
 
 
 def parse(argv):
@@ -30,6 +85,10 @@ def parse(argv):
         if rest[0] == "--side" and len(rest) >= 4:
             sides.append({"name": rest[1], "prog": rest[2], "dir": os.path.abspath(rest[3]),
                           "secs": 0.0, "cpu": 0.0, "failed": 0, "first": ""})
+            rest = rest[4:]
+        elif rest[0] == "--zygote" and len(rest) >= 4:
+            sides.append({"name": rest[1], "prog": rest[2], "dir": os.path.abspath(rest[3]),
+                          "secs": 0.0, "cpu": 0.0, "failed": 0, "first": "", "zygote": True})
             rest = rest[4:]
         elif rest[0] == "--rc" and len(rest) >= 2:
             rc, rest = rest[1], rest[2:]
@@ -52,9 +111,21 @@ def main():
             [s["prog"], "-m", rc]
         s["err"] = os.open(os.path.join(s["dir"], "driver-stderr.log"),
                            os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if s.get("zygote"):
+            s["z"] = Zygote(s["prog"], s["dir"], env)
     for i, path in enumerate(paths):
         order = sides if i % 2 == 0 else sides[::-1]
         for s in order:
+            if s.get("zygote"):
+                data = open(path, "rb").read()
+                t0 = time.perf_counter()
+                code = s["z"].run(s["argv"], env, data)
+                s["secs"] += time.perf_counter() - t0
+                if code != 0:
+                    s["failed"] += 1
+                    if not s["first"]:
+                        s["first"] = "%s:exit=%d" % (os.path.basename(path), code)
+                continue
             msg = os.open(path, os.O_RDONLY)
             os.chdir(s["dir"])
             t0 = time.perf_counter()
@@ -71,6 +142,10 @@ def main():
                 s["failed"] += 1
                 if not s["first"]:
                     s["first"] = "%s:exit=%d" % (os.path.basename(path), code)
+    for s in sides:
+        if s.get("zygote"):
+            s["cpu"] = s["z"].children_cpu()
+            s["z"].close()
     for s in sides:
         print("side=%s seconds=%.3f cpu=%.3f n=%d failed=%d first_failure=%s"
               % (s["name"], s["secs"], s["cpu"], len(paths), s["failed"], s["first"] or "-"))
