@@ -699,8 +699,15 @@ fn real_deliver_unknown_user_and_pipe_exit_codes_bounce_or_defer() {
 /// What `agent` wrote into the virtual user's Maildir for MSG, run through
 /// [`Exec`] (the same argv and environment for both agents).
 fn maildir_copy_by(agent: &std::path::Path, name: &str) -> Vec<u8> {
+    maildir_copy(Exec::new(agent, Arc::new(VirtualUsers::default())), name)
+}
+
+/// What `exec` (its users replaced by `virtual_bob`) writes into bob's
+/// Maildir for one queued message.
+fn maildir_copy(mut exec: Exec, name: &str) -> Vec<u8> {
     let dir = Dir::new(name);
-    let exec = Exec::new(agent, Arc::new(virtual_bob(&dir)));
+    exec.users = Arc::new(virtual_bob(&dir));
+    let agent = exec.deliver.clone();
     let clock = Arc::new(ManualClock::at(T0));
     let q = memory(&clock);
     q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
@@ -890,31 +897,12 @@ fn real_pipe_past_the_time_limit_is_killed_and_deferred() {
     assert_eq!(e.recipients[0].state.error().unwrap().status(), "4.4.7");
 }
 
-/// `maildir_copy_by` the real deliver run by zygotes.
-fn maildir_copy_by_zygote(name: &str) -> Vec<u8> {
-    let dir = Dir::new(name);
-    let mut exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
-    exec.zygotes = Some(Arc::new(Zygotes::new(bin("deliver"))));
-    let clock = Arc::new(ManualClock::at(T0));
-    let q = memory(&clock);
-    q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
-        .unwrap();
-    let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
-    assert_eq!(got.delivered, 1, "{got:?}");
-    let new: Vec<_> = dir
-        .join("home/bob/Maildir/new")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(new.len(), 1);
-    std::fs::read(&new[0]).unwrap()
-}
-
 #[test]
 fn a_zygote_delivery_writes_what_an_exec_of_deliver_writes() {
     let want = maildir_copy_by(&bin("deliver"), "runner-exec");
-    let got = maildir_copy_by_zygote("runner-zygote");
+    let mut exec = Exec::new(bin("deliver"), Arc::new(VirtualUsers::default()));
+    exec.zygotes = Some(Arc::new(Zygotes::new(bin("deliver"))));
+    let got = maildir_copy(exec, "runner-zygote");
     assert_eq!(
         String::from_utf8_lossy(&got),
         String::from_utf8_lossy(&want)

@@ -608,21 +608,6 @@ fn example(dir: &Dir) -> PathBuf {
     dir.join("etc-mail")
 }
 
-/// Waits (at most 20 s) for a file in `rel`; its bytes.
-fn wait_for_file(dir: &Dir, rel: &str) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(n) = names(&dir.join(rel)).first() {
-            return String::from_utf8_lossy(&dir.read(&format!("{rel}/{n}"))).into_owned();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing in {rel} after 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn sendmail_to_a_running_server_ends_in_bobs_maildir() {
     let dir = Dir::new("sendmail-e2e");
@@ -633,7 +618,11 @@ fn sendmail_to_a_running_server_ends_in_bobs_maildir() {
         .args(["-oi", "bob@example.test"]);
     let r = run(c, b"Subject: from the host\n\nhello bob\n.\nstill here\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let got = wait_for_file(&dir, "state/mail/bob/inbox/new");
+    let got = String::from_utf8_lossy(&crate::smtpd::wait_for_file(
+        &dir,
+        "state/mail/bob/inbox/new",
+    ))
+    .into_owned();
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
         .unwrap()
         .unwrap()
@@ -714,7 +703,11 @@ fn without_a_server_dash_q_picks_up_and_delivers() {
     let r = run(c, b"");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("no server running"), "{}", r.stdout);
-    let got = wait_for_file(&dir, "state/mail/bob/inbox/new");
+    let got = String::from_utf8_lossy(&crate::smtpd::wait_for_file(
+        &dir,
+        "state/mail/bob/inbox/new",
+    ))
+    .into_owned();
     assert!(got.contains("\nSubject: queued while down\n"), "{got}");
     assert!(names(&dir.join("state/spool/maildrop")).is_empty());
     assert!(names(&dir.join("state/spool/active")).is_empty());

@@ -158,7 +158,7 @@ fn replies(transcript: &str) -> Vec<String> {
 }
 
 /// Runs a Python smtplib script with `PORT` set; returns its stdout.
-fn python(server: &Smtpd, script: &str) -> String {
+pub(crate) fn python(server: &Smtpd, script: &str) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -725,7 +725,7 @@ fn postroom_queue(dir: &Dir, args: &[&str]) -> String {
 
 /// Waits (at most 20 s) until `rel` under `dir` is a directory holding a
 /// file; returns that file's bytes.
-fn wait_for_file(dir: &Dir, rel: &str) -> Vec<u8> {
+pub(crate) fn wait_for_file(dir: &Dir, rel: &str) -> Vec<u8> {
     let start = Instant::now();
     loop {
         if let Ok(mut rd) = std::fs::read_dir(dir.join(rel))

@@ -15,7 +15,6 @@
 //! is made traversable and `out/` writable for everyone.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::relay::relay_config;
@@ -132,23 +131,6 @@ fn assert_written_by_default_user(dir: &Dir, rel: &str) {
     } else {
         assert_eq!(uid, nix::unistd::geteuid().as_raw(), "{rel}");
     }
-}
-
-/// Runs a Python smtplib script against the server with `PORT` set;
-/// returns its stdout.
-fn smtplib(server: &Smtpd, script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env("PORT", server.addr.port().to_string())
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -384,7 +366,7 @@ fn an_alias_loop_is_accepted_and_its_member_bounced_as_user_unknown() {
     // user unknown. A.6.5: a member's failure does not refuse the RCPT of
     // an existing alias; it is reported by DSN to the sender (bob).
     let server = setup(&dir, free_port(), "loop1: loop2\nloop2: loop1\n", "");
-    let out = smtplib(
+    let out = crate::smtpd::python(
         &server,
         r#"
 import os, smtplib
@@ -510,7 +492,7 @@ fn a_mailbox_reached_by_two_recipients_of_one_message_gets_one_copy() {
     }
     let dir = Dir::new("aliases-envelope-dup");
     let server = setup(&dir, free_port(), "both: alice, bob\n", "");
-    let out = smtplib(
+    let out = crate::smtpd::python(
         &server,
         r#"
 import os, smtplib
