@@ -1502,3 +1502,65 @@ fn signals_end_the_run_like_procmail() {
         assert!(log.contains(want_folder), "{sig}: {log}");
     }
 }
+
+/// `deliver -d user` as root, run the way postroom's queue runner runs it
+/// (forked from a zygote), writes what an exec of deliver writes: the
+/// child switches to the user before reading the rcfile.
+#[test]
+fn d_mode_through_a_zygote_writes_what_an_exec_writes() {
+    if !require_tool("useradd") || !require_root() {
+        return;
+    }
+    use postroom::deliver::zygote::{Request, Zygotes};
+    let a = SysUser::new("z");
+    let run = |zygote: bool| {
+        a.reset();
+        a.mkdir("Mail");
+        a.write(".procmailrc", "MAILDIR=$HOME/Mail\n:0\nmaildir/\n", 0o644);
+        let args = ["-f", "bob@example.org", "-d", &a.name];
+        if zygote {
+            let z = Zygotes::new(bin("deliver"));
+            let req = Request {
+                argv: std::iter::once(bin("deliver").to_str().unwrap())
+                    .chain(args)
+                    .map(|s| s.as_bytes().to_vec())
+                    .collect(),
+                env: vec![b"PATH=/usr/bin:/bin".to_vec()],
+                id: None,
+                message: D_MSG.to_vec(),
+            };
+            let end = z.run(&req, Duration::from_secs(30)).unwrap().unwrap();
+            assert_eq!(
+                end.code,
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&end.stderr)
+            );
+        } else {
+            let mut c = Command::new(bin("deliver"))
+                .args(args)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            c.stdin.take().unwrap().write_all(D_MSG).unwrap();
+            assert!(c.wait().unwrap().success());
+        }
+        let new = a.home.join("Mail/maildir/new");
+        let files: Vec<PathBuf> = std::fs::read_dir(&new)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{zygote}");
+        let meta = std::fs::metadata(&files[0]).unwrap();
+        (
+            meta.uid(),
+            meta.mode() & 0o777,
+            std::fs::read(&files[0]).unwrap(),
+        )
+    };
+    let want = run(false);
+    assert_eq!(want.0, a.uid, "written as the user");
+    assert_eq!(run(true), want);
+}
