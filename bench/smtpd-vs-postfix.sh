@@ -258,6 +258,23 @@ start_postroom() {
 
 mib() { awk -v k="$1" 'BEGIN { print k / 1024 }'; }
 
+# Where postroom's CPU went, read from /proc before it stops: the server
+# process itself (sessions, spool, runner threads) and its children (the
+# deliver zygotes: their own time, and in cutime/cstime the deliveries
+# they forked and reaped).
+cpu_split() {
+    local pid=$1 hz self kids=0 forked=0 c
+    hz=$(getconf CLK_TCK)
+    self=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")
+    for c in $(pgrep -P "$pid"); do
+        read -r k f < <(awk '{ sub(/^.*\) /, ""); print $12 + $13, $14 + $15 }' "/proc/$c/stat")
+        kids=$((kids + k)); forked=$((forked + f))
+    done
+    awk -v s="$self" -v k="$kids" -v f="$forked" -v hz="$hz" -v n="$MESSAGES" 'BEGIN {
+        printf "postroom CPU: server %.2f s, zygotes %.2f s, deliveries %.2f s (%.2f ms per message in all)\n",
+            s / hz, k / hz, f / hz, 1000 * (s + k + f) / hz / n }'
+}
+
 echo "load: $SESSIONS sessions, $MESSAGES messages of $SIZE bytes, users: $USERS"
 pf_rate="" pr_rate=""
 for side in $SIDES; do
@@ -277,6 +294,7 @@ for side in $SIDES; do
             die "postroom run failed"
         printf 'postroom (smtpd) : %6.2f s (SMTP done at %6.2f s)  %7.1f msg/s  peak RSS %6.1f MiB  PSS %6.1f MiB\n' \
             "$secs" "$sent" "$pr_rate" "$(mib "$pr_peak")" "$(mib "$pr_pss")"
+        cpu_split "$PR_PID"
         stop_pid "$PR_PID"
         PR_PID=""
         ;;

@@ -780,15 +780,15 @@ fn is_field(field: &[u8], name: &[u8]) -> bool {
 /// CRLF line ends turned into LF (mta-semantics A.10: the agent gets LF).
 fn to_lf(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len());
-    let mut i = 0;
-    while i < message.len() {
-        if message[i] == b'\r' && message.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
+    let mut start = 0;
+    // Whole runs between CRLFs are copied at once.
+    for (i, w) in message.windows(2).enumerate() {
+        if w == b"\r\n" {
+            out.extend_from_slice(&message[start..i]);
+            start = i + 1;
         }
-        out.push(message[i]);
-        i += 1;
     }
+    out.extend_from_slice(&message[start..]);
     out
 }
 
@@ -796,7 +796,12 @@ fn to_lf(message: &[u8]) -> Vec<u8> {
 /// B.7 loop detection; case-insensitive, blanks and angle brackets
 /// ignored).
 pub fn has_delivered_to(message: &[u8], rcpt: &str) -> bool {
-    let msg = to_lf(message);
+    // Only the header matters: it ends at the first empty line, LF or CRLF.
+    let raw_end = message
+        .windows(3)
+        .position(|w| w == b"\n\r\n" || w.starts_with(b"\n\n"))
+        .map_or(message.len(), |p| p + 1);
+    let msg = to_lf(&message[..raw_end]);
     let head = &msg[..header_end(&msg)];
     fields(head).iter().any(|f| {
         is_field(f, b"Delivered-To")
@@ -1311,6 +1316,19 @@ mod tests {
             String::from_utf8_lossy(&got),
             "Return-Path: <>\nX-Original-To: a@b\nDelivered-To: a@b\nSubject: x\n\nReturn-Path: body\n"
         );
+    }
+
+    #[test]
+    fn to_lf_turns_only_crlf_pairs_into_lf() {
+        for (input, want) in [
+            (&b"a\r\nb\rc\r\n"[..], &b"a\nb\rc\n"[..]),
+            (b"\r\r\n\n\r", b"\r\n\n\r"),
+            (b"", b""),
+            (b"\r\n", b"\n"),
+            (b"no line end", b"no line end"),
+        ] {
+            assert_eq!(to_lf(input), want, "{:?}", String::from_utf8_lossy(input));
+        }
     }
 
     #[test]
