@@ -136,30 +136,25 @@ fn recovery_after_a_crash() {
     let before = spool.entry(&kept).unwrap();
     drop(spool);
 
-    // A crash during enqueue: half a message in tmp/.
-    dir.write("tmp/06B081F4000000000000010000/message", &MSG[..20]);
-    // A crash during enqueue after both files, before the rename.
+    // A crash during enqueue: half an entry in tmp/.
+    dir.write("tmp/06B081F4000000000000010000", &MSG[..20]);
+    // A crash during enqueue after the whole file, before the rename.
     let env = Entry::new(
         QueueId::parse("06B081F4000000000000010001").unwrap(),
         T0,
         5,
         &envelope(),
     );
-    dir.write("tmp/06B081F4000000000000010001/message", b"hello");
-    dir.write("tmp/06B081F4000000000000010001/envelope", env.to_text());
+    dir.write("tmp/06B081F4000000000000010001", env.to_text() + "hello");
     // A crash during record(): half a new envelope.
     dir.write(
-        &format!("active/{kept}/envelope.new"),
+        &format!("active/{kept}.env.new"),
         "postroom-queue 1\nid 06B",
     );
     // Entries that cannot be read.
     dir.write(
-        "active/06B081F4000000000000010002/envelope",
-        "postroom-queue 9\n",
-    );
-    dir.write(
-        "active/06B081F4000000000000010002/message",
-        "precious bytes",
+        "active/06B081F4000000000000010002",
+        "postroom-queue 9\nend\nprecious bytes",
     );
     let lying = Entry::new(
         QueueId::parse("06B081F4000000000000010003").unwrap(),
@@ -168,10 +163,9 @@ fn recovery_after_a_crash() {
         &envelope(),
     );
     dir.write(
-        "active/06B081F4000000000000010003/envelope",
-        lying.to_text(),
+        "active/06B081F4000000000000010003",
+        lying.to_text() + "short",
     );
-    dir.write("active/06B081F4000000000000010003/message", "short");
     dir.write("active/stray-file", "?");
 
     let (spool, rec) = Spool::open(dir.path(), schedule(), clock.clone()).unwrap();
@@ -201,9 +195,9 @@ fn recovery_after_a_crash() {
         ),
     ];
     assert_eq!(got, want);
-    assert_eq!(
-        dir.read("corrupt/06B081F4000000000000010002/message"),
-        b"precious bytes"
+    assert!(
+        dir.read("corrupt/06B081F4000000000000010002")
+            .ends_with(b"\nend\nprecious bytes")
     );
     assert!(dir.join("corrupt/stray-file").exists());
     assert_eq!(spool.entry(&kept).unwrap(), before);
@@ -212,16 +206,19 @@ fn recovery_after_a_crash() {
     assert!(listing.corrupt.is_empty(), "moved only once");
 
     // The same name corrupted again does not overwrite the first copy.
-    dir.write("active/06B081F4000000000000010002/envelope", "junk\n");
-    dir.write("active/06B081F4000000000000010002/message", "second");
+    dir.write("active/06B081F4000000000000010002", "junk\nend\nsecond");
     let listing = spool.entries().unwrap();
     assert_eq!(
         listing.corrupt[0].moved_to,
         dir.join("corrupt/06B081F4000000000000010002.1")
     );
+    assert!(
+        dir.read("corrupt/06B081F4000000000000010002")
+            .ends_with(b"precious bytes")
+    );
     assert_eq!(
-        dir.read("corrupt/06B081F4000000000000010002/message"),
-        b"precious bytes"
+        dir.read("corrupt/06B081F4000000000000010002.1"),
+        b"junk\nend\nsecond"
     );
     let text = mailq(&listing);
     assert!(

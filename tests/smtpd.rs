@@ -1110,8 +1110,9 @@ fn a_corrupt_entry_is_moved_to_corrupt_and_reported_never_deleted() {
         "alice@example.test",
         "Subject: c\r\n\r\nkeep me\r\n",
     );
-    let message = dir.read(&format!("spool/active/{id}/message"));
-    dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
+    // The entry's file as queued, and a state beside it that is garbage.
+    let entry = dir.read(&format!("spool/active/{id}"));
+    dir.write(&format!("spool/active/{id}.env"), "not an envelope\n");
     let queue = |args: &[&str]| {
         let out = cmd("postroom")
             .arg("queue")
@@ -1136,15 +1137,16 @@ fn a_corrupt_entry_is_moved_to_corrupt_and_reported_never_deleted() {
         )),
         "{listing}"
     );
-    assert_eq!(names(&dir, "spool/active"), std::slice::from_ref(&id));
+    let both = [id.clone(), format!("{id}.env")];
+    assert_eq!(names(&dir, "spool/active"), both);
     // The runner's next pass (a flush) moves it aside and logs it.
     queue(&["flush"]);
     wait_log(&server, &format!("corrupt: {id} moved to "));
     assert_eq!(names(&dir, "spool/active"), Vec::<String>::new());
-    assert_eq!(names(&dir, "spool/corrupt"), std::slice::from_ref(&id));
-    assert_eq!(dir.read(&format!("spool/corrupt/{id}/message")), message);
+    assert_eq!(names(&dir, "spool/corrupt"), both);
+    assert_eq!(dir.read(&format!("spool/corrupt/{id}")), entry);
     assert_eq!(
-        dir.read(&format!("spool/corrupt/{id}/envelope")),
+        dir.read(&format!("spool/corrupt/{id}.env")),
         b"not an envelope\n"
     );
     drop(server);
@@ -1182,7 +1184,7 @@ fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
         "Subject: c\r\n\r\nkeep\r\n",
     );
     drop(server);
-    dir.write(&format!("spool/active/{id}/envelope"), "not an envelope\n");
+    dir.write(&format!("spool/active/{id}"), "not an envelope\n");
     let out = cmd("postroom")
         .args(["queue", "--config"])
         .arg(dir.join("etc"))
@@ -1190,7 +1192,10 @@ fn without_a_server_postroom_queue_reports_the_corrupt_entry_it_moves() {
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(names(&dir, "spool/corrupt"), std::slice::from_ref(&id));
-    assert!(dir.join(&format!("spool/corrupt/{id}/message")).exists());
+    assert_eq!(
+        dir.read(&format!("spool/corrupt/{id}")),
+        b"not an envelope\n"
+    );
     assert!(
         listing.contains(&format!("corrupt: {id} moved to ")),
         "{listing}"
@@ -1237,9 +1242,11 @@ fn a_deferred_message_survives_sigterm_and_is_delivered_once_after_restart() {
         names(&dir, "state/mail/bob/inbox/new"),
         Vec::<String>::new()
     );
-    assert_eq!(names(&dir, "state/spool/active"), std::slice::from_ref(&id));
-    let envelope =
-        String::from_utf8(dir.read(&format!("state/spool/active/{id}/envelope"))).unwrap();
+    assert_eq!(
+        names(&dir, "state/spool/active"),
+        [id.clone(), format!("{id}.env")]
+    );
+    let envelope = String::from_utf8(dir.read(&format!("state/spool/active/{id}.env"))).unwrap();
 
     // The temporary failure is on disk: bob is `deferred`, with attempts.
     assert!(envelope.contains("\nrcpt deferred "), "{envelope}");

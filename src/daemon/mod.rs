@@ -4,9 +4,9 @@
 //! Owns the wiring of one running server: `smtpd` owns the spool (its
 //! flock: one owner) and shares it between the server's sessions and the
 //! delivery pool ([`pool`]). `queue` lists the spool without taking it:
-//! while a server runs it reads the entries' envelope files directly (each
-//! is replaced by an atomic rename, so a reader sees the old or the new
-//! state, never half of one); `queue flush` leaves a `flush` marker file
+//! while a server runs it reads the entries' files directly
+//! (`queue::spool::read_unlocked`: each is replaced by an atomic rename, so
+//! a reader sees the old or the new state, never half of one); `queue flush` leaves a `flush` marker file
 //! in the spool that the pool polls for. With no server running, both open
 //! the spool themselves. Every function returns the process's exit code
 //! (sysexits); the binary only parses arguments.
@@ -27,7 +27,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use crate::deliver::zygote::Zygotes;
 use crate::diag::{Diagnostic, Severity};
 use crate::queue::bounce::BounceConfig;
-use crate::queue::{Entry, Listing, Queue, QueueError, Spool, SystemClock};
+use crate::queue::{Entry, Queue, QueueError, Spool, SystemClock};
 use crate::route::{Delivery, Users};
 use crate::runner::{Exec, Job, LocalDelivery, Runner, Summary};
 use crate::smtp::settings::RunnerSettings;
@@ -520,7 +520,7 @@ pub fn queue_list(dir: &Path) -> i32 {
         },
         Err(QueueError::Io { source, .. }) if source.raw_os_error() == Some(libc::EWOULDBLOCK) => {
             // A server owns the spool: read it without taking it.
-            match read_entries(&s.spool) {
+            match crate::queue::spool::read_unlocked(&s.spool) {
                 Ok((listing, unreadable)) => {
                     print!("{}", crate::queue::mailq(&listing));
                     for (name, why) in unreadable {
@@ -539,34 +539,6 @@ pub fn queue_list(dir: &Path) -> i32 {
             75
         }
     }
-}
-
-/// The entries under `spool/active/`, read without the spool's lock and
-/// without moving anything: the owner does that. Returns the readable
-/// entries oldest first and the names that could not be read, with why.
-fn read_entries(spool: &Path) -> Result<(Listing, Vec<(String, String)>), String> {
-    let active = spool.join("active");
-    let dir = std::fs::read_dir(&active).map_err(|e| format!("read {}: {e}", active.display()))?;
-    let mut listing = Listing::default();
-    let mut bad = Vec::new();
-    for d in dir {
-        let d = d.map_err(|e| format!("read {}: {e}", active.display()))?;
-        let name = d.file_name().to_string_lossy().into_owned();
-        match std::fs::read(d.path().join("envelope")) {
-            // Removed between the listing and the read: delivered.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !d.path().exists() => {}
-            Err(e) => bad.push((name, format!("envelope: {e}"))),
-            Ok(b) => match Entry::parse(&b) {
-                Ok(e) => listing.entries.push(e),
-                Err(e) => bad.push((name, format!("envelope {e}"))),
-            },
-        }
-    }
-    listing
-        .entries
-        .sort_by(|a, b| (a.arrival, a.id.as_str()).cmp(&(b.arrival, b.id.as_str())));
-    bad.sort();
-    Ok((listing, bad))
 }
 
 /// `postroom queue flush --config DIR`: with a server running, leave the

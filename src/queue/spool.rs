@@ -3,12 +3,15 @@
 //! Owns the spool directory and every write to it. Layout under the root:
 //!
 //! ```text
-//! tmp/<id>/          an entry being written, or one being removed
-//! active/<id>/       a queued entry: `message` (the bytes as received)
-//!                    and `envelope` (entry.rs format); `envelope.new`
-//!                    only while an update is being written
-//! corrupt/<id>[.n]/  entries that could not be read, moved aside
-//!                    (`maildrop-<name>[.n]` for maildrop files)
+//! tmp/<id>           an entry being written
+//! active/<id>        a queued entry: its envelope as queued (entry.rs
+//!                    format, up to the `end` line), then the message (the
+//!                    bytes as received)
+//! active/<id>.env    the envelope as it is now, once a state change had
+//!                    to be written (it wins over the one in `<id>`);
+//!                    `<id>.env.new` only while an update is being written
+//! corrupt/<id>[.n]   entries that could not be read, moved aside (with
+//!                    their `.env`; `maildrop-<name>[.n]` for maildrop files)
 //! maildrop/          local submissions (`postroom sendmail`), see
 //!                    `queue::maildrop`; [`Spool::pickup`] queues them
 //! ```
@@ -20,10 +23,15 @@
 //! may drop a file, nobody may list the directory or remove another's
 //! file).
 //!
-//! An entry exists exactly when `active/<id>/` exists, and it appears there
-//! in one `rename()` of a directory whose files are already fsync'ed, so a
-//! crash at any point leaves either no entry or a whole one (mta-semantics
-//! B.8). Whatever is left in `tmp/` after a crash was never acknowledged and
+//! An entry exists exactly when `active/<id>` exists, and it appears there
+//! in one `rename()` of a file already fsync'ed, so a crash at any point
+//! leaves either no entry or a whole one (mta-semantics B.8). One file per
+//! message, as Postfix's queue file: the message is written and synced
+//! once, and a message delivered at the first attempt never needs its
+//! state written at all ([`Queue::record_or_remove`]); every inode the
+//! spool makes and frees costs CPU in the file system's allocator
+//! (bench/README.md). A spool written by the earlier layout (a directory
+//! per entry with `envelope` and `message`) is converted on open. Whatever is left in `tmp/` after a crash was never acknowledged and
 //! is removed on [`Spool::open`]; an entry in `active/` is never deleted
 //! unless [`Queue::remove`] is asked to, and one that cannot be read is
 //! moved to `corrupt/` and reported, never deleted.
@@ -135,10 +143,8 @@ pub struct Recovery {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Step {
     Created,
-    MessagePartial,
-    MessageWritten,
-    EnvelopeWritten,
-    DirSynced,
+    Partial,
+    Written,
     Renamed,
 }
 
@@ -246,8 +252,15 @@ impl Spool {
         self.root.join(sub)
     }
 
-    fn entry_dir(&self, id: &QueueId) -> PathBuf {
+    /// `active/<id>`: the entry's file, the mark of its existence.
+    fn entry_path(&self, id: &QueueId) -> PathBuf {
         self.root.join("active").join(id.as_str())
+    }
+
+    /// `active/<id>.env`: the envelope as changed since the entry was
+    /// queued.
+    fn env_path(&self, id: &QueueId) -> PathBuf {
+        self.root.join("active").join(format!("{id}{ENV}"))
     }
 
     /// The lock of the entry (or stray file) named `name` in `active/`: held
@@ -278,18 +291,62 @@ impl Spool {
         sync_dir(&tmp)?;
         let active = self.dir("active");
         for name in list(&active)? {
-            let new = active.join(&name).join("envelope.new");
-            if new.exists() {
-                fs::remove_file(&new).map_err(io_err("remove unfinished update", &new))?;
-                if let Ok(id) = QueueId::parse(&name) {
+            let p = active.join(&name);
+            if let Some(base) = name.strip_suffix(ENV_NEW) {
+                // An update that did not finish: the state before it stands.
+                fs::remove_file(&p).map_err(io_err("remove unfinished update", &p))?;
+                if let Ok(id) = QueueId::parse(base) {
                     rec.dropped_updates.push(id);
+                }
+            } else if let Some(base) = name.strip_suffix(V1) {
+                // A conversion that did not finish (see `convert_v1`).
+                if active.join(base).exists() {
+                    fs::remove_dir_all(&p).map_err(io_err("remove converted entry", &p))?;
+                } else {
+                    let back = active.join(base);
+                    fs::rename(&p, &back).map_err(io_err("rename back", &p))?;
                 }
             }
         }
+        for name in list(&active)? {
+            let p = active.join(&name);
+            if let Some(base) = name.strip_suffix(ENV) {
+                // The rest of an entry whose removal was cut short.
+                if !active.join(base).exists() {
+                    fs::remove_file(&p).map_err(io_err("remove leftover envelope", &p))?;
+                }
+            } else if QueueId::parse(&name).is_ok()
+                && p.join("envelope").is_file()
+                && p.join("message").is_file()
+            {
+                self.convert_v1(&name)?;
+            }
+        }
+        sync_dir(&active)?;
         let listing = self.entries()?;
         rec.entries = listing.entries.len();
         rec.corrupt = listing.corrupt;
         Ok(rec)
+    }
+
+    /// Turns an entry of the earlier layout (`active/<id>/` with
+    /// `envelope` and `message`) into one file: the file is written whole
+    /// in `tmp/`, the directory renamed to `<id>.v1`, the file renamed into
+    /// place, the directory removed. A crash anywhere leaves the old entry
+    /// or the new one (recovery finishes or undoes the `.v1` step).
+    fn convert_v1(&self, name: &str) -> Result<(), QueueError> {
+        let active = self.dir("active");
+        let old = active.join(name);
+        let _ = fs::remove_file(old.join("envelope.new"));
+        let env = fs::read(old.join("envelope")).map_err(io_err("read", &old))?;
+        let msg = fs::read(old.join("message")).map_err(io_err("read", &old))?;
+        let tmp = self.dir("tmp").join(name);
+        write_new(&tmp, &[env, msg].concat())?;
+        let aside = active.join(format!("{name}{V1}"));
+        fs::rename(&old, &aside).map_err(io_err("rename aside", &old))?;
+        fs::rename(&tmp, &old).map_err(io_err("rename into active", &old))?;
+        sync_dir(&active)?;
+        fs::remove_dir_all(&aside).map_err(io_err("remove converted entry", &aside))
     }
 
     /// Enqueues, stopping at `crash` (test only) as if the process died
@@ -310,13 +367,18 @@ impl Spool {
         }
         let now = self.clock.now();
         let tmp = self.dir("tmp");
-        let (id, dir) = loop {
+        let (id, path, mut file) = loop {
             let id = QueueId::generate(now);
-            let dir = tmp.join(id.as_str());
-            match DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => break (id, dir),
+            let path = tmp.join(id.as_str());
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => break (id, path, f),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_err("create", &dir)(e)),
+                Err(e) => return Err(io_err("create", &path)(e)),
             }
         };
         let crashed = |id: &QueueId| Err(QueueError::Crashed(id.clone()));
@@ -324,27 +386,22 @@ impl Spool {
             return crashed(&id);
         }
         let result = (|| {
-            if at!(MessagePartial) {
-                fs::write(dir.join("message"), &message[..message.len() / 2])
-                    .map_err(io_err("write", &dir))?;
+            let entry = Entry::new(id.clone(), unix(now), message.len() as u64, envelope);
+            let head = entry.to_text();
+            if at!(Partial) {
+                file.write_all(head.as_bytes())
+                    .map_err(io_err("write", &path))?;
                 return crashed(&id);
             }
-            write_new(&dir.join("message"), message)?;
-            if at!(MessageWritten) {
+            file.write_all(head.as_bytes())
+                .and_then(|()| file.write_all(message))
+                .map_err(io_err("write", &path))?;
+            file.sync_all().map_err(io_err("fsync", &path))?;
+            if at!(Written) {
                 return crashed(&id);
             }
-            let arrival = unix(now);
-            let entry = Entry::new(id.clone(), arrival, message.len() as u64, envelope);
-            write_new(&dir.join("envelope"), entry.to_text().as_bytes())?;
-            if at!(EnvelopeWritten) {
-                return crashed(&id);
-            }
-            sync_dir(&dir)?;
-            if at!(DirSynced) {
-                return crashed(&id);
-            }
-            let target = self.entry_dir(&id);
-            fs::rename(&dir, &target).map_err(io_err("rename into active", &target))?;
+            let target = self.entry_path(&id);
+            fs::rename(&path, &target).map_err(io_err("rename into active", &target))?;
             if at!(Renamed) {
                 return crashed(&id);
             }
@@ -356,7 +413,7 @@ impl Spool {
         {
             // mta-semantics B.8 step 3: any failure before the rename is
             // reported (the SMTP client gets 451) and the partial file goes.
-            let _ = fs::remove_dir_all(&dir);
+            let _ = fs::remove_file(&path);
         }
         result
     }
@@ -364,40 +421,32 @@ impl Spool {
     /// Loads an entry, checking that it is whole: a parsable envelope for
     /// this id and a message of the recorded size.
     fn load(&self, id: &QueueId) -> Result<Entry, String> {
-        let dir = self.entry_dir(id);
-        let env = match fs::read(dir.join("envelope")) {
-            Ok(b) => b,
-            Err(e) => return Err(format!("envelope: {e}")),
-        };
-        let entry = Entry::parse(&env).map_err(|e| format!("envelope {e}"))?;
-        if entry.id != *id {
-            return Err(format!("envelope names id {}", entry.id));
-        }
-        match fs::metadata(dir.join("message")) {
-            Ok(m) if m.len() == entry.size => Ok(entry),
-            Ok(m) => Err(format!(
-                "message has {} octets, envelope says {}",
-                m.len(),
-                entry.size
-            )),
-            Err(e) => Err(format!("message: {e}")),
-        }
+        read_entry(&self.dir("active"), id)
     }
 
     /// Moves an unreadable entry (or stray file) in `active/` to
-    /// `corrupt/`, never overwriting an earlier one.
+    /// `corrupt/`, with its `.env` if it has one, never overwriting an
+    /// earlier one.
     fn quarantine(&self, name: &str, reason: String) -> Result<Corrupt, QueueError> {
-        let from = self.dir("active").join(name);
+        let active = self.dir("active");
+        let from = active.join(name);
         let corrupt = self.dir("corrupt");
         let mut to = corrupt.join(name);
         let mut n = 1;
-        while to.exists() {
+        while to.symlink_metadata().is_ok()
+            || corrupt.join(format!("{}{ENV}", to.display())).exists()
+        {
             to = corrupt.join(format!("{name}.{n}"));
             n += 1;
         }
         fs::rename(&from, &to).map_err(io_err("move to corrupt", &from))?;
+        let env = active.join(format!("{name}{ENV}"));
+        if env.exists() {
+            let env_to = PathBuf::from(format!("{}{ENV}", to.display()));
+            fs::rename(&env, &env_to).map_err(io_err("move to corrupt", &env))?;
+        }
         sync_dir(&corrupt)?;
-        sync_dir(&self.dir("active"))?;
+        sync_dir(&active)?;
         Ok(Corrupt {
             name: name.to_string(),
             moved_to: to,
@@ -407,7 +456,7 @@ impl Spool {
 
     /// Loads `id` or, if it is unreadable, moves it aside and says so.
     fn load_or_quarantine(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        if !self.entry_dir(id).exists() {
+        if !self.entry_path(id).exists() {
             return Err(QueueError::NotFound(id.clone()));
         }
         self.load(id).or_else(|reason| {
@@ -417,7 +466,7 @@ impl Spool {
     }
 
     /// Reads the entry, lets `f` change it, and writes it back durably:
-    /// `envelope.new` → fsync → rename over `envelope` → fsync directory.
+    /// `<id>.env.new` → fsync → rename over `<id>.env` → fsync `active/`.
     /// Only then does the change count (and the caller may act on it).
     fn update<T>(
         &self,
@@ -433,31 +482,32 @@ impl Spool {
 
     /// Writes `entry` as the state of `id` (its lock held).
     fn write_entry(&self, id: &QueueId, entry: &Entry) -> Result<(), QueueError> {
-        let dir = self.entry_dir(id);
-        let new = dir.join("envelope.new");
+        let active = self.dir("active");
+        let new = active.join(format!("{id}{ENV_NEW}"));
         let _ = fs::remove_file(&new);
         write_new(&new, entry.to_text().as_bytes())?;
-        let env = dir.join("envelope");
+        let env = self.env_path(id);
         fs::rename(&new, &env).map_err(io_err("rename", &env))?;
-        sync_dir(&dir)
+        sync_dir(&active)
     }
 
     /// Takes a finished entry out of `active/` (its lock held, its state
-    /// checked by the caller).
+    /// checked by the caller): the entry's file first (the entry is gone),
+    /// then its `.env` (a leftover one is removed on open).
     ///
     /// `active/` is not fsync'ed afterwards, as Postfix does not sync the
-    /// removal of a queue file: if a crash loses the rename, the entry is
+    /// removal of a queue file: if a crash loses the unlink, the entry is
     /// back after the restart and its last recipients are delivered again
     /// (the duplicate this module prefers to a loss); nothing can be lost,
     /// and every delivered message saves a journal commit.
     fn remove_entry(&self, id: &QueueId) -> Result<(), QueueError> {
-        // Rename out of active/ first: a crash while deleting then leaves
-        // a half-deleted directory in tmp/ (cleared on open), never a
-        // half-deleted entry that looks whole.
-        let from = self.entry_dir(id);
-        let to = self.dir("tmp").join(format!("{id}.done"));
-        fs::rename(&from, &to).map_err(io_err("rename out of active", &from))?;
-        fs::remove_dir_all(&to).map_err(io_err("remove", &to))
+        let path = self.entry_path(id);
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        let env = self.env_path(id);
+        match fs::remove_file(&env) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &env)(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -636,6 +686,105 @@ impl Spool {
     }
 }
 
+/// Suffix of the envelope as changed since queueing.
+const ENV: &str = ".env";
+/// Suffix of an envelope being written.
+const ENV_NEW: &str = ".env.new";
+/// Suffix of an earlier-layout entry directory being converted.
+const V1: &str = ".v1";
+
+/// Whether `name` in `active/` is a part of an entry, not an entry.
+fn is_sidecar(name: &str) -> bool {
+    name.ends_with(ENV) || name.ends_with(ENV_NEW) || name.ends_with(V1)
+}
+
+/// The length of the envelope at the start of an entry's file: up to and
+/// including its `end` line (entry.rs; no other line of the format is
+/// `end`, and every value is escaped).
+fn head_len(data: &[u8]) -> Option<usize> {
+    data.windows(5).position(|w| w == b"\nend\n").map(|p| p + 5)
+}
+
+/// The envelope at the start of the entry file `path` (read until its
+/// `end` line, not the whole message) and the file's size.
+fn read_head(path: &Path) -> io::Result<(Vec<u8>, u64)> {
+    let mut f = File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut head = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = f.read(&mut chunk)?;
+        if n == 0 {
+            return Ok((head, size));
+        }
+        let from = head.len().saturating_sub(4);
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(p) = head_len(&head[from..]) {
+            head.truncate(from + p);
+            return Ok((head, size));
+        }
+    }
+}
+
+/// Reads entry `id` from the directory `active` without any lock (the
+/// owner's lock, or none for a reader beside a running server: every file
+/// of an entry is replaced by a rename, so a reader sees an old or a new
+/// state, never half of one). Checks that it is whole.
+pub fn read_entry(active: &Path, id: &QueueId) -> Result<Entry, String> {
+    let path = active.join(id.as_str());
+    let (head, size) = read_head(&path).map_err(|e| format!("entry: {e}"))?;
+    let Some(n) = head_len(&head) else {
+        return Err("entry: no complete envelope at its start".to_string());
+    };
+    let env = match fs::read(active.join(format!("{id}{ENV}"))) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => head,
+        Err(e) => return Err(format!("envelope: {e}")),
+    };
+    let entry = Entry::parse(&env).map_err(|e| format!("envelope {e}"))?;
+    if entry.id != *id {
+        return Err(format!("envelope names id {}", entry.id));
+    }
+    let message = size - n as u64;
+    if message != entry.size {
+        return Err(format!(
+            "message has {message} octets, envelope says {}",
+            entry.size
+        ));
+    }
+    Ok(entry)
+}
+
+/// The entries under `root/active/`, read without the spool's lock and
+/// without moving anything (`postroom queue` beside a running server):
+/// the readable entries oldest first, and the names that could not be
+/// read with why.
+pub fn read_unlocked(root: &Path) -> Result<(Listing, Vec<(String, String)>), String> {
+    let active = root.join("active");
+    let names = list(&active).map_err(|e| e.to_string())?;
+    let mut listing = Listing::default();
+    let mut bad = Vec::new();
+    for name in names {
+        if is_sidecar(&name) {
+            continue;
+        }
+        let read = match QueueId::parse(&name) {
+            Ok(id) => read_entry(&active, &id),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(e) => listing.entries.push(e),
+            // Removed between the listing and the read: delivered.
+            Err(_) if !active.join(&name).exists() => {}
+            Err(why) => bad.push((name, why)),
+        }
+    }
+    listing
+        .entries
+        .sort_by(|a, b| (a.arrival, a.id.as_str()).cmp(&(b.arrival, b.id.as_str())));
+    Ok((listing, bad))
+}
+
 /// The names in a directory, sorted (ids sort by arrival).
 fn list(dir: &Path) -> Result<Vec<String>, QueueError> {
     let mut names = Vec::new();
@@ -662,6 +811,9 @@ impl Queue for Spool {
         let mut listing = Listing::default();
         let active = self.dir("active");
         for name in list(&active)? {
+            if is_sidecar(&name) {
+                continue;
+            }
             let _guard = self.lock(&name);
             let loaded = match QueueId::parse(&name) {
                 Ok(id) => self.load(&id),
@@ -683,11 +835,19 @@ impl Queue for Spool {
     }
 
     fn message(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
-        let p = self.entry_dir(id).join("message");
-        fs::read(&p).map_err(|e| match e.kind() {
+        let p = self.entry_path(id);
+        let mut data = fs::read(&p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => QueueError::NotFound(id.clone()),
             _ => io_err("read", &p)(e),
-        })
+        })?;
+        match head_len(&data) {
+            Some(n) => Ok(data.split_off(n)),
+            None => Err(QueueError::Io {
+                op: "read (no envelope in the entry)",
+                path: p,
+                source: io::Error::from(io::ErrorKind::InvalidData),
+            }),
+        }
     }
 
     fn record(
@@ -813,14 +973,7 @@ mod tests {
     #[test]
     fn crash_at_every_step_never_loses_or_exposes_a_partial_entry() {
         let msg = b"Subject: hi\r\n\r\nbody\r\n".to_vec();
-        for step in [
-            Step::Created,
-            Step::MessagePartial,
-            Step::MessageWritten,
-            Step::EnvelopeWritten,
-            Step::DirSynced,
-            Step::Renamed,
-        ] {
+        for step in [Step::Created, Step::Partial, Step::Written, Step::Renamed] {
             let dir = tempfile::tempdir().unwrap();
             let (spool, _) = open(dir.path());
             let err = spool
@@ -854,17 +1007,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (spool, _) = open(dir.path());
         let id = spool.enqueue(&envelope(), b"x\r\n").unwrap();
+        spool
+            .record(&id, 0, &Attempt::Delivered, 1_795_694_500)
+            .unwrap();
         let before = spool.entry(&id).unwrap();
-        fs::write(
-            spool.entry_dir(&id).join("envelope.new"),
-            b"postroom-queue 1\nid ",
-        )
-        .unwrap();
+        assert_eq!(before.recipients[0].state, State::Delivered);
+        let new = dir.path().join(format!("active/{id}.env.new"));
+        fs::write(&new, b"postroom-queue 1\nid ").unwrap();
         drop(spool);
         let (spool, rec) = open(dir.path());
         assert_eq!(rec.dropped_updates, vec![id.clone()]);
         assert_eq!(spool.entry(&id).unwrap(), before);
-        assert!(!spool.entry_dir(&id).join("envelope.new").exists());
+        assert!(!new.exists());
     }
 
     #[test]
@@ -875,9 +1029,9 @@ mod tests {
         let id = spool.enqueue(&envelope(), b"x").unwrap();
         let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(dir.path().join("active")), 0o700);
-        assert_eq!(mode(spool.entry_dir(&id)), 0o700);
-        assert_eq!(mode(spool.entry_dir(&id).join("message")), 0o600);
-        assert_eq!(mode(spool.entry_dir(&id).join("envelope")), 0o600);
+        assert_eq!(mode(spool.entry_path(&id)), 0o600);
+        spool.record(&id, 0, &Attempt::Delivered, 1).unwrap();
+        assert_eq!(mode(spool.env_path(&id)), 0o600);
     }
 
     #[test]
@@ -1079,7 +1233,98 @@ mod tests {
             .unwrap();
         assert_eq!(got, (State::Delivered, true));
         assert!(!tmp.path().join("active").join(id.as_str()).exists());
+        assert_eq!(
+            list(&tmp.path().join("active")).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(list(&tmp.path().join("tmp")).unwrap(), Vec::<String>::new());
         assert!(matches!(spool.entry(&id), Err(QueueError::NotFound(_))));
+    }
+
+    #[test]
+    fn an_entry_is_one_file_until_its_state_changes_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let msg = b"Subject: s\r\n\r\nend\r\n\nend\n".to_vec();
+        let id = spool.enqueue(&envelope(), &msg).unwrap();
+        let active = dir.path().join("active");
+        assert_eq!(list(&active).unwrap(), vec![id.to_string()]);
+        let data = fs::read(spool.entry_path(&id)).unwrap();
+        assert!(data.starts_with(b"postroom-queue 1\n"));
+        assert!(data.ends_with(&msg), "the message follows the envelope");
+        assert_eq!(
+            spool.message(&id).unwrap(),
+            msg,
+            "an `end` line in the body is body"
+        );
+        spool.record(&id, 0, &Attempt::Delivered, 1).unwrap();
+        assert_eq!(
+            list(&active).unwrap(),
+            vec![id.to_string(), format!("{id}.env")]
+        );
+        assert_eq!(
+            spool.entry(&id).unwrap().recipients[0].state,
+            State::Delivered
+        );
+        assert_eq!(spool.message(&id).unwrap(), msg);
+        spool.record(&id, 1, &Attempt::Delivered, 2).unwrap();
+        spool.remove(&id).unwrap();
+        assert_eq!(list(&active).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_cut_short_removal_leaves_no_stray_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let id = spool.enqueue(&envelope(), b"x").unwrap();
+        spool.record(&id, 0, &Attempt::Delivered, 1).unwrap();
+        // The entry's file went, the process died before its `.env` did.
+        fs::remove_file(spool.entry_path(&id)).unwrap();
+        drop(spool);
+        let (_spool, rec) = open(dir.path());
+        assert_eq!(rec.entries, 0);
+        assert!(rec.corrupt.is_empty());
+        assert_eq!(
+            list(&dir.path().join("active")).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_entry_of_the_earlier_directory_layout_is_converted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(dir.path());
+        let id = spool
+            .enqueue(&envelope(), b"Subject: old\r\n\r\nbody\r\n")
+            .unwrap();
+        spool.record(&id, 0, &Attempt::Delivered, 1).unwrap();
+        let want = spool.entry(&id).unwrap();
+        drop(spool);
+        // Rebuild it as the earlier layout wrote it.
+        let active = dir.path().join("active");
+        let old = active.join(id.as_str());
+        fs::remove_file(&old).unwrap();
+        fs::remove_file(active.join(format!("{id}.env"))).unwrap();
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("envelope"), want.to_text()).unwrap();
+        fs::write(old.join("message"), b"Subject: old\r\n\r\nbody\r\n").unwrap();
+        fs::write(old.join("envelope.new"), b"half").unwrap();
+        let (spool, rec) = open(dir.path());
+        assert_eq!((rec.entries, rec.corrupt.len()), (1, 0));
+        assert_eq!(spool.entry(&id).unwrap(), want);
+        assert_eq!(spool.message(&id).unwrap(), b"Subject: old\r\n\r\nbody\r\n");
+        assert!(spool.entry_path(&id).is_file());
+        // A conversion cut short after the directory was set aside is
+        // undone and done again.
+        drop(spool);
+        fs::remove_file(&old).unwrap();
+        fs::create_dir(active.join(format!("{id}.v1"))).unwrap();
+        let v1 = active.join(format!("{id}.v1"));
+        fs::write(v1.join("envelope"), want.to_text()).unwrap();
+        fs::write(v1.join("message"), b"Subject: old\r\n\r\nbody\r\n").unwrap();
+        let (spool, rec) = open(dir.path());
+        assert_eq!((rec.entries, rec.corrupt.len()), (1, 0));
+        assert_eq!(spool.entry(&id).unwrap(), want);
+        assert_eq!(list(&active).unwrap(), vec![id.to_string()]);
     }
 }
