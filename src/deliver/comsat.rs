@@ -95,6 +95,14 @@ fn lookup_service(name: &[u8]) -> Option<u16> {
     }
 }
 
+/// Makes the lookups a notice makes once, so that a process forked after
+/// it (a zygote's child) finds glibc's name service modules loaded (or
+/// known to be missing) instead of searching for them again.
+pub(super) fn warm_up() {
+    let _ = lookup_service(b"biff");
+    let _ = resolve(b"localhost");
+}
+
 /// The port of a service that should exist, with the biff default.
 fn service_port(name: &[u8]) -> u16 {
     lookup_service(name).unwrap_or(BIFF_PORT)

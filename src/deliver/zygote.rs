@@ -188,9 +188,13 @@ pub fn serve(sock: UnixStream) -> i32 {
     #[cfg(target_arch = "x86_64")]
     let _ = std::is_x86_feature_detected!("avx2");
     // And the name service modules glibc loads (dlopen) on the first
-    // passwd lookup, which every delivery makes.
+    // lookup in each database, which every delivery makes: passwd, and
+    // the services and hosts lookups of the COMSAT notice (a `db` entry in
+    // nsswitch.conf with no libnss_db installed costs some 80 failed
+    // opens, once per process).
     let _ = nix::unistd::User::from_uid(nix::unistd::getuid());
     let _ = nix::unistd::gethostname();
+    super::comsat::warm_up();
     // The greeting: whoever started us knows we are a zygote, not some
     // other program that took the argument for something else.
     if let Err(e) = sock.write_all(MAGIC) {
