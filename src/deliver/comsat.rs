@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 
 use crate::rc::vars::parse_num;
 
-/// The biff service's port, used when `/etc/services` has no `biff`.
+/// The biff service's port: procmail's default, never looked up.
 const BIFF_PORT: u16 = 512;
 
 /// Where `$COMSAT` says to send the notification; `None` when it is off or
@@ -27,7 +27,11 @@ const BIFF_PORT: u16 = 512;
 ///   is 127.0.0.1, another is resolved (IPv4) and an unknown one turns it
 ///   off.
 pub fn target(comsat: Option<&[u8]>) -> Option<SocketAddrV4> {
-    let default = SocketAddrV4::new(Ipv4Addr::LOCALHOST, service_port(b"biff"));
+    // The biff port without a services lookup, for the default and for an
+    // empty service: procmail 3.23pre reads /etc/services only for a
+    // service it is given by name (checked with strace: `COMSAT=yes` and
+    // `COMSAT=@` send to 512 without opening it, `COMSAT=biff@` opens it).
+    let default = SocketAddrV4::new(Ipv4Addr::LOCALHOST, BIFF_PORT);
     let Some(value) = comsat else {
         return Some(default);
     };
@@ -41,7 +45,7 @@ pub fn target(comsat: Option<&[u8]>) -> Option<SocketAddrV4> {
         resolve(host)?
     };
     let port = if service.is_empty() {
-        service_port(b"biff")
+        BIFF_PORT
     } else if let Some(n) = leading_number(service) {
         // procmail keeps the low 16 bits (`(short)` of a long).
         n as u16
@@ -101,11 +105,6 @@ fn lookup_service(name: &[u8]) -> Option<u16> {
 pub(super) fn warm_up() {
     let _ = lookup_service(b"biff");
     let _ = resolve(b"localhost");
-}
-
-/// The port of a service that should exist, with the biff default.
-fn service_port(name: &[u8]) -> u16 {
-    lookup_service(name).unwrap_or(BIFF_PORT)
 }
 
 /// The datagram: `logname@offset:folder`, without the offset when the last
