@@ -308,7 +308,7 @@ impl Effects for Host {
     }
 
     fn set_umask(&mut self, mask: u32) {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as _));
+        mailbox::set_umask(mask);
     }
 
     fn hostname(&self) -> Vec<u8> {
@@ -556,7 +556,7 @@ pub fn run(inv: Invocation) -> i32 {
         }
         _ => {}
     }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    mailbox::set_umask(0o077);
     // A write to a pipe whose reader is gone must be an error, not our death.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe {

@@ -276,9 +276,25 @@ pub(crate) fn quoted(what: &str, name: &[u8]) -> Vec<u8> {
     line
 }
 
-/// The process umask, read without changing it (other threads may be
-/// creating files).
+/// The umask last set through [`set_umask`], or `u32::MAX` when it has
+/// to be read.
+static UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Sets the process umask and remembers it, so that [`current_umask`]
+/// need not read `/proc/self/status` for every folder.
+pub fn set_umask(mask: u32) {
+    let mask = mask & 0o7777;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as _));
+    UMASK.store(mask, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The process umask: as last set by [`set_umask`], else read without
+/// changing it (other threads may be creating files).
 pub(crate) fn current_umask() -> u32 {
+    let known = UMASK.load(std::sync::atomic::Ordering::SeqCst);
+    if known != u32::MAX {
+        return known;
+    }
     if let Ok(s) = fs::read_to_string("/proc/self/status")
         && let Some(v) = s.lines().find_map(|l| l.strip_prefix("Umask:"))
         && let Ok(m) = u32::from_str_radix(v.trim(), 8)
