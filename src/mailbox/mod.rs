@@ -280,7 +280,7 @@ pub(crate) fn quoted(what: &str, name: &[u8]) -> Vec<u8> {
 /// to be read.
 static UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
 
-/// Sets the process umask and remembers it, so that [`current_umask`]
+/// Sets the process umask and remembers it, so that `current_umask`
 /// need not read `/proc/self/status` for every folder.
 pub fn set_umask(mask: u32) {
     let mask = mask & 0o7777;
