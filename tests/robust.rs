@@ -784,25 +784,7 @@ impl SysUser {
         {
             let _g = PASSWD.lock().unwrap_or_else(|e| e.into_inner());
             // Another test run may hold the passwd lock for a moment.
-            let mut tries = 0;
-            loop {
-                let out = Command::new("useradd")
-                    .args(["-M", "-s", "/bin/sh", "-d"])
-                    .arg(&home)
-                    .arg(&name)
-                    .output()
-                    .expect("run useradd");
-                if out.status.success() {
-                    break;
-                }
-                tries += 1;
-                assert!(
-                    tries < 20,
-                    "useradd {name}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                std::thread::sleep(Duration::from_millis(250));
-            }
+            crate::util::useradd(&name, &home);
         }
         let pw = nix::unistd::User::from_name(&name)
             .unwrap()

@@ -134,18 +134,6 @@ fn rcpts(e: &Entry) -> Vec<&str> {
         .collect()
 }
 
-fn names(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 #[test]
 fn dash_t_takes_to_cc_bcc_and_the_queued_message_has_no_bcc() {
     let dir = Dir::new("sendmail-t");
@@ -155,8 +143,11 @@ fn dash_t_takes_to_cc_bcc_and_the_queued_message_has_no_bcc() {
     let r = submit(&etc, &["-t", "-oi"], msg);
     assert_eq!(r.stderr, "");
     // Nothing is queued until the spool's owner picks it up.
-    assert_eq!(names(&dir.join("spool/active")), Vec::<String>::new());
-    assert_eq!(names(&dir.join("spool/maildrop")).len(), 1);
+    assert_eq!(
+        crate::util::names_in(&dir.join("spool/active")),
+        Vec::<String>::new()
+    );
+    assert_eq!(crate::util::names_in(&dir.join("spool/maildrop")).len(), 1);
     let got = pick_up(&dir);
     assert_eq!(got.len(), 1);
     let (e, m) = &got[0];
@@ -175,7 +166,10 @@ fn dash_t_takes_to_cc_bcc_and_the_queued_message_has_no_bcc() {
         m.contains("\r\nSubject: team\r\n") && m.ends_with("\r\n\r\nhello\r\n"),
         "{m}"
     );
-    assert_eq!(names(&dir.join("spool/maildrop")), Vec::<String>::new());
+    assert_eq!(
+        crate::util::names_in(&dir.join("spool/maildrop")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -312,7 +306,7 @@ fn the_maildrop_is_1733_and_each_file_is_its_submitters_alone() {
         0o711
     );
     submit(&etc, &["bob@example.test"], b"x\n");
-    let files = names(&md);
+    let files = crate::util::names_in(&md);
     assert_eq!(files.len(), 1);
     assert!(!files[0].starts_with('.'), "{files:?}");
     let f = std::fs::metadata(md.join(&files[0])).unwrap();
@@ -413,24 +407,7 @@ struct SysUser {
 impl SysUser {
     fn new(tag: &str) -> SysUser {
         let name = format!("ps{}{tag}", std::process::id());
-        let mut tries = 0;
-        loop {
-            let out = Command::new("useradd")
-                .args(["-M", "-s", "/bin/sh", "-d", "/nonexistent"])
-                .arg(&name)
-                .output()
-                .expect("run useradd");
-            if out.status.success() {
-                break;
-            }
-            tries += 1;
-            assert!(
-                tries < 20,
-                "useradd: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        crate::util::useradd(&name, Path::new("/nonexistent"));
         let u = nix::unistd::User::from_name(&name).unwrap().unwrap();
         SysUser {
             uid: u.uid.as_raw(),
@@ -495,7 +472,7 @@ fn an_untrusted_dash_f_is_marked_and_a_forged_trust_claim_goes_to_corrupt() {
         assert_ne!(run(ls, b"").code, 0);
     }
     let md = dir.join("spool/maildrop");
-    let files = names(&md);
+    let files = crate::util::names_in(&md);
     assert_eq!(files.len(), 1);
     assert_eq!(
         std::fs::metadata(md.join(&files[0])).unwrap().uid(),
@@ -640,7 +617,7 @@ fn sendmail_to_a_running_server_ends_in_bobs_maildir() {
     assert!(got.contains("\nSubject: from the host\n"), "{got}");
     assert!(got.ends_with("\n\nhello bob\n.\nstill here\n"), "{got}");
     assert_eq!(
-        names(&dir.join("state/spool/maildrop")),
+        crate::util::names_in(&dir.join("state/spool/maildrop")),
         Vec::<String>::new()
     );
     let log = server.log.lock().unwrap().join("\n");
@@ -661,7 +638,7 @@ fn an_rcfile_forward_through_deliver_reaches_the_maildrop_whole() {
         .arg(&rc);
     let r = run(c, msg);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(names(&dir.join("kept/new")).len(), 1);
+    assert_eq!(crate::util::names_in(&dir.join("kept/new")).len(), 1);
     let got = pick_up(&dir);
     assert_eq!(got.len(), 1);
     let (e, m) = &got[0];
@@ -675,7 +652,7 @@ fn an_rcfile_forward_through_deliver_reaches_the_maildrop_whole() {
     assert!(m.ends_with("\r\n\r\nfirst\r\n.\r\nlast\r\n\r\n"), "{m}");
     assert!(!m.contains("From sender@client.test Thu"), "{m}");
     // Nothing else in the maildrop, nothing half-written.
-    assert!(names(&dir.join("spool/maildrop")).is_empty());
+    assert!(crate::util::names_in(&dir.join("spool/maildrop")).is_empty());
 }
 
 #[test]
@@ -696,8 +673,11 @@ fn without_a_server_dash_q_picks_up_and_delivers() {
         .args(["-oi", "bob@example.test"]);
     let r = run(c, b"Subject: queued while down\n\nx\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(names(&dir.join("state/spool/maildrop")).len(), 1);
-    assert!(names(&dir.join("state/mail/bob/inbox/new")).is_empty());
+    assert_eq!(
+        crate::util::names_in(&dir.join("state/spool/maildrop")).len(),
+        1
+    );
+    assert!(crate::util::names_in(&dir.join("state/mail/bob/inbox/new")).is_empty());
     let mut c = sendmail();
     c.env("POSTROOM_CONFIG", &etc).arg("-q");
     let r = run(c, b"");
@@ -709,6 +689,6 @@ fn without_a_server_dash_q_picks_up_and_delivers() {
     ))
     .into_owned();
     assert!(got.contains("\nSubject: queued while down\n"), "{got}");
-    assert!(names(&dir.join("state/spool/maildrop")).is_empty());
-    assert!(names(&dir.join("state/spool/active")).is_empty());
+    assert!(crate::util::names_in(&dir.join("state/spool/maildrop")).is_empty());
+    assert!(crate::util::names_in(&dir.join("state/spool/active")).is_empty());
 }

@@ -901,15 +901,7 @@ pub(crate) fn queue_one(addr: SocketAddr, rcpt: &str, header_and_body: &str) -> 
 
 /// The names in `rel` under `dir` (empty if it does not exist).
 pub(crate) fn names(dir: &Dir, rel: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir.join(rel))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    crate::util::names_in(&dir.join(rel))
 }
 
 /// Sends `sig` to the server and waits (at most 20 s) for it to exit.

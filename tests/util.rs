@@ -78,3 +78,40 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// The names in directory `p`, sorted (empty if it does not exist).
+pub fn names_in(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `useradd -M -s /bin/sh -d HOME NAME`, tried again while another
+/// process holds the passwd lock (at most 20 times, 250 ms apart).
+pub fn useradd(name: &str, home: &Path) {
+    let mut tries = 0;
+    loop {
+        let out = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", "-d"])
+            .arg(home)
+            .arg(name)
+            .output()
+            .expect("run useradd");
+        if out.status.success() {
+            return;
+        }
+        tries += 1;
+        assert!(
+            tries < 20,
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
