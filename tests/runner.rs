@@ -1059,3 +1059,56 @@ fn a_zygote_started_through_a_wrapper_reads_options_by_deliver_s_own_name() {
         (Some(0), String::new())
     );
 }
+
+/// As root with `virtual_user`, a virtual user's delivery runs as that
+/// user, forked from a zygote as from an exec: the file it writes is the
+/// user's, and its rcfile cannot write where that user may not.
+#[test]
+fn a_virtual_users_delivery_runs_as_the_virtual_user_through_a_zygote() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI runs as root; this test needs root");
+        }
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let id = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    for zygote in [false, true] {
+        let dir = Dir::new("runner-virtual-id");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let users = virtual_bob(&dir);
+        // bob's home (his rcfile) readable, his Maildir's parent writable
+        // by nobody only.
+        for p in ["home", "home/bob"] {
+            std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(
+            dir.join("home/bob/.procmailrc"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(dir.join("home/bob"), Some(id.0), Some(id.1)).unwrap();
+        let mut exec = Exec::new(bin("deliver"), Arc::new(users));
+        exec.virtual_id = Some(id);
+        if zygote {
+            exec.zygotes = Some(Arc::new(Zygotes::new(bin("deliver"))));
+        }
+        let clock = Arc::new(ManualClock::at(T0));
+        let q = memory(&clock);
+        q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+            .unwrap();
+        let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
+        assert_eq!(got.delivered, 1, "zygote {zygote}: {got:?}");
+        let new: Vec<_> = dir
+            .join("home/bob/Maildir/new")
+            .read_dir()
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(new.len(), 1);
+        let meta = std::fs::metadata(&new[0]).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), id, "zygote {zygote}");
+    }
+}
