@@ -33,9 +33,9 @@
 //! Leftmost-first or leftmost-longest spans cannot be bent into these
 //! rules, so the automaton is our own. Speed comes from two things:
 //! * skipping: while no state is alive, bytes that cannot start a match are
-//!   passed over without running the automaton, with `regex-automata`'s
-//!   [`Prefilter`] (memchr/SIMD) when at most three bytes can start a match,
-//!   else with a byte table;
+//!   passed over without running the automaton, with the C library's
+//!   `memchr` ([`Starts`]) when at most three bytes can start a match, else
+//!   with a byte table;
 //! * a lazy DFA (`dfa.rs`) built from this very program, not from a
 //!   translation: its states are the simulation's sets of live nodes, so it
 //!   answers exactly where sets decide the answer (whether there is a match
@@ -45,9 +45,6 @@
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Mutex;
-
-use regex_automata::util::prefilter::Prefilter;
-use regex_automata::{MatchKind, Span};
 
 mod dfa;
 
@@ -142,12 +139,76 @@ pub struct Regex {
     skip: Box<[bool; 256]>,
     can_skip: bool,
     /// Finds the next byte with `skip[b]` quickly, when that pays.
-    prefilter: Option<Prefilter>,
+    prefilter: Option<Starts>,
     /// Whether searches may use the lazy DFA (off only to test the plain
     /// simulation against it).
     use_dfa: bool,
     /// The lazy DFA, built at the first search and kept for the next ones.
     lazy: Mutex<Option<Cache>>,
+}
+
+/// Up to three bytes that can start a match, found with the C library's
+/// `memchr`. glibc picks its vectorised version through the CPU features
+/// the dynamic loader already detected; the `memchr` crate would detect
+/// them again with CPUID on first use, which on a virtual machine costs
+/// about a tenth of a small delivery (bench/README.md).
+#[derive(Clone, Debug)]
+struct Starts {
+    bytes: [u8; 3],
+    n: usize,
+}
+
+impl Starts {
+    fn new(starts: &[[u8; 1]]) -> Starts {
+        let mut bytes = [0u8; 3];
+        for (b, s) in bytes.iter_mut().zip(starts) {
+            *b = s[0];
+        }
+        Starts {
+            bytes,
+            n: starts.len().min(3),
+        }
+    }
+
+    /// The first position at or after `from` in `area` holding one of the
+    /// bytes. With two or three bytes the area is searched a block at a
+    /// time, so an early match of one byte is not paid for with a scan
+    /// of the whole rest for the others.
+    fn find(&self, area: &[u8], from: usize) -> Option<usize> {
+        const BLOCK: usize = 4096;
+        if self.n == 1 {
+            return c_memchr(self.bytes[0], area.get(from..)?).map(|p| from + p);
+        }
+        let mut at = from;
+        while at < area.len() {
+            let end = area.len().min(at + BLOCK);
+            let block = &area[at..end];
+            if let Some(p) = self.bytes[..self.n]
+                .iter()
+                .filter_map(|&b| c_memchr(b, block))
+                .min()
+            {
+                return Some(at + p);
+            }
+            at = end;
+        }
+        None
+    }
+}
+
+/// memchr(3): the position of the first `b` in `hay`.
+fn c_memchr(b: u8, hay: &[u8]) -> Option<usize> {
+    if hay.is_empty() {
+        return None;
+    }
+    // SAFETY: memchr reads at most `hay.len()` bytes from a valid slice and
+    // returns null or a pointer into it.
+    let p = unsafe { libc::memchr(hay.as_ptr().cast(), libc::c_int::from(b), hay.len()) };
+    if p.is_null() {
+        None
+    } else {
+        Some(p as usize - hay.as_ptr() as usize)
+    }
 }
 
 impl Clone for Regex {
@@ -778,8 +839,8 @@ impl Regex {
         }
         self.can_skip = can_skip;
         self.prefilter = match starts.len() {
-            // memchr, memchr2, memchr3: reliably faster than the table.
-            1..=3 if can_skip => Prefilter::new(MatchKind::All, &starts).filter(Prefilter::is_fast),
+            // memchr: reliably faster than the table.
+            1..=3 if can_skip => Some(Starts::new(&starts)),
             _ => None,
         };
     }
@@ -1077,8 +1138,8 @@ impl Regex {
             if row == 0 {
                 // No live thread: skip what cannot start a match.
                 if let Some(pre) = &self.prefilter {
-                    match pre.find(area, Span::from(i..l)) {
-                        Some(sp) => i = sp.start,
+                    match pre.find(&area[..l], i) {
+                        Some(at) => i = at,
                         None => break,
                     }
                 } else if self.can_skip {
@@ -1160,8 +1221,8 @@ impl Regex {
                     break;
                 }
                 if let Some(pre) = &self.prefilter {
-                    match pre.find(area, Span::from(i..l)) {
-                        Some(sp) => i = sp.start,
+                    match pre.find(&area[..l], i) {
+                        Some(at) => i = at,
                         None => break,
                     }
                 } else if self.can_skip {
@@ -1650,6 +1711,28 @@ mod tests {
         assert!(!re.skip[usize::from(b'A')]);
         assert!(!Regex::new(b"x*", false).unwrap().can_skip);
         assert!(Regex::new(b"needle", false).unwrap().prefilter.is_some());
+    }
+
+    #[test]
+    fn starts_find_the_first_of_their_bytes_across_blocks() {
+        let mut area = vec![b'.'; 10_000];
+        for (at, b) in [(5000, b'b'), (4095, b'c'), (9000, b'a'), (4096, b'a')] {
+            area[at] = b;
+        }
+        let naive =
+            |bytes: &[u8], from: usize| (from..area.len()).find(|&i| bytes.contains(&area[i]));
+        for bytes in [&b"a"[..], b"b", b"ab", b"ba", b"abc", b"cb", b"xyz", b"x"] {
+            let starts: Vec<[u8; 1]> = bytes.iter().map(|&b| [b]).collect();
+            let s = Starts::new(&starts);
+            for from in [0, 1, 4095, 4096, 4097, 5000, 5001, 9000, 9001, 9999, 10_000] {
+                assert_eq!(
+                    s.find(&area, from),
+                    naive(bytes, from),
+                    "{bytes:?} from {from}"
+                );
+            }
+        }
+        assert_eq!(Starts::new(&[[b'a']]).find(b"", 0), None);
     }
 
     /// A small fixed-seed generator (xorshift64*), so failures reproduce.
