@@ -34,7 +34,7 @@
 //! rules, so the automaton is our own. Speed comes from two things:
 //! * skipping: while no state is alive, bytes that cannot start a match are
 //!   passed over without running the automaton, with the C library's
-//!   `memchr` ([`Starts`]) when at most three bytes can start a match, else
+//!   `memchr` (`Starts`) when at most three bytes can start a match, else
 //!   with a byte table;
 //! * a lazy DFA (`dfa.rs`) built from this very program, not from a
 //!   translation: its states are the simulation's sets of live nodes, so it
