@@ -155,21 +155,26 @@ fn a_down_primary_gets_the_backlog_in_arrival_order_over_one_connection_when_it_
     }
     let dir = Dir::new("relay-backlog");
     let port = free_port();
-    relay_config(&dir, port, &[]);
+    // Backoff doubling up to 4 s: the oldest entries, tried most often,
+    // are due last, so their own retry times would send them last.
+    relay_config(&dir, port, &[("max_backoff", "4")]);
     let server = start(&dir);
-    for n in 1..=3 {
+    // Staggered, so that their retry times (each entry's own backoff,
+    // with jitter) interleave while the primary is down.
+    for n in 1..=5 {
         send_one(
             &server,
             "sender@client.test",
             "x@relay.test",
             &format!("backlog {n}"),
         );
+        std::thread::sleep(Duration::from_millis(300));
     }
     // Nobody listens: each is tried, deferred and kept.
     let start_wait = Instant::now();
     loop {
         let listing = queue_listing(&dir);
-        if listing.matches("deferred x@relay.test").count() == 3 {
+        if listing.matches("deferred x@relay.test").count() == 5 {
             assert!(listing.contains("4.4.1"), "{listing}");
             break;
         }
@@ -179,9 +184,11 @@ fn a_down_primary_gets_the_backlog_in_arrival_order_over_one_connection_when_it_
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The primary comes back on the same port.
+    // A few more retries while it is down, then the primary comes back on
+    // the same port.
+    std::thread::sleep(Duration::from_millis(2500));
     let _primary = sink_on(&dir, "primary", port, &["--pipelining"]);
-    wait_count(&dir, "primary", 6, 30);
+    wait_count(&dir, "primary", 10, 30);
     let got = received(&dir, "primary");
     let subjects: Vec<String> = got
         .iter()
@@ -192,7 +199,16 @@ fn a_down_primary_gets_the_backlog_in_arrival_order_over_one_connection_when_it_
                 .to_string()
         })
         .collect();
-    assert_eq!(subjects, ["backlog 1", "backlog 2", "backlog 3"]);
+    assert_eq!(
+        subjects,
+        [
+            "backlog 1",
+            "backlog 2",
+            "backlog 3",
+            "backlog 4",
+            "backlog 5"
+        ]
+    );
     let ports: Vec<&str> = got
         .iter()
         .map(|(meta, _)| meta.split("\"peer_port\": ").nth(1).unwrap())

@@ -20,7 +20,7 @@
 //!
 //! It never decides what a delivery means: that is [`crate::runner::Runner::run_entry`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -233,16 +233,43 @@ pub fn run(
         for rx in &lanes_rx {
             scope.spawn(|| take_jobs(rx, &work));
         }
-        let submit = |entry: &Entry, force: bool| {
-            if !in_flight.take(&entry.id) {
+        // Hands `id` to the workers, or to the lane of `domain`.
+        let send = |id: &QueueId, force: bool, domain: Option<&[u8]>| {
+            if !in_flight.take(id) {
                 return;
             }
-            let job = (entry.id.clone(), force);
+            let job = (id.clone(), force);
             // The threads end only when the senders are dropped below.
-            let _ = match lane_of(entry) {
+            let _ = match domain {
                 None => jobs_tx.send(job),
-                Some(domain) => lanes_tx[lane(&domain, lanes_tx.len())].send(job),
+                Some(d) => lanes_tx[lane(d, lanes_tx.len())].send(job),
             };
+        };
+        // The entries waiting for each remote domain, oldest first (ids
+        // sort by arrival): rebuilt by every scan, added to by arrivals.
+        let backlog: Mutex<HashMap<Vec<u8>, BTreeSet<QueueId>>> = Mutex::new(HashMap::new());
+        // An entry for a remote domain goes out after every older one
+        // waiting for the same domain, which is sent along now whatever
+        // its retry time (`force`): when a primary comes back it gets the
+        // whole backlog in arrival order, and a message that arrives while
+        // a backlog waits does not overtake it. While the domain is still
+        // down, the relay's pause fails the older ones at once.
+        let submit = |entry: &Entry, force: bool| {
+            let Some(domain) = lane_of(entry) else {
+                send(&entry.id, force, None);
+                return;
+            };
+            let older: Vec<QueueId> = {
+                let mut b = backlog.lock().unwrap_or_else(|p| p.into_inner());
+                let waiting = b.entry(domain.clone()).or_default();
+                let older = waiting.range(..entry.id.clone()).cloned().collect();
+                waiting.insert(entry.id.clone());
+                older
+            };
+            for id in &older {
+                send(id, true, Some(&domain));
+            }
+            send(&entry.id, force, Some(&domain));
         };
         // The maildrop (`postroom sendmail`) into the queue; what it moved
         // aside or could not take is logged.
@@ -280,6 +307,15 @@ pub fn run(
             let mut sum = Summary::default();
             report_corrupt(&listing.corrupt, &mut sum);
             log("queue", &sum);
+            {
+                let mut b = backlog.lock().unwrap_or_else(|p| p.into_inner());
+                b.clear();
+                for e in &listing.entries {
+                    if let Some(d) = lane_of(e) {
+                        b.entry(d).or_default().insert(e.id.clone());
+                    }
+                }
+            }
             let now = unix_now();
             for e in &listing.entries {
                 if force || e.is_due(now, queue.schedule()) {
