@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::deliver::zygote::{Request, Zygotes};
+use crate::deliver::zygote::{Request, ZygoteError, Zygotes};
 use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
 use crate::queue::spool::QueueId;
@@ -1050,7 +1050,10 @@ impl Exec {
                     prefixed(outcome_of_exit(end.code, &err), what)
                 }
                 Ok(None) => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
-                // No delivery happened: the next attempt tries again.
+                // Nothing ran: deliver the ordinary way.
+                Err(ZygoteError::NotStarted(_)) => self.spawn(cmd, id, input, what),
+                // It may have run: the next attempt tries again (a
+                // duplicate rather than a loss).
                 Err(e) => Outcome::temp((3, 0), format!("{what}: {e}")),
             };
         }

@@ -1112,3 +1112,40 @@ fn a_virtual_users_delivery_runs_as_the_virtual_user_through_a_zygote() {
         assert_eq!((meta.uid(), meta.gid()), id, "zygote {zygote}");
     }
 }
+
+/// A zygote that died while idle costs nothing but itself: the delivery
+/// that finds it gone runs `deliver` the ordinary way, and the next one
+/// gets a new zygote.
+#[test]
+fn a_dead_zygote_falls_back_to_an_exec_of_deliver() {
+    let dir = Dir::new("runner-zygote-dead");
+    let mut exec = Exec::new(bin("deliver"), Arc::new(virtual_bob(&dir)));
+    let zygotes = Arc::new(Zygotes::new(bin("deliver")));
+    exec.zygotes = Some(Arc::clone(&zygotes));
+    let clock = Arc::new(ManualClock::at(T0));
+    let q = memory(&clock);
+    let runner = Runner::new(&q, &router, &exec, bounce_cfg());
+    let one = |n: u64| {
+        q.enqueue(&envelope("alice@example.test", &["bob@example.test"]), MSG)
+            .unwrap();
+        let got = runner.run_once(T0 + n as i64);
+        assert_eq!(got.delivered, 1, "message {n}: {got:?}");
+    };
+    one(1);
+    let pids = zygotes.idle_pids();
+    assert_eq!(pids.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Its end is seen through the socket; give the kill a moment to land.
+    std::thread::sleep(Duration::from_millis(200));
+    one(2);
+    one(3);
+    let now = zygotes.idle_pids();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], pids[0], "a new zygote");
+    let new = dir.join("home/bob/Maildir/new");
+    assert_eq!(new.read_dir().unwrap().count(), 3);
+}

@@ -338,7 +338,13 @@ pub struct Zygote {
 /// the ordinary way or defers.
 #[derive(Debug, thiserror::Error)]
 pub enum ZygoteError {
-    /// The zygote could not be started or stopped answering.
+    /// No zygote could take the request: none could be started, or the
+    /// one asked was gone before the request was written. Nothing ran, so
+    /// the caller may run `deliver` the ordinary way.
+    #[error("deliver zygote: {0}")]
+    NotStarted(io::Error),
+    /// The zygote stopped answering after it took the request: whether the
+    /// delivery ran is unknown.
     #[error("deliver zygote: {0}")]
     Io(#[from] io::Error),
     /// The zygote could not start the child.
@@ -383,8 +389,12 @@ impl Zygote {
     pub fn run(&mut self, req: &Request, limit: Duration) -> Result<Option<Ended>, ZygoteError> {
         // The fork answer comes at once; a zygote that says nothing for a
         // minute is broken.
-        self.sock.set_read_timeout(Some(Duration::from_secs(60)))?;
-        self.sock.write_all(&req.encode())?;
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(ZygoteError::NotStarted)?;
+        self.sock
+            .write_all(&req.encode())
+            .map_err(ZygoteError::NotStarted)?;
         let mut tag = [0u8; 1];
         self.sock.read_exact(&mut tag)?;
         match tag[0] {
@@ -486,12 +496,22 @@ impl Zygotes {
             .then(|| Zygotes::new(deliver))
     }
 
+    /// The process ids of the idle zygotes.
+    pub fn idle_pids(&self) -> Vec<u32> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|z| z.child.id())
+            .collect()
+    }
+
     /// Runs `req` in an idle zygote (a new one if none is idle).
     pub fn run(&self, req: &Request, limit: Duration) -> Result<Option<Ended>, ZygoteError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut z = match idle {
             Some(z) => z,
-            None => Zygote::start(&self.deliver)?,
+            None => Zygote::start(&self.deliver).map_err(ZygoteError::NotStarted)?,
         };
         let result = z.run(req, limit);
         // A zygote that failed to talk is dropped (and ends); a refused
