@@ -406,3 +406,75 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::entry::{Address, Attempt, Failure};
+    use crate::queue::{MemoryQueue, SystemClock};
+    use crate::status::Class;
+
+    /// Runs the pool over `queue` until its first scan is done; the jobs
+    /// it ran, in order, with their `force`.
+    fn first_scan(queue: &dyn Queue, lane_of: &LaneOf<'_>) -> Vec<(QueueId, bool)> {
+        let ran = Mutex::new(Vec::new());
+        let stop = AtomicBool::new(false);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PoolConfig {
+            workers: 2,
+            relay_lanes: 1,
+            interval: Duration::from_secs(3600),
+            spool_root: dir.path(),
+            stop: &stop,
+            on_flush: &|| {},
+        };
+        let job = |id: &QueueId, force: bool| {
+            ran.lock().unwrap().push((id.clone(), force));
+            Summary::default()
+        };
+        let (_kick, kicks) = mpsc::channel();
+        let (started, first) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || run(queue, &cfg, &job, lane_of, &|_, _| {}, &kicks, &started));
+            first.recv_timeout(Duration::from_secs(10)).unwrap();
+            stop.store(true, Ordering::SeqCst);
+        });
+        ran.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_due_entry_for_a_domain_goes_after_the_older_ones_waiting_for_it() {
+        let q = MemoryQueue::new(Schedule::default(), Arc::new(SystemClock));
+        let env = |to: &str| Envelope {
+            sender: "a@example.test".into(),
+            recipients: vec![Address::new(to)],
+            ..Envelope::default()
+        };
+        let old1 = q.enqueue(&env("x@relay.test"), b"1").unwrap();
+        let other = q.enqueue(&env("y@other.test"), b"2").unwrap();
+        let old2 = q.enqueue(&env("x@relay.test"), b"3").unwrap();
+        let new = q.enqueue(&env("x@relay.test"), b"4").unwrap();
+        let local = q.enqueue(&env("bob@example.test"), b"5").unwrap();
+        // The older ones for relay.test and the one for other.test wait
+        // (deferred for minutes); the newest for relay.test and the local
+        // one are due.
+        let temp = Attempt::Failed(Failure {
+            class: Class::Temp,
+            detail: (4, 1),
+            diagnostic: "x-postroom; down".into(),
+            remote: None,
+        });
+        for id in [&old1, &other, &old2] {
+            q.record(id, 0, &temp, unix_now()).unwrap();
+        }
+        let lane_of = |e: &Entry| {
+            let a = &e.recipients[0].address.address;
+            (!a.ends_with("@example.test")).then(|| a.rsplit('@').next().unwrap().into())
+        };
+        let mut got = first_scan(&q, &lane_of);
+        // The local entry goes to the workers, in parallel with the lane.
+        let at = got.iter().position(|(id, _)| *id == local).unwrap();
+        assert!(!got.remove(at).1);
+        assert_eq!(got, [(old1, true), (old2, true), (new, false)]);
+    }
+}
