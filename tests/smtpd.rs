@@ -204,9 +204,11 @@ fn swaks_message_is_queued_with_our_received_field() {
         "{head}"
     );
     assert!(head.contains("\r\n\tfor <alice@example.test>; "), "{head}");
-    // The queue id in the 250 is the one in the spool's listing.
+    // The queue id in the 250 is the one in the spool's listing, and the
+    // one our Received: field names.
     let id = last_250.unwrap().rsplit(' ').next().unwrap().to_string();
     assert!(std::fs::metadata(dir.join(&format!("spool/active/{id}"))).is_ok());
+    assert!(head.contains(&format!(" with ESMTP id {id}\r\n")), "{head}");
 }
 
 #[test]

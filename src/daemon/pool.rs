@@ -62,8 +62,12 @@ impl Kicking {
 }
 
 impl Queue for Kicking {
-    fn enqueue(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
-        let id = self.inner.enqueue(envelope, message)?;
+    fn enqueue_made<'m>(
+        &self,
+        envelope: &Envelope,
+        make: &dyn Fn(&QueueId) -> std::borrow::Cow<'m, [u8]>,
+    ) -> Result<QueueId, QueueError> {
+        let id = self.inner.enqueue_made(envelope, make)?;
         if let Some(tx) = &*self.kick.lock().unwrap_or_else(|p| p.into_inner()) {
             // A dispatcher that is gone (stopping) leaves it for the next
             // start; the entry is safe in the spool either way.

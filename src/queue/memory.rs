@@ -49,7 +49,11 @@ impl MemoryQueue {
 }
 
 impl Queue for MemoryQueue {
-    fn enqueue(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+    fn enqueue_made<'m>(
+        &self,
+        envelope: &Envelope,
+        make: &dyn Fn(&QueueId) -> std::borrow::Cow<'m, [u8]>,
+    ) -> Result<QueueId, QueueError> {
         if envelope.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -59,6 +63,7 @@ impl Queue for MemoryQueue {
         while map.contains_key(&id) {
             id = QueueId::generate(now);
         }
+        let message = make(&id);
         let entry = Entry::new(id.clone(), unix(now), message.len() as u64, envelope);
         map.insert(id.clone(), (entry, message.to_vec()));
         Ok(id)

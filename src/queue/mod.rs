@@ -175,7 +175,18 @@ pub trait Queue: Send + Sync {
     /// Takes a message (bytes as received, our `Received:` included) and
     /// returns its id once it is safe on disk: only then may the SMTP
     /// server answer 250 (mta-semantics B.8).
-    fn enqueue(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError>;
+    fn enqueue(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+        self.enqueue_made(envelope, &|_| std::borrow::Cow::Borrowed(message))
+    }
+
+    /// Like [`Queue::enqueue`], with the message made by `make` once the
+    /// entry's id is chosen: the server's `Received:` field names it, as
+    /// sendmail's and Postfix's do.
+    fn enqueue_made<'m>(
+        &self,
+        envelope: &Envelope,
+        make: &dyn Fn(&QueueId) -> std::borrow::Cow<'m, [u8]>,
+    ) -> Result<QueueId, QueueError>;
 
     /// Every entry, oldest first; unreadable ones are moved aside and
     /// listed in [`Listing::corrupt`].

@@ -351,10 +351,10 @@ impl Spool {
 
     /// Enqueues, stopping at `crash` (test only) as if the process died
     /// there: nothing is cleaned up.
-    fn enqueue_until(
+    fn enqueue_until<'m>(
         &self,
         envelope: &Envelope,
-        message: &[u8],
+        make: &dyn Fn(&QueueId) -> std::borrow::Cow<'m, [u8]>,
         crash: Option<Step>,
     ) -> Result<QueueId, QueueError> {
         macro_rules! at {
@@ -385,6 +385,8 @@ impl Spool {
         if at!(Created) {
             return crashed(&id);
         }
+        let message = make(&id);
+        let message: &[u8] = &message;
         let result = (|| {
             let entry = Entry::new(id.clone(), unix(now), message.len() as u64, envelope);
             let head = entry.to_text();
@@ -803,8 +805,12 @@ pub(crate) fn unix(t: SystemTime) -> i64 {
 }
 
 impl Queue for Spool {
-    fn enqueue(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
-        self.enqueue_until(envelope, message, None)
+    fn enqueue_made<'m>(
+        &self,
+        envelope: &Envelope,
+        make: &dyn Fn(&QueueId) -> std::borrow::Cow<'m, [u8]>,
+    ) -> Result<QueueId, QueueError> {
+        self.enqueue_until(envelope, make, None)
     }
 
     fn entries(&self) -> Result<Listing, QueueError> {
@@ -977,7 +983,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (spool, _) = open(dir.path());
             let err = spool
-                .enqueue_until(&envelope(), &msg, Some(step))
+                .enqueue_until(&envelope(), &|_| msg.as_slice().into(), Some(step))
                 .unwrap_err();
             let QueueError::Crashed(id) = err else {
                 panic!("{err}")

@@ -200,10 +200,15 @@ impl Host for RouteHost {
         self.taken += 1;
         let id = format!("{}.{}", self.session_id, self.taken);
         let client = self.client(&envelope.helo);
-        let received = received_field(&client, &self.hostname, envelope, &id, &rfc5322_now());
-        let mut bytes = Vec::with_capacity(received.len() + message.len());
-        bytes.extend_from_slice(received.as_bytes());
-        bytes.extend_from_slice(message);
+        let date = rfc5322_now();
+        // Our Received: field names the queue id, chosen by the queue.
+        let make = |qid: &crate::queue::QueueId| {
+            let received = received_field(&client, &self.hostname, envelope, qid.as_str(), &date);
+            let mut bytes = Vec::with_capacity(received.len() + message.len());
+            bytes.extend_from_slice(received.as_bytes());
+            bytes.extend_from_slice(message);
+            std::borrow::Cow::Owned(bytes)
+        };
         let mut params = Vec::new();
         if envelope.params.body == Some(Body::EightBitMime) {
             params.push("BODY=8BITMIME");
@@ -221,21 +226,22 @@ impl Host for RouteHost {
                 .iter()
                 .map(|r| queue::Address::new(queue_address(r)))
                 .collect(),
-            hops: u32::try_from(received_count(&bytes)).unwrap_or(u32::MAX),
-            client,
+            // Ours, at the top of the header, and the message's own.
+            hops: u32::try_from(received_count(message) + 1).unwrap_or(u32::MAX),
+            client: client.clone(),
             params: params.join(" "),
             envid: None,
             ret_headers: false,
         };
         // B.8: the 250 goes out only after enqueue returned, i.e. after
         // the entry was fsync'ed and renamed into active/.
-        match self.queue.enqueue(&qenv, &bytes) {
+        match self.queue.enqueue_made(&qenv, &make) {
             Ok(qid) => {
                 (self.log)(&format!(
                     "{id}: queued as {qid}: from {} to {} recipient(s), {} octets",
                     envelope.from,
                     envelope.rcpts.len(),
-                    bytes.len()
+                    message.len()
                 ));
                 Reply::ok(250, (0, 0), &format!("Ok: queued as {qid}"))
             }
@@ -648,7 +654,16 @@ mod tests {
         assert_eq!(listing.entries.len(), 1);
         let e = &listing.entries[0];
         let msg = q.message(&e.id).unwrap();
-        assert!(msg.starts_with(b"Received: from client.test (unknown [192.0.2.7])\r\n\tby mx.example.test (postroom) with ESMTP id S1.1.1\r\n\tfor <alice@example.test>; "));
+        let want = format!(
+            "Received: from client.test (unknown [192.0.2.7])\r\n\tby mx.example.test (postroom) with ESMTP id {}\r\n\tfor <alice@example.test>; ",
+            e.id
+        );
+        assert!(
+            msg.starts_with(want.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&msg)
+        );
+        assert_eq!(r.lines()[0], format!("Ok: queued as {}", e.id));
         assert!(msg.ends_with(b"Received: old\r\nSubject: hi\r\n\r\nbody\r\n"));
         assert_eq!(e.envelope.hops, 2, "ours and the client's");
     }
