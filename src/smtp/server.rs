@@ -151,9 +151,33 @@ pub fn received_field(
 /// The current time as an RFC 5322 date with the zone's name as a
 /// comment, as Postfix writes it: `Thu, 26 Nov 2026 09:01:41 +0000 (UTC)`.
 fn rfc5322_now() -> String {
-    chrono::Local::now()
-        .format("%a, %d %b %Y %H:%M:%S %z (%Z)")
-        .to_string()
+    let now = chrono::Local::now();
+    let date = now.format("%a, %d %b %Y %H:%M:%S %z").to_string();
+    match zone_name(now.timestamp()) {
+        Some(zone) => format!("{date} ({zone})"),
+        None => date,
+    }
+}
+
+/// The local time zone's abbreviation at `t` (`UTC`, `CET`), as the C
+/// library names it for localtime(3) and as Postfix writes it in its
+/// `Received:` comment; chrono only knows the offset.
+fn zone_name(t: i64) -> Option<String> {
+    let t = libc::time_t::try_from(t).ok()?;
+    // SAFETY: localtime_r writes only into `tm`; tm_zone then points to
+    // static storage of the C library (or is null), read at once.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() || tm.tm_zone.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(tm.tm_zone).to_string_lossy();
+        (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-".contains(&b)))
+        .then(|| name.into_owned())
+    }
 }
 
 impl Host for RouteHost {
@@ -666,5 +690,22 @@ mod tests {
         assert_eq!(r.lines()[0], format!("Ok: queued as {}", e.id));
         assert!(msg.ends_with(b"Received: old\r\nSubject: hi\r\n\r\nbody\r\n"));
         assert_eq!(e.envelope.hops, 2, "ours and the client's");
+    }
+
+    #[test]
+    fn the_received_date_ends_with_the_zone_name_when_there_is_one() {
+        let d = rfc5322_now();
+        // `Thu, 26 Nov 2026 14:00:00 +0000 (UTC)`: the comment is a name,
+        // never chrono's `+00:00`.
+        assert!(!d.contains(":00)") && !d.contains("(+"), "{d}");
+        if let Some(open) = d.find('(') {
+            assert!(d.ends_with(')'), "{d}");
+            assert!(
+                d[open + 1..d.len() - 1]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-".contains(&b)),
+                "{d}"
+            );
+        }
     }
 }
