@@ -170,6 +170,19 @@ impl Summary {
     }
 }
 
+/// Queues what waits in the maildrop (`postroom sendmail`), first thing
+/// in every pass; files it moved aside and files it left are reported in
+/// `sum.errors`.
+pub fn pick_up(queue: &dyn Queue, sum: &mut Summary) {
+    match queue.pickup() {
+        Ok(p) => {
+            report_corrupt(&p.corrupt, sum);
+            sum.errors.extend(p.errors);
+        }
+        Err(e) => sum.errors.push(e.to_string()),
+    }
+}
+
 /// Adds one line per entry the listing moved to `corrupt/` to `sum.errors`,
 /// in the words of `queue::mailq`, so the server's log names each one.
 pub fn report_corrupt(corrupt: &[Corrupt], sum: &mut Summary) {
@@ -218,24 +231,25 @@ impl<'a> Runner<'a> {
         self
     }
 
-    /// Queues what waits in the maildrop (`postroom sendmail`), first
-    /// thing in every pass; files it moved aside and files it left are
-    /// reported in `sum.errors`.
-    fn pick_up(&self, sum: &mut Summary) {
-        match self.queue.pickup() {
-            Ok(p) => {
-                report_corrupt(&p.corrupt, sum);
-                sum.errors.extend(p.errors);
-            }
-            Err(e) => sum.errors.push(e.to_string()),
-        }
-    }
-
     /// Handles every entry due at `now` (unix seconds), oldest first,
     /// after picking up the maildrop.
     pub fn run_once(&self, now: i64) -> Summary {
+        self.pass(now, false)
+    }
+
+    /// Like [`Runner::run_once`], but every entry is handled and deferred
+    /// recipients are tried now whatever their next retry time (sendmail
+    /// `-q`, Postfix `postqueue -f`). The attempt is recorded at `now`, so
+    /// the backoff and the lifetime go on as for any other attempt.
+    pub fn flush(&self, now: i64) -> Summary {
+        self.pass(now, true)
+    }
+
+    /// One pass over the queue: every due entry, or every entry when
+    /// `force`.
+    fn pass(&self, now: i64, force: bool) -> Summary {
         let mut sum = Summary::default();
-        self.pick_up(&mut sum);
+        pick_up(self.queue, &mut sum);
         // Not `Queue::due`: it drops the listing's `corrupt`, and an entry
         // moved aside must be reported (spool.rs: "moved to corrupt/ and
         // reported, never deleted").
@@ -248,34 +262,10 @@ impl<'a> Runner<'a> {
         };
         report_corrupt(&listing.corrupt, &mut sum);
         let schedule = self.queue.schedule();
-        let due = listing
-            .entries
-            .into_iter()
-            .filter(|e| e.is_due(now, schedule));
-        for entry in due {
-            let id = entry.id;
-            sum.add(self.run_entry(&id, now, false));
-        }
-        sum
-    }
-
-    /// Like [`Runner::run_once`], but every entry is handled and deferred
-    /// recipients are tried now whatever their next retry time (sendmail
-    /// `-q`, Postfix `postqueue -f`). The attempt is recorded at `now`, so
-    /// the backoff and the lifetime go on as for any other attempt.
-    pub fn flush(&self, now: i64) -> Summary {
-        let mut sum = Summary::default();
-        self.pick_up(&mut sum);
-        let listing = match self.queue.entries() {
-            Ok(l) => l,
-            Err(e) => {
-                sum.errors.push(e.to_string());
-                return sum;
-            }
-        };
-        report_corrupt(&listing.corrupt, &mut sum);
         for entry in listing.entries {
-            sum.add(self.run_entry(&entry.id, now, true));
+            if force || entry.is_due(now, schedule) {
+                sum.add(self.run_entry(&entry.id, now, force));
+            }
         }
         sum
     }
@@ -527,13 +517,14 @@ impl<'a> Runner<'a> {
         let mut perm = None;
         let mut forwards: Vec<(Option<&Vec<u8>>, &route::Address)> = Vec::new();
         for t in &targets {
-            if done.contains(&t.delivery.key()) {
+            let key = t.delivery.key();
+            if done.contains(&key) {
                 continue;
             }
             let attempt = match &t.delivery {
                 Delivery::Forward(a) => {
                     forwards.push((t.sender.as_ref(), a));
-                    done.insert(t.delivery.key());
+                    done.insert(key);
                     continue;
                 }
                 Delivery::Error { reply, .. } => Attempt::Failed(from_reply(reply)),
@@ -554,7 +545,7 @@ impl<'a> Runner<'a> {
             };
             match attempt {
                 Attempt::Delivered => {
-                    done.insert(t.delivery.key());
+                    done.insert(key);
                 }
                 Attempt::Failed(f) if f.class == Class::Temp => return Attempt::Failed(f),
                 // A.6.4: the copies of a list with an `owner-` alias go out
@@ -564,7 +555,7 @@ impl<'a> Runner<'a> {
                     if let Err(e) = self.report_to_owner(entry, &rcpt.address, t, f, message, now) {
                         return Attempt::Failed(e);
                     }
-                    done.insert(t.delivery.key());
+                    done.insert(key);
                 }
                 Attempt::Failed(f) => {
                     perm.get_or_insert(f);

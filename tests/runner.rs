@@ -601,6 +601,18 @@ fn spool_restart_resumes_the_deferred_recipient() {
 }
 
 /// A virtual user `bob` whose rcfile files everything into `Maildir/`.
+/// The one message in `virtual_bob`'s Maildir `new/`.
+fn bobs_only_message(dir: &Dir) -> std::path::PathBuf {
+    let new: Vec<_> = dir
+        .join("home/bob/Maildir/new")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    new.into_iter().next().unwrap()
+}
+
 fn virtual_bob(dir: &Dir) -> VirtualUsers {
     dir.write("home/bob/.procmailrc", ":0\nMaildir/\n");
     let mut users = VirtualUsers::default();
@@ -623,14 +635,7 @@ fn real_deliver_writes_the_virtual_users_maildir() {
         .unwrap();
     let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
     assert_eq!((got.delivered, got.removed), (1, 1), "{got:?}");
-    let new: Vec<_> = dir
-        .join("home/bob/Maildir/new")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(new.len(), 1);
-    let got = std::fs::read(&new[0]).unwrap();
+    let got = std::fs::read(bobs_only_message(&dir)).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&got),
         "Return-Path: <alice@example.test>\nX-Original-To: bob@example.test\n\
@@ -714,14 +719,7 @@ fn maildir_copy(mut exec: Exec, name: &str) -> Vec<u8> {
         .unwrap();
     let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
     assert_eq!(got.delivered, 1, "{}: {got:?}", agent.display());
-    let new: Vec<_> = dir
-        .join("home/bob/Maildir/new")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(new.len(), 1);
-    std::fs::read(&new[0]).unwrap()
+    std::fs::read(bobs_only_message(&dir)).unwrap()
 }
 
 #[test]
@@ -1101,14 +1099,7 @@ fn a_virtual_users_delivery_runs_as_the_virtual_user_through_a_zygote() {
             .unwrap();
         let got = Runner::new(&q, &router, &exec, bounce_cfg()).run_once(T0);
         assert_eq!(got.delivered, 1, "zygote {zygote}: {got:?}");
-        let new: Vec<_> = dir
-            .join("home/bob/Maildir/new")
-            .read_dir()
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(new.len(), 1);
-        let meta = std::fs::metadata(&new[0]).unwrap();
+        let meta = std::fs::metadata(bobs_only_message(&dir)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), id, "zygote {zygote}");
     }
 }

@@ -336,9 +336,6 @@ impl LocalDelivery for MakeFolders<'_> {
 
 /// Everything a runner is built from, for the life of a server or a flush.
 struct Agents {
-    /// The configuration directory, `POSTROOM_CONFIG` for virtual users'
-    /// rcfiles.
-    dir: PathBuf,
     tables: server::Tables,
     r: RunnerSettings,
     deliver: PathBuf,
@@ -346,6 +343,26 @@ struct Agents {
     log: server::Log,
     zygotes: Option<Arc<Zygotes>>,
     relay: relay::SmtpRelay,
+    /// The identity of virtual users' deliveries ([`virtual_id`]), looked
+    /// up once.
+    virtual_id: Option<(u32, u32)>,
+    /// The assignments every virtual user's `deliver -m` gets
+    /// (`runner::Exec::vars`).
+    vars: Vec<(String, std::ffi::OsString)>,
+}
+
+/// The users of the tables in use, shared with the runner's `Exec`
+/// without copying the `users` table for each entry.
+struct ConfigUsers(Arc<crate::route::Config>);
+
+impl Users for ConfigUsers {
+    fn lookup(&self, name: &[u8]) -> Option<crate::route::User> {
+        self.0.users().lookup(name)
+    }
+
+    fn forward(&self, user: &crate::route::User, detail: Option<&[u8]>) -> crate::route::Forward {
+        self.0.users().forward(user, detail)
+    }
 }
 
 impl Agents {
@@ -364,8 +381,16 @@ impl Agents {
             s.hostname.clone(),
             r.schedule.min_backoff,
         );
+        let sendmail = match &r.sendmail {
+            Some(p) => Some(p.clone()),
+            None => Some(deliver.with_file_name("sendmail")).filter(|p| p.is_file()),
+        };
+        let vars = sendmail
+            .map(|p| ("SENDMAIL".to_string(), p.into_os_string()))
+            .into_iter()
+            .chain([("POSTROOM_CONFIG".to_string(), dir.as_os_str().to_owned())])
+            .collect();
         Agents {
-            dir: dir.to_path_buf(),
             zygotes: if r.zygotes {
                 Zygotes::of(&deliver).map(Arc::new)
             } else {
@@ -375,6 +400,8 @@ impl Agents {
                 reporting_mta: s.hostname.clone(),
                 return_full_up_to: None,
             },
+            virtual_id: virtual_id(&r),
+            vars,
             tables,
             r,
             deliver,
@@ -387,26 +414,11 @@ impl Agents {
     /// now (a reload takes effect for the next entry).
     fn with_runner<T>(&self, queue: &dyn Queue, f: impl FnOnce(&Runner<'_>) -> T) -> T {
         let config = self.tables.current();
-        let users: Arc<dyn Users + Send + Sync> = match &config.virtual_users {
-            Some(v) => Arc::new(v.clone()),
-            None => Arc::new(crate::route::SystemUsers),
-        };
-        let resolver = crate::route::Resolver::new(&config, &*users);
-        let mut exec = Exec::new(&self.deliver, Arc::clone(&users));
-        exec.virtual_id = virtual_id(&self.r);
+        let resolver = crate::route::Resolver::new(&config, config.users());
+        let mut exec = Exec::new(&self.deliver, Arc::new(ConfigUsers(Arc::clone(&config))));
+        exec.virtual_id = self.virtual_id;
         exec.zygotes = self.zygotes.clone();
-        let sendmail = match &self.r.sendmail {
-            Some(p) => Some(p.clone()),
-            None => Some(self.deliver.with_file_name("sendmail")).filter(|p| p.is_file()),
-        };
-        exec.vars = sendmail
-            .map(|p| ("SENDMAIL".to_string(), p.into_os_string()))
-            .into_iter()
-            .chain([(
-                "POSTROOM_CONFIG".to_string(),
-                self.dir.clone().into_os_string(),
-            )])
-            .collect();
+        exec.vars = self.vars.clone();
         let local = MakeFolders {
             exec,
             mail_root: self.r.mail_root.as_deref(),

@@ -41,12 +41,13 @@ pub const FLUSH: &str = "flush";
 /// it, so the entry is delivered without waiting for the next run.
 pub struct Kicking {
     inner: Arc<dyn Queue>,
-    kick: Mutex<Option<Sender<QueueId>>>,
+    kick: Mutex<Option<Sender<Entry>>>,
 }
 
 impl Kicking {
-    /// Wraps `inner`; the ids it queues come out of the returned receiver.
-    pub fn new(inner: Arc<dyn Queue>) -> (Kicking, Receiver<QueueId>) {
+    /// Wraps `inner`; the entries it queues come out of the returned
+    /// receiver, as queued (so the dispatcher need not read them back).
+    pub fn new(inner: Arc<dyn Queue>) -> (Kicking, Receiver<Entry>) {
         let (tx, rx) = mpsc::channel();
         let k = Kicking {
             inner,
@@ -70,8 +71,10 @@ impl Queue for Kicking {
         let id = self.inner.enqueue_made(envelope, make)?;
         if let Some(tx) = &*self.kick.lock().unwrap_or_else(|p| p.into_inner()) {
             // A dispatcher that is gone (stopping) leaves it for the next
-            // start; the entry is safe in the spool either way.
-            let _ = tx.send(id.clone());
+            // start; the entry is safe in the spool either way. It reads
+            // only the id and the recipients, so arrival and size need
+            // not be the spool's.
+            let _ = tx.send(Entry::new(id.clone(), unix_now(), 0, envelope));
         }
         Ok(id)
     }
@@ -129,7 +132,11 @@ impl Queue for Kicking {
         let p = self.inner.pickup()?;
         if let Some(tx) = &*self.kick.lock().unwrap_or_else(|p| p.into_inner()) {
             for (_, id) in &p.queued {
-                let _ = tx.send(id.clone());
+                // Gone already (delivered) or unreadable (the next scan
+                // moves it aside): nothing to hand out.
+                if let Ok(e) = self.inner.entry(id) {
+                    let _ = tx.send(e);
+                }
             }
         }
         Ok(p)
@@ -199,7 +206,7 @@ pub type LaneOf<'a> = dyn Fn(&Entry) -> Option<Vec<u8>> + Sync + 'a;
 /// Runs the pool until `cfg.stop` is set. `job(id, force)` delivers one
 /// entry (a fresh [`crate::runner::Runner`] each time); `lane_of` says
 /// whether an entry goes to a relay lane; `log` gets each job's summary
-/// lines; `kicks` brings the ids of entries just queued. Says on `started`
+/// lines; `kicks` brings the entries just queued. Says on `started`
 /// once the entries found at start-up have all been tried, so a restart
 /// behaves the same every time.
 pub fn run(
@@ -208,7 +215,7 @@ pub fn run(
     job: &(dyn Fn(&QueueId, bool) -> Summary + Sync),
     lane_of: &LaneOf<'_>,
     log: &(dyn Fn(&str, &Summary) + Sync),
-    kicks: &Receiver<QueueId>,
+    kicks: &Receiver<Entry>,
     started: &Sender<()>,
 ) {
     let in_flight = InFlight::default();
@@ -258,34 +265,29 @@ pub fn run(
         // whole backlog in arrival order, and a message that arrives while
         // a backlog waits does not overtake it. While the domain is still
         // down, the relay's pause fails the older ones at once.
-        let submit = |entry: &Entry, force: bool| {
-            let Some(domain) = lane_of(entry) else {
-                send(&entry.id, force, None);
+        // `domain` is the entry's `lane_of`.
+        let submit = |id: &QueueId, force: bool, domain: Option<&[u8]>| {
+            let Some(domain) = domain else {
+                send(id, force, None);
                 return;
             };
             let older: Vec<QueueId> = {
                 let mut b = backlog.lock().unwrap_or_else(|p| p.into_inner());
-                let waiting = b.entry(domain.clone()).or_default();
-                let older = waiting.range(..entry.id.clone()).cloned().collect();
-                waiting.insert(entry.id.clone());
+                let waiting = b.entry(domain.to_vec()).or_default();
+                let older = waiting.range(..id.clone()).cloned().collect();
+                waiting.insert(id.clone());
                 older
             };
-            for id in &older {
-                send(id, true, Some(&domain));
+            for old in &older {
+                send(old, true, Some(domain));
             }
-            send(&entry.id, force, Some(&domain));
+            send(id, force, Some(domain));
         };
         // The maildrop (`postroom sendmail`) into the queue; what it moved
         // aside or could not take is logged.
         let pick_up = || {
             let mut picked = Summary::default();
-            match queue.pickup() {
-                Ok(p) => {
-                    report_corrupt(&p.corrupt, &mut picked);
-                    picked.errors.extend(p.errors);
-                }
-                Err(e) => picked.errors.push(e.to_string()),
-            }
+            crate::runner::pick_up(queue, &mut picked);
             log("queue", &picked);
         };
         let scan = |force: bool| {
@@ -311,19 +313,20 @@ pub fn run(
             let mut sum = Summary::default();
             report_corrupt(&listing.corrupt, &mut sum);
             log("queue", &sum);
+            let lanes: Vec<Option<Vec<u8>>> = listing.entries.iter().map(lane_of).collect();
             {
                 let mut b = backlog.lock().unwrap_or_else(|p| p.into_inner());
                 b.clear();
-                for e in &listing.entries {
-                    if let Some(d) = lane_of(e) {
-                        b.entry(d).or_default().insert(e.id.clone());
+                for (e, d) in listing.entries.iter().zip(&lanes) {
+                    if let Some(d) = d {
+                        b.entry(d.clone()).or_default().insert(e.id.clone());
                     }
                 }
             }
             let now = unix_now();
-            for e in &listing.entries {
+            for (e, d) in listing.entries.iter().zip(&lanes) {
                 if force || e.is_due(now, queue.schedule()) {
-                    submit(e, force);
+                    submit(&e.id, force, d.as_deref());
                 }
             }
         };
@@ -364,13 +367,7 @@ pub fn run(
                 .saturating_duration_since(now)
                 .min(Duration::from_millis(100));
             match kicks.recv_timeout(wait) {
-                // Gone already (a worker was quick) or unreadable (the
-                // next scan moves it aside): nothing to hand out.
-                Ok(id) => {
-                    if let Ok(e) = queue.entry(&id) {
-                        submit(&e, false);
-                    }
-                }
+                Ok(e) => submit(&e.id, false, lane_of(&e).as_deref()),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
             }

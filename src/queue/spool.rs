@@ -847,7 +847,11 @@ impl Queue for Spool {
             _ => io_err("read", &p)(e),
         })?;
         match head_len(&data) {
-            Some(n) => Ok(data.split_off(n)),
+            // In place: a large message is not held twice.
+            Some(n) => {
+                data.drain(..n);
+                Ok(data)
+            }
             None => Err(QueueError::Io {
                 op: "read (no envelope in the entry)",
                 path: p,

@@ -845,6 +845,19 @@ impl Regex {
         };
     }
 
+    /// While no thread is alive: the first position at or after `i` (and
+    /// before `l`) where a match can start, `None` when there is none.
+    #[inline]
+    fn next_start(&self, area: &[u8], i: usize, l: usize) -> Option<usize> {
+        if let Some(pre) = &self.prefilter {
+            return pre.find(&area[..l], i);
+        }
+        if !self.can_skip {
+            return Some(i);
+        }
+        (i..l).find(|&j| self.skip[usize::from(area[j])])
+    }
+
     fn fold_byte(&self, b: u8) -> u8 {
         if self.fold { b.to_ascii_lowercase() } else { b }
     }
@@ -1137,18 +1150,9 @@ impl Regex {
         while i < l {
             if row == 0 {
                 // No live thread: skip what cannot start a match.
-                if let Some(pre) = &self.prefilter {
-                    match pre.find(&area[..l], i) {
-                        Some(at) => i = at,
-                        None => break,
-                    }
-                } else if self.can_skip {
-                    while i < l && !self.skip[usize::from(area[i])] {
-                        i += 1;
-                    }
-                    if i == l {
-                        break;
-                    }
+                match self.next_start(area, i, l) {
+                    Some(at) => i = at,
+                    None => break,
                 }
             }
             let k = usize::from(cache.classes.map[usize::from(area[i])]);
@@ -1220,18 +1224,9 @@ impl Regex {
                 if s.eom.is_some() {
                     break;
                 }
-                if let Some(pre) = &self.prefilter {
-                    match pre.find(&area[..l], i) {
-                        Some(at) => i = at,
-                        None => break,
-                    }
-                } else if self.can_skip {
-                    while i < l && !self.skip[usize::from(area[i])] {
-                        i += 1;
-                    }
-                    if i == l {
-                        break;
-                    }
+                match self.next_start(area, i, l) {
+                    Some(at) => i = at,
+                    None => break,
                 }
             }
             let c = self.fold_byte(area[i]);

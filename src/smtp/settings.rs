@@ -420,6 +420,10 @@ fn apply(
     listen_given: &mut bool,
 ) -> Result<(), String> {
     let number = |v: &str| v.parse::<u64>().map_err(|_| "want a whole number");
+    let positive = |v: &str| match number(v)? {
+        0 => Err("want a whole number, at least 1"),
+        n => Ok(n),
+    };
     let secs = |v: &str| match v.parse::<u64>() {
         Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
         _ => Err("want a whole number of seconds, at least 1"),
@@ -474,10 +478,7 @@ fn apply(
                 _ => return Err("want `background` or `queue`".into()),
             }
         }
-        "max_deliveries" => match number(value)? {
-            0 => return Err("want a whole number, at least 1".into()),
-            n => s.runner.workers = size(n),
-        },
+        "max_deliveries" => s.runner.workers = size(positive(value)?),
         "sendmail" => s.runner.sendmail = Some(dir.join(value)),
         "trusted_include" => s.trusted_includes.push(PathBuf::from(value)),
         "deliver_zygotes" => {
@@ -487,10 +488,7 @@ fn apply(
                 _ => return Err("want `yes` or `no`".into()),
             }
         }
-        "relay_lanes" => match number(value)? {
-            0 => return Err("want a whole number, at least 1".into()),
-            n => s.runner.relay_lanes = size(n),
-        },
+        "relay_lanes" => s.runner.relay_lanes = size(positive(value)?),
         "delay_warning" => s.runner.schedule.delay_warning = Some(duration(value)?),
         "smart_host" => s.relay.smart_host = Some(mailertable::parse_host(value.as_bytes())?),
         "smtp_connect_timeout" => s.relay.timeouts.connect = duration(value)?,
