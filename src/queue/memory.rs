@@ -93,12 +93,7 @@ impl Queue for MemoryQueue {
         now: i64,
     ) -> Result<State, QueueError> {
         self.with(id, |e, _| {
-            e.apply(rcpt, result, now, &self.schedule)
-                .cloned()
-                .map_err(|source| QueueError::Apply {
-                    id: id.clone(),
-                    source,
-                })
+            super::apply(e, rcpt, result, now, &self.schedule)
         })
     }
 

@@ -287,6 +287,21 @@ fn mark_notified(id: &QueueId, e: &mut Entry, rcpts: &[usize]) -> Result<(), Que
     Ok(())
 }
 
+/// Shared by both backends: `result` applied to recipient `rcpt` of `e`
+/// (see [`Entry::apply`]), its error as a [`QueueError`].
+fn apply(
+    e: &mut Entry,
+    rcpt: usize,
+    result: &Attempt,
+    now: i64,
+    schedule: &Schedule,
+) -> Result<State, QueueError> {
+    let id = e.id.clone();
+    e.apply(rcpt, result, now, schedule)
+        .cloned()
+        .map_err(|source| QueueError::Apply { id, source })
+}
+
 /// Shared by both backends: whether an entry may be removed.
 fn check_done(e: &Entry) -> Result<(), QueueError> {
     for (i, r) in e.recipients.iter().enumerate() {

@@ -867,15 +867,7 @@ impl Queue for Spool {
         result: &Attempt,
         now: i64,
     ) -> Result<State, QueueError> {
-        let schedule = &self.schedule;
-        self.update(id, |e| {
-            e.apply(rcpt, result, now, schedule)
-                .cloned()
-                .map_err(|source| QueueError::Apply {
-                    id: id.clone(),
-                    source,
-                })
-        })
+        self.update(id, |e| super::apply(e, rcpt, result, now, &self.schedule))
     }
 
     fn mark_notified(&self, id: &QueueId, rcpts: &[usize]) -> Result<(), QueueError> {
@@ -909,13 +901,7 @@ impl Queue for Spool {
     ) -> Result<(State, bool), QueueError> {
         let _guard = self.lock(id.as_str());
         let mut entry = self.load_or_quarantine(id)?;
-        let state = entry
-            .apply(rcpt, result, now, &self.schedule)
-            .cloned()
-            .map_err(|source| QueueError::Apply {
-                id: id.clone(),
-                source,
-            })?;
+        let state = super::apply(&mut entry, rcpt, result, now, &self.schedule)?;
         if super::check_done(&entry).is_ok() {
             self.remove_entry(id)?;
             Ok((state, true))
