@@ -7,7 +7,9 @@
 # one process per message as an MTA runs it (driver.py: a python loop, the
 # same spawn cost for both sides).  Pass 1 delivers into fresh folders,
 # pass 2 into the folders pass 1 left.  Prints each side's time per pass and
-# the ratio deliver/procmail, then checks with strace which fsync calls each
+# the ratio deliver/procmail, and the same for `floor` (bench/floor.c, built
+# with gcc: read the message, append it to one mbox, fsync -- the least any
+# one-exec-per-message agent does), then checks with strace which fsync calls each
 # side makes, and compares the folders both sides wrote.
 # Never: touches anything outside bench/.cache/ (and target/ when it builds
 # the default deliver), or runs as part of `cargo test`.
@@ -57,7 +59,13 @@ echo "rcfile:   bench/procmailrc ($recipes recipes), one process per message"
 echo "procmail: $PROCMAIL"
 echo "deliver:  $DELIVER"
 
-for side in procmail deliver zygote; do
+floor=$cache/floor
+if command -v gcc >/dev/null; then
+    gcc -O2 -static -o "$floor" "$here/floor.c" 2>/dev/null || gcc -O2 -o "$floor" "$here/floor.c"
+else
+    die "gcc is needed to build bench/floor.c (Debian package gcc)"
+fi
+for side in procmail deliver zygote floor; do
     rm -rf "$cache/run/$side"
     mkdir -p "$cache/run/$side"
     cp "$here/procmailrc" "$cache/run/$side/procmailrc"
@@ -75,10 +83,10 @@ for pass in "1 fresh folders" "2 existing folders"; do
     sync
     out=$("$PY" "$here/driver.py" "$msgs" --side procmail "$PROCMAIL" "$cache/run/procmail" \
         --side deliver "$DELIVER" "$cache/run/deliver" \
-        --zygote zygote "$DELIVER" "$cache/run/zygote")
+        --zygote zygote "$DELIVER" "$cache/run/zygote" --side floor "$floor" "$cache/run/floor")
     lp=$(grep '^side=procmail ' <<<"$out"); ld=$(grep '^side=deliver ' <<<"$out")
-    lz=$(grep '^side=zygote ' <<<"$out")
-    for l in "$lp" "$ld" "$lz"; do
+    lz=$(grep '^side=zygote ' <<<"$out"); lf=$(grep '^side=floor ' <<<"$out")
+    for l in "$lp" "$ld" "$lz" "$lf"; do
         if [ "$(field "$l" failed)" != 0 ]; then
             notes+=("pass ${pass%% *}: $(field "$l" side): $(field "$l" failed) of $N deliveries exited non-zero (first: $(field "$l" first_failure))")
         fi
@@ -92,11 +100,17 @@ for pass in "1 fresh folders" "2 existing folders"; do
         -v pc="$(field "$lp" cpu)" -v zc="$(field "$lz" cpu)" 'BEGIN {
         printf "%-24s %10.3f s %10.3f s %18.2f\n", "  zygote (wall)", pw, zw, zw / pw
         printf "%-24s %10.3f s %10.3f s %18.2f\n", "  zygote cpu", pc, zc, (pc > 0 ? zc / pc : 0) }'
+    awk -v pw="$(field "$lp" seconds)" -v fw="$(field "$lf" seconds)" \
+        -v pc="$(field "$lp" cpu)" -v fc="$(field "$lf" cpu)" 'BEGIN {
+        printf "%-24s %10.3f s %10.3f s %18.2f\n", "  floor (wall)", pw, fw, fw / pw
+        printf "%-24s %10.3f s %10.3f s %18.2f\n", "  floor cpu", pc, fc, (pc > 0 ? fc / pc : 0) }'
     if [ "${pass%% *}" = 1 ]; then
         # shellcheck disable=SC2012
         nmbox=$(ls "$cache/run/procmail" | grep -c '\.mbox$' || true)
     fi
 done
+echo "floor: bench/floor.c, one exec per message that only reads it, appends it to one"
+echo "  mbox under fcntl and fsyncs: no rcfile, no recipes -- a lower bound for any agent"
 echo "pass 1 includes procmail's 1 s sleep on the first write into each new mbox"
 echo "  (mtime == atime, spec 10.3; checked with strace): $nmbox mbox files -> about $nmbox s"
 for n in "${notes[@]+"${notes[@]}"}"; do echo "WARNING: $n (timings not comparable)"; done
