@@ -35,6 +35,7 @@ use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
 use crate::queue::spool::QueueId;
 use crate::queue::{Clock, Corrupt, Queue, QueueError};
+use crate::route::lists::List;
 use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
 use crate::status::{Class, Outcome, sysexits};
 
@@ -515,15 +516,15 @@ impl<'a> Runner<'a> {
         // duplicate rather than a loss (module docs). Otherwise the first
         // permanent failure is reported.
         let mut perm = None;
-        let mut forwards: Vec<(Option<&Vec<u8>>, &route::Address)> = Vec::new();
+        let mut forwards: Vec<&Target> = Vec::new();
         for t in &targets {
             let key = t.delivery.key();
             if done.contains(&key) {
                 continue;
             }
             let attempt = match &t.delivery {
-                Delivery::Forward(a) => {
-                    forwards.push((t.sender.as_ref(), a));
+                Delivery::Forward(_) => {
+                    forwards.push(t);
                     done.insert(key);
                     continue;
                 }
@@ -532,6 +533,14 @@ impl<'a> Runner<'a> {
                     let sender = match &t.sender {
                         Some(s) => String::from_utf8_lossy(s).into_owned(),
                         None => entry.envelope.sender.clone(),
+                    };
+                    let listed;
+                    let message = match &t.list {
+                        Some(list) => {
+                            listed = with_list_fields(message, list);
+                            &listed[..]
+                        }
+                        None => message,
                     };
                     let copy = local_copy(message, &sender, original, &rcpt.address);
                     let outcome = self.local.deliver(&Job {
@@ -638,20 +647,28 @@ impl<'a> Runner<'a> {
         &self,
         entry: &Entry,
         rcpt: &str,
-        forwards: &[(Option<&Vec<u8>>, &route::Address)],
+        forwards: &[&Target],
         message: &[u8],
     ) -> Result<(), Failure> {
-        let mut senders: Vec<Option<&Vec<u8>>> = Vec::new();
-        for (s, _) in forwards {
-            if !senders.contains(s) {
-                senders.push(*s);
+        // One new entry per sender and list.
+        fn group(t: &Target) -> (Option<&Vec<u8>>, Option<&List>) {
+            (t.sender.as_ref(), t.list.as_deref())
+        }
+        let mut groups: Vec<(Option<&Vec<u8>>, Option<&List>)> = Vec::new();
+        for t in forwards {
+            if !groups.contains(&group(t)) {
+                groups.push(group(t));
             }
         }
-        for s in senders {
+        for (s, list) in groups {
             let recipients = forwards
                 .iter()
-                .filter(|(t, _)| *t == s)
-                .map(|(_, a)| {
+                .filter(|t| group(t) == (s, list))
+                .filter_map(|t| match &t.delivery {
+                    Delivery::Forward(a) => Some(a),
+                    _ => None,
+                })
+                .map(|a| {
                     crate::queue::entry::Address::new(String::from_utf8_lossy(&a.to_bytes()))
                 })
                 .collect();
@@ -676,7 +693,10 @@ impl<'a> Runner<'a> {
             let mut copy =
                 format!("Delivered-To: {}", rcpt.replace(['\r', '\n'], " ")).into_bytes();
             copy.extend_from_slice(eol);
-            copy.extend_from_slice(message);
+            match list {
+                Some(list) => copy.extend_from_slice(&with_list_fields(message, list)),
+                None => copy.extend_from_slice(message),
+            }
             self.queue.enqueue(&envelope, &copy).map_err(|e| Failure {
                 class: Class::Temp,
                 detail: (3, 0),
@@ -766,6 +786,45 @@ fn is_field(field: &[u8], name: &[u8]) -> bool {
     field.len() > name.len()
         && field[..name.len()].eq_ignore_ascii_case(name)
         && field[name.len()] == b':'
+}
+
+/// `message` as a copy through `list` shows it (mta-semantics E): its
+/// `List-*` and `Precedence:` fields dropped and the list's fields added at
+/// the end of the header, in the message's own line ends (CRLF or LF).
+fn with_list_fields(message: &[u8], list: &List) -> Vec<u8> {
+    let crlf = message
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    // The header ends at the first empty line (LF or CRLF), or with the
+    // message.
+    let mut end = 0;
+    while end < message.len()
+        && !message[end..].starts_with(b"\n")
+        && !message[end..].starts_with(b"\r\n")
+    {
+        end = message[end..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |p| end + p + 1);
+    }
+    let mut out = Vec::with_capacity(message.len() + list.fields.len() + 64);
+    for f in fields(&message[..end]) {
+        let name = f.iter().position(|&b| b == b':').map_or(f, |p| &f[..p]);
+        if !List::replaces(name) {
+            out.extend_from_slice(f);
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(eol);
+    }
+    for line in list.fields.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
+        out.extend_from_slice(eol);
+    }
+    out.extend_from_slice(&message[end..]);
+    out
 }
 
 /// CRLF line ends turned into LF (mta-semantics A.10: the agent gets LF).
@@ -1313,6 +1372,34 @@ mod tests {
     }
 
     #[test]
+    fn list_copies_replace_list_fields_in_the_messages_own_line_ends() {
+        use crate::route::lists::ListSpec;
+        let spec = ListSpec::parse("team@example.test Team", crate::diag::Span::default()).unwrap();
+        let list = List::new(&spec, false, true);
+        let ours = "List-Id: Team <team.example.test>\nList-Post: <mailto:team@example.test>\nList-Owner: <mailto:owner-team@example.test>\nPrecedence: list\n";
+        let cases: [(&str, String); 5] = [
+            (
+                "Subject: hi\nList-Id: other <o.x>\nprecedence: bulk\nList-Unsubscribe:\n <mailto:x>\nTo: a\n\nList-Id: body\n",
+                format!("Subject: hi\nTo: a\n{ours}\nList-Id: body\n"),
+            ),
+            (
+                "Subject: hi\r\nPrecedence: junk\r\n\r\nbody\r\n",
+                format!("Subject: hi\r\n{}\r\nbody\r\n", ours.replace('\n', "\r\n")),
+            ),
+            // No body, no empty line, no last newline.
+            ("Subject: hi", format!("Subject: hi\n{ours}")),
+            // No header at all.
+            ("\nbody\n", format!("{ours}\nbody\n")),
+            // A field named like a list field but not one.
+            ("Listing: x\n\n", format!("Listing: x\n{ours}\n")),
+        ];
+        for (input, want) in cases {
+            let got = with_list_fields(input.as_bytes(), &list);
+            assert_eq!(String::from_utf8_lossy(&got), want, "{input:?}");
+        }
+    }
+
+    #[test]
     fn to_lf_turns_only_crlf_pairs_into_lf() {
         for (input, want) in [
             (&b"a\r\nb\rc\r\n"[..], &b"a\nb\rc\n"[..]),
@@ -1388,6 +1475,7 @@ mod tests {
                 },
                 original: route::Address::parse(rcpt.as_bytes()).unwrap(),
                 sender: None,
+                list: None,
             }])
         };
         let bounce = BounceConfig {

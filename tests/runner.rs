@@ -60,6 +60,7 @@ fn router(rcpt: &str) -> Resolution {
             },
             original,
             sender: None,
+            list: None,
         }]),
         "relay.test" => Resolution::Relay(original),
         _ => Resolution::Refused(postroom::route::reply::relay_denied()),
@@ -453,6 +454,7 @@ fn router_out(rcpt: &str) -> Resolution {
         delivery,
         original: postroom::route::Address::new(b"fwd", b"example.test"),
         sender: sender.map(|s| s.as_bytes().to_vec()),
+        list: None,
     };
     let remote = |a: &str| {
         let (l, d) = a.split_once('@').unwrap();
@@ -652,6 +654,7 @@ fn pipe_to(command: &[u8]) -> Resolution {
         },
         original: postroom::route::Address::new(b"x", b"example.test"),
         sender: None,
+        list: None,
     }])
 }
 
@@ -756,6 +759,7 @@ fn file_target_is_appended_in_mbox_format() {
             },
             original: postroom::route::Address::new(b"archive", b"example.test"),
             sender: None,
+            list: None,
         }])
     };
     let clock = Arc::new(ManualClock::at(T0));
@@ -827,6 +831,7 @@ fn a_temporary_failure_of_one_alias_member_defers_the_whole_recipient() {
             },
             original: postroom::route::Address::new(b"list", b"example.test"),
             sender: Some(b"owner-list@example.test".to_vec()),
+            list: None,
         };
         Resolution::Local(vec![t("bob"), t("carol")])
     };

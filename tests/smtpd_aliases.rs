@@ -319,6 +319,99 @@ fn an_include_list_gives_each_member_one_copy_from_the_lists_owner() {
 }
 
 #[test]
+fn a_list_setting_gives_every_copy_the_lists_fields_and_request_reaches_the_owner() {
+    if !have_aiosmtpd() || !require_tool("swaks") {
+        return;
+    }
+    // mta-semantics E with `list = ...` in postroom.conf: local and
+    // remote members' copies carry List-Id, List-Post, List-Help/
+    // Subscribe/Unsubscribe (team-request has no alias: it reaches the
+    // owner), List-Owner and Precedence: list, in place of the post's own
+    // List-* and Precedence fields; the sender is the owner.
+    let dir = Dir::new("aliases-list-fields");
+    let port = free_port();
+    std::fs::create_dir(dir.join("primary")).unwrap();
+    let _primary = sink(&dir.join("primary"), &["--port", &port.to_string()]);
+    dir.write("lists/team", "alice\nbob\nfriend@relay.test\n");
+    configure(
+        &dir,
+        port,
+        "team: :include:{dir}/lists/team\nowner-team: alice\n",
+        "",
+    );
+    let mut conf = dir.read("etc/postroom.conf");
+    conf.extend_from_slice(b"list = team@example.test The example team\n");
+    dir.write("etc/postroom.conf", conf);
+    let server = Smtpd::start(&dir);
+    send(
+        &server,
+        "sender@client.test",
+        "team@example.test",
+        "Subject: post\nPrecedence: bulk\nList-Id: Elsewhere <other.list.test>\nList-Unsubscribe:\n <mailto:x@other.list.test>\n\nhello team",
+    );
+    send(
+        &server,
+        "sender@client.test",
+        "team-request@example.test",
+        &msg("unsubscribe"),
+    );
+    wait_empty(&dir);
+    let fields = [
+        "List-Id: The example team <team.example.test>",
+        "List-Post: <mailto:team@example.test>",
+        "List-Help: <mailto:team-request@example.test?subject=help>",
+        "List-Subscribe: <mailto:team-request@example.test?subject=subscribe>",
+        "List-Unsubscribe: <mailto:team-request@example.test?subject=unsubscribe>",
+        "List-Owner: <mailto:owner-team@example.test>",
+        "Precedence: list",
+    ];
+    let check = |m: &str, eol: &str| {
+        let header = &m[..m.find(&format!("{eol}{eol}")).expect("a header")];
+        let want = fields.join(eol);
+        assert!(header.ends_with(&want), "list fields last in {header:?}");
+        for gone in ["Precedence: bulk", "other.list.test"] {
+            assert!(!header.contains(gone), "{gone} kept in {header:?}");
+        }
+        assert!(m.ends_with(&format!("{eol}{eol}hello team{eol}")), "{m:?}");
+    };
+    assert_eq!(subjects(&dir, "alice"), ["post", "unsubscribe"]);
+    assert_eq!(subjects(&dir, "bob"), ["post"]);
+    for user in ["alice", "bob"] {
+        let m = inbox(&dir, user)
+            .into_iter()
+            .find(|m| m.contains("Subject: post"))
+            .unwrap();
+        assert!(
+            m.starts_with("Return-Path: <alice@mx.example.test>\n"),
+            "{m}"
+        );
+        check(&m, "\n");
+    }
+    // The request message is no list copy.
+    let request = inbox(&dir, "alice")
+        .into_iter()
+        .find(|m| m.contains("Subject: unsubscribe"))
+        .unwrap();
+    assert!(!request.contains("List-Id:"), "{request}");
+    assert!(
+        request.contains("Delivered-To: team-request@example.test\n"),
+        "{request}"
+    );
+    // The remote member's copy, relayed with the owner as sender.
+    assert_eq!(names(&dir, "primary"), ["1.eml", "1.json"]);
+    let meta = String::from_utf8(dir.read("primary/1.json")).unwrap();
+    assert!(
+        meta.contains("\"mail_from\": \"alice@mx.example.test\""),
+        "{meta}"
+    );
+    check(
+        &String::from_utf8(dir.read("primary/1.eml")).unwrap(),
+        "\r\n",
+    );
+    drop(server);
+}
+
+#[test]
 fn a_failed_member_of_an_owned_list_is_reported_to_the_owner() {
     if !require_tool("swaks") {
         return;

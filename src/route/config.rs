@@ -16,12 +16,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Severity, Span};
 use crate::status::{Class, Reply};
 
 use super::aliases::{self, Aliases, Item, Member};
 use super::domains::{self, DomainList, Matching};
+use super::lists::{List, ListSpec};
 use super::mailertable::{self, MailerTable};
 use super::reply;
 use super::users::{self, SystemUsers, Users, VirtualUsers};
@@ -71,6 +73,8 @@ pub struct Options {
     /// off by default, a per-file opt-in). Absolute paths, or relative to
     /// the configuration directory.
     pub trusted_includes: Vec<PathBuf>,
+    /// The aliases that are mailing lists (postroom.conf's `list` lines).
+    pub lists: Vec<ListSpec>,
 }
 
 /// One `:include:` file as loaded.
@@ -106,6 +110,8 @@ pub struct Config {
     pub virtual_users: Option<VirtualUsers>,
     /// `mailertable`: how mail for remote domains leaves (A.8).
     pub mailertable: MailerTable,
+    /// The aliases that are mailing lists, by alias name.
+    pub lists: HashMap<Vec<u8>, Arc<List>>,
 }
 
 impl Config {
@@ -123,6 +129,7 @@ impl Config {
             includes: HashMap::new(),
             virtual_users: None,
             mailertable: MailerTable::new(),
+            lists: HashMap::new(),
         }
     }
 
@@ -337,11 +344,55 @@ pub fn load(dir: &Path, opts: &Options) -> Loaded {
         diags.extend(d);
         config.mailertable = t;
     }
+    if !opts.lists.is_empty() {
+        // Only to show the `list` lines in diagnostics.
+        let _ = read(super::lists::SETTINGS_FILE, &mut diags);
+        load_lists(&mut config, &opts.lists, &mut diags);
+    }
     load_includes(&mut config, opts, &mut diags, &mut sources);
     Loaded {
         config,
         diagnostics: diags,
         sources,
+    }
+}
+
+/// Makes the [`List`] of each `list` setting whose alias exists in a
+/// local domain; the others are errors at their postroom.conf line.
+fn load_lists(config: &mut Config, specs: &[ListSpec], diags: &mut Vec<Diagnostic>) {
+    let file = super::lists::SETTINGS_FILE;
+    for spec in specs {
+        let name = String::from_utf8_lossy(&spec.name);
+        if config.aliases.get(&spec.name).is_none() {
+            diags.push(
+                Diagnostic::error(file, spec.span, format!("list `{name}` is not an alias"))
+                    .with_note("a list is an alias, usually `NAME: :include:FILE`, in aliases"),
+            );
+            continue;
+        }
+        if !config.is_local(&spec.domain) {
+            diags.push(Diagnostic::error(
+                file,
+                spec.span,
+                format!(
+                    "`{}` is not a local domain, so posts to list `{name}` could not reach it",
+                    String::from_utf8_lossy(&spec.domain)
+                ),
+            ));
+            continue;
+        }
+        let has = |prefix: &[u8], suffix: &[u8]| {
+            config
+                .aliases
+                .get(&[prefix, &spec.name, suffix].concat())
+                .is_some()
+        };
+        let owner = has(b"owner-", b"");
+        // `NAME-request` without an alias of its own reaches the owner.
+        let request = owner || has(b"", b"-request");
+        config
+            .lists
+            .insert(spec.name.clone(), Arc::new(List::new(spec, request, owner)));
     }
 }
 
@@ -493,6 +544,61 @@ mod tests {
                 .to_string();
             assert_eq!(got, want, "errno {errno}");
         }
+    }
+
+    #[test]
+    fn lists_must_be_aliases_in_a_local_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aliases"),
+            "team: alice\nowner-team: bob\nops: carol\nops-request: dave\nfar: x\n",
+        )
+        .unwrap();
+        let conf = "list = team@mx.example.test\nlist = ops@mx.example.test\nlist = ghost@mx.example.test\nlist = far@elsewhere.test\n";
+        std::fs::write(dir.path().join("postroom.conf"), conf).unwrap();
+        let lists = conf
+            .lines()
+            .scan(0, |at, line| {
+                let span = Span::new(*at, *at + line.len());
+                *at += line.len() + 1;
+                Some(ListSpec::parse(&line["list = ".len()..], span).unwrap())
+            })
+            .collect();
+        let opts = Options {
+            host_name: b"mx.example.test".to_vec(),
+            lists,
+            ..Options::default()
+        };
+        let loaded = load(dir.path(), &opts);
+        let got: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let (l, _) = d.span.line_col(conf.as_bytes());
+                format!("{}:{l}: {}", d.file, d.message)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "postroom.conf:3: list `ghost` is not an alias",
+                "postroom.conf:4: `elsewhere.test` is not a local domain, so posts to list `far` could not reach it"
+            ]
+        );
+        let mut names: Vec<&[u8]> = loaded.config.lists.keys().map(|k| &k[..]).collect();
+        names.sort();
+        assert_eq!(names, [&b"ops"[..], b"team"]);
+        // ops has a -request alias but no owner; team an owner (and so a
+        // request address through it).
+        let fields =
+            |n: &[u8]| String::from_utf8_lossy(&loaded.config.lists[n].fields).into_owned();
+        assert!(fields(b"ops").contains("List-Help:") && !fields(b"ops").contains("List-Owner:"));
+        assert!(fields(b"team").contains("List-Help:") && fields(b"team").contains("List-Owner:"));
+        assert!(
+            loaded.render().contains("list = ghost@mx.example.test"),
+            "{}",
+            loaded.render()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod aliases;
 pub mod config;
 pub mod domains;
+pub mod lists;
 pub mod mailertable;
 pub mod mapfile;
 pub mod reply;
@@ -23,6 +24,7 @@ pub mod virtusertable;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 pub use config::{Config, Loaded, Options, RunAs, load};
 pub use users::{Forward, SystemUsers, User, Users, VirtualUsers};
@@ -31,6 +33,7 @@ use crate::status::{Class, Reply};
 
 use aliases::Item;
 use domains::normalize;
+use lists::List;
 use virtusertable::Rhs;
 
 /// sendmail's `MaxAliasRecursion` default: alias and virtusertable hops
@@ -205,6 +208,17 @@ pub struct Target {
     /// The envelope sender to use instead of the message's, set when the
     /// target came through a list with an `owner-` alias (A.6.4, E).
     pub sender: Option<Vec<u8>>,
+    /// The mailing list the target was reached through (the innermost
+    /// one, as with the sender), whose fields its copy carries (E).
+    pub list: Option<Arc<List>>,
+}
+
+/// What an expansion passes down to the members of an alias: the envelope
+/// sender an `owner-` alias set and the list a `list` setting made of it.
+#[derive(Clone, Debug, Default)]
+struct Via {
+    sender: Option<Vec<u8>>,
+    list: Option<Arc<List>>,
 }
 
 impl fmt::Display for Target {
@@ -212,6 +226,9 @@ impl fmt::Display for Target {
         write!(f, "{}", self.delivery)?;
         if let Some(s) = &self.sender {
             write!(f, " (sender {})", String::from_utf8_lossy(s))?;
+        }
+        if let Some(l) = &self.list {
+            write!(f, " (list {})", String::from_utf8_lossy(&l.id))?;
         }
         Ok(())
     }
@@ -348,7 +365,7 @@ impl<'a> Resolver<'a> {
         match self.virtual_chain(&addr, 0) {
             Err(reply) => Resolution::Refused(reply),
             Ok(Chain::Forward(a)) => {
-                ex.push(Delivery::Forward(a), &None);
+                ex.push(Delivery::Forward(a), &Via::default());
                 Resolution::Local(ex.out)
             }
             Ok(Chain::Name(_, depth)) if depth > MAX_ALIAS_DEPTH => {
@@ -356,7 +373,7 @@ impl<'a> Resolver<'a> {
             }
             Ok(Chain::Name(name, depth)) => {
                 // A.4 rule 6 / A.6.5: only an unknown name is refused here.
-                if ex.name(&name, depth, &mut Vec::new(), &None) {
+                if ex.name(&name, depth, &mut Vec::new(), &Via::default()) {
                     Resolution::Local(ex.out)
                 } else {
                     Resolution::Refused(reply::user_unknown())
@@ -431,19 +448,20 @@ impl<'a> Resolver<'a> {
 
 impl Expansion<'_, '_> {
     /// Adds a target unless an equal one is there (A.6.3).
-    fn push(&mut self, delivery: Delivery, sender: &Option<Vec<u8>>) {
+    fn push(&mut self, delivery: Delivery, via: &Via) {
         if self.seen.insert(delivery.key()) {
             self.out.push(Target {
                 delivery,
                 original: self.original.clone(),
-                sender: sender.clone(),
+                sender: via.sender.clone(),
+                list: via.list.clone(),
             });
         }
     }
 
-    fn error(&mut self, reply: Reply, member: &[u8], sender: &Option<Vec<u8>>) {
+    fn error(&mut self, reply: Reply, member: &[u8], via: &Via) {
         let member = member.to_vec();
-        self.push(Delivery::Error { reply, member }, sender);
+        self.push(Delivery::Error { reply, member }, via);
     }
 
     /// Delivers to the mailbox user `name` (`user+detail`) without aliasing;
@@ -455,7 +473,7 @@ impl Expansion<'_, '_> {
         name: &[u8],
         depth: usize,
         ancestors: &mut Vec<Vec<u8>>,
-        sender: &Option<Vec<u8>>,
+        via: &Via,
         use_forward: bool,
     ) -> bool {
         let (user, detail) = split_detail(name);
@@ -475,7 +493,7 @@ impl Expansion<'_, '_> {
                             name: u.name.clone(),
                         };
                         for m in &members {
-                            self.item(&m.item, depth + 1, ancestors, sender, run_as.clone());
+                            self.item(&m.item, depth + 1, ancestors, via, run_as.clone());
                         }
                         ancestors.pop();
                         return true;
@@ -485,7 +503,7 @@ impl Expansion<'_, '_> {
                     self.error(
                         reply::cannot_open(Class::Temp, &path.to_string_lossy()),
                         name,
-                        sender,
+                        via,
                     );
                     return true;
                 }
@@ -498,7 +516,7 @@ impl Expansion<'_, '_> {
                 user: u.name,
                 detail,
             },
-            sender,
+            via,
         );
         true
     }
@@ -507,15 +525,9 @@ impl Expansion<'_, '_> {
     /// `user+*`, `user` in that order, else the mailbox user. A name that is
     /// an alias being expanded above this one is a self reference and goes
     /// to the mailbox. False when the name is neither alias nor user.
-    fn name(
-        &mut self,
-        name: &[u8],
-        depth: usize,
-        ancestors: &mut Vec<Vec<u8>>,
-        sender: &Option<Vec<u8>>,
-    ) -> bool {
+    fn name(&mut self, name: &[u8], depth: usize, ancestors: &mut Vec<Vec<u8>>, via: &Via) -> bool {
         if depth > MAX_ALIAS_DEPTH {
-            self.error(reply::alias_loop(depth, MAX_ALIAS_DEPTH), name, sender);
+            self.error(reply::alias_loop(depth, MAX_ALIAS_DEPTH), name, via);
             return true;
         }
         let lname = name.to_ascii_lowercase();
@@ -528,23 +540,46 @@ impl Expansion<'_, '_> {
         for key in keys {
             if ancestors.contains(&key) {
                 // A.6.3: the self entry means the local mailbox of that name.
-                if !self.mailbox(name, depth, ancestors, sender, true) {
-                    self.error(reply::user_unknown(), name, sender);
+                if !self.mailbox(name, depth, ancestors, via, true) {
+                    self.error(reply::user_unknown(), name, via);
                 }
                 return true;
             }
             let Some(alias) = self.r.config.aliases.get(&key) else {
                 continue;
             };
-            let sender = self.r.owner_sender(&key).or_else(|| sender.clone());
+            let via = Via {
+                sender: self.r.owner_sender(&key).or_else(|| via.sender.clone()),
+                list: self
+                    .r
+                    .config
+                    .lists
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| via.list.clone()),
+            };
             ancestors.push(key);
             for m in &alias.members {
-                self.item(&m.item, depth + 1, ancestors, &sender, RunAs::DefaultUser);
+                self.item(&m.item, depth + 1, ancestors, &via, RunAs::DefaultUser);
             }
             ancestors.pop();
             return true;
         }
-        self.mailbox(name, depth, ancestors, sender, true)
+        if self.mailbox(name, depth, ancestors, via, true) {
+            return true;
+        }
+        // E: `NAME-request` with neither an alias nor a user of its own, for
+        // an alias NAME that has an owner (a list, by sendmail's convention),
+        // reaches the owner, as the `List-Help:` fields promise.
+        if let Some(list) = lname.strip_suffix(b"-request")
+            && self.r.config.aliases.get(list).is_some()
+        {
+            let owner = [&b"owner-"[..], list].concat();
+            if self.r.config.aliases.get(&owner).is_some() {
+                return self.name(&owner, depth + 1, ancestors, via);
+            }
+        }
+        false
     }
 
     /// Expands one alias or include member at `depth`.
@@ -553,66 +588,66 @@ impl Expansion<'_, '_> {
         item: &Item,
         depth: usize,
         ancestors: &mut Vec<Vec<u8>>,
-        sender: &Option<Vec<u8>>,
+        via: &Via,
         run_as: RunAs,
     ) {
         if depth > MAX_ALIAS_DEPTH {
             self.error(
                 reply::alias_loop(depth, MAX_ALIAS_DEPTH),
                 &item_text(item),
-                sender,
+                via,
             );
             return;
         }
         match item {
             Item::Name(n) => {
-                if !self.name(n, depth, ancestors, sender) {
-                    self.error(reply::user_unknown(), n, sender);
+                if !self.name(n, depth, ancestors, via) {
+                    self.error(reply::user_unknown(), n, via);
                 }
             }
             Item::NoAlias(n) => {
-                if !self.mailbox(n, depth, ancestors, sender, false) {
-                    self.error(reply::user_unknown(), n, sender);
+                if !self.mailbox(n, depth, ancestors, via, false) {
+                    self.error(reply::user_unknown(), n, via);
                 }
             }
             Item::Address(a) if self.r.config.is_local(&a.domain) => {
                 match self.r.virtual_chain(a, depth) {
-                    Err(reply) => self.error(reply, &a.to_bytes(), sender),
-                    Ok(Chain::Forward(b)) => self.push(Delivery::Forward(b), sender),
+                    Err(reply) => self.error(reply, &a.to_bytes(), via),
+                    Ok(Chain::Forward(b)) => self.push(Delivery::Forward(b), via),
                     Ok(Chain::Name(n, d)) => {
-                        if !self.name(&n, d, ancestors, sender) {
-                            self.error(reply::user_unknown(), &a.to_bytes(), sender);
+                        if !self.name(&n, d, ancestors, via) {
+                            self.error(reply::user_unknown(), &a.to_bytes(), via);
                         }
                     }
                 }
             }
             Item::Address(a) if self.r.config.can_forward(&a.domain) => {
-                self.push(Delivery::Forward(a.clone()), sender);
+                self.push(Delivery::Forward(a.clone()), via);
             }
-            Item::Address(a) => self.error(reply::no_route(), &a.to_bytes(), sender),
+            Item::Address(a) => self.error(reply::no_route(), &a.to_bytes(), via),
             Item::File(path) => self.push(
                 Delivery::File {
                     path: path.clone(),
                     run_as,
                 },
-                sender,
+                via,
             ),
             Item::Pipe(command) => self.push(
                 Delivery::Pipe {
                     command: command.clone(),
                     run_as,
                 },
-                sender,
+                via,
             ),
             Item::Include(path) => match self.r.config.include(path) {
                 Ok(inc) => {
                     for m in &inc.members {
-                        self.item(&m.item, depth + 1, ancestors, sender, inc.run_as.clone());
+                        self.item(&m.item, depth + 1, ancestors, via, inc.run_as.clone());
                     }
                 }
-                Err(reply) => self.error(reply, &item_text(item), sender),
+                Err(reply) => self.error(reply, &item_text(item), via),
             },
-            Item::Refused(reply) => self.error(reply.clone(), &item_text(item), sender),
+            Item::Refused(reply) => self.error(reply.clone(), &item_text(item), via),
         }
     }
 }
@@ -906,6 +941,43 @@ fwd@example.test someone@relay.test
             ),
             ("list-request@example.test", "local\n  mailbox carol"),
         ]);
+    }
+
+    #[test]
+    fn lists_mark_their_targets_and_request_reaches_the_owner() {
+        // E: the targets under a `list` alias carry it (the innermost list,
+        // as with the sender); `NAME-request` with no alias or user of its
+        // own goes to `owner-NAME`; without an owner it stays unknown.
+        let mut c = config();
+        let spec =
+            lists::ListSpec::parse("list2@example.test", crate::diag::Span::default()).unwrap();
+        c.lists
+            .insert(b"list2".to_vec(), Arc::new(List::new(&spec, true, true)));
+        let u = users();
+        let r = Resolver::new(&c, &u);
+        let resolve = |a: &str| {
+            r.resolve(&Address::parse(a.as_bytes()).unwrap())
+                .to_string()
+        };
+        assert_eq!(
+            resolve("list2@example.test"),
+            "local\n  mailbox carol (sender owner-list2@mx.example.test) (list list2.example.test)\n  mailbox bob (sender owner-list2@mx.example.test) (list list2.example.test)"
+        );
+        assert_eq!(
+            resolve("list2-request@example.test"),
+            "local\n  mailbox carol (sender dave@mx.example.test)\n  mailbox dave (sender dave@mx.example.test)"
+        );
+        // `list-request` has an alias of its own; `team` has no owner.
+        assert_eq!(
+            resolve("list-request@example.test"),
+            "local\n  mailbox carol"
+        );
+        assert_eq!(
+            resolve("team-request@example.test"),
+            "refused 550 5.1.1 User unknown"
+        );
+        // Unlisted aliases' targets carry no list.
+        assert_eq!(resolve("plain@example.test"), "local\n  mailbox alice");
     }
 
     #[test]

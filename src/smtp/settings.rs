@@ -103,6 +103,10 @@ pub struct Settings {
     /// configuration directory; mta-semantics A.6.2: sendmail's per-file
     /// opt-in for lists kept by root).
     pub trusted_includes: Vec<PathBuf>,
+    /// Aliases that are mailing lists (`list = ADDRESS [description]`, one
+    /// line each; mta-semantics E): their copies get `List-*` fields and
+    /// `Precedence: list`.
+    pub lists: Vec<route::lists::ListSpec>,
 }
 
 /// The relay client's settings from `postroom.conf`.
@@ -200,6 +204,7 @@ impl Settings {
             runner: RunnerSettings::default(),
             relay: RelaySettings::default(),
             trusted_includes: Vec::new(),
+            lists: Vec::new(),
         }
     }
 
@@ -225,6 +230,7 @@ impl Settings {
             // A smart host is a route for forwards to any domain (A.5).
             smarthost: self.relay.smart_host.is_some(),
             trusted_includes: self.trusted_includes.clone(),
+            lists: self.lists.clone(),
         }
     }
 }
@@ -293,7 +299,7 @@ pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) 
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
-        if key != "listen" && key != "trusted_include" {
+        if !["listen", "trusted_include", "list"].contains(&key) {
             if let Some((_, first)) = seen.iter().find(|(k, _)| k == key) {
                 let mut d = Diagnostic::error(file, span, format!("`{key}` is set twice"));
                 let (l, _) = first.line_col(src);
@@ -317,6 +323,16 @@ pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) 
                 span,
                 format!("unknown setting `{key}`"),
             ));
+            continue;
+        }
+        if key == "list" {
+            match route::lists::ListSpec::parse(value, span) {
+                Ok(list) if s.lists.iter().any(|l| l.name == list.name) => diags.push(
+                    Diagnostic::error(file, span, "this list is already set on another line"),
+                ),
+                Ok(list) => s.lists.push(list),
+                Err(what) => diags.push(Diagnostic::error(file, span, format!("`list`: {what}"))),
+            }
             continue;
         }
         if let Err(what) = apply(&mut s, key, value, dir, &mut listen_given) {
@@ -382,6 +398,7 @@ const KEYS: &[&str] = &[
     "deliver_zygotes",
     "sendmail",
     "trusted_include",
+    "list",
     "delay_warning",
     "smart_host",
     "smtp_connect_timeout",
@@ -798,5 +815,24 @@ mod tests {
         let want = vec![PathBuf::from("lists/ops"), PathBuf::from("/etc/mail/staff")];
         assert_eq!(s.trusted_includes, want);
         assert_eq!(s.route_options().trusted_includes, want);
+    }
+
+    #[test]
+    fn lists_may_be_set_many_times_each_list_once() {
+        let (s, d) = parse_str(
+            "list = team@example.test The team\nlist = ops@example.test\n\
+             list = TEAM@other.test\nlist = not-an-address\n",
+        );
+        assert_eq!(
+            d,
+            [
+                "3: this list is already set on another line",
+                "4: `list`: `not-an-address` is not an address (want `name@domain`)"
+            ]
+        );
+        let names: Vec<&[u8]> = s.lists.iter().map(|l| &l.name[..]).collect();
+        assert_eq!(names, [&b"team"[..], b"ops"]);
+        assert_eq!(s.lists[0].description, "The team");
+        assert_eq!(s.route_options().lists, s.lists);
     }
 }
