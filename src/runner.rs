@@ -668,9 +668,7 @@ impl<'a> Runner<'a> {
                     Delivery::Forward(a) => Some(a),
                     _ => None,
                 })
-                .map(|a| {
-                    crate::queue::entry::Address::new(String::from_utf8_lossy(&a.to_bytes()))
-                })
+                .map(|a| crate::queue::entry::Address::new(String::from_utf8_lossy(&a.to_bytes())))
                 .collect();
             let envelope = crate::queue::entry::Envelope {
                 sender: s.map_or_else(

@@ -3,6 +3,7 @@
 mod deliver;
 mod diff;
 mod eval;
+mod examples;
 mod mailbox;
 mod queue;
 mod rc_syntax;
