@@ -147,3 +147,116 @@ fn spam_rules_send_spamassassins_spam_and_high_scores_to_the_spam_folder() {
     assert!(lunch.contains("\nX-Spam-Status: No,"), "{lunch}");
     drop(server);
 }
+
+#[test]
+fn lists_by_alias_carry_list_fields_and_the_rcfile_list_stops_loops() {
+    // team@example.test: the aliases' :include: list, made a list by
+    // `list =` in postroom.conf. friends@example.test: a list kept in bob's
+    // rcfile, which forwards each post with X-Loop and files a post that
+    // comes back with it.
+    if !require_tool("swaks") || !require_tool("formail") {
+        return;
+    }
+    let dir = Dir::new("example-lists");
+    let server = start(&dir);
+    let from = "someone@client.test";
+    send(
+        &server,
+        from,
+        "team@example.test",
+        "Subject: team meeting\nTo: team@example.test\nMessage-ID: <m1@client.test>\n\
+         Precedence: bulk\n\nAt ten.\n",
+    );
+    send(
+        &server,
+        from,
+        "friends@example.test",
+        "Subject: dinner\nTo: friends@example.test\nMessage-ID: <m2@client.test>\n\nFriday?\n",
+    );
+    send(
+        &server,
+        from,
+        "friends@example.test",
+        "Subject: came back\nTo: friends@example.test\nMessage-ID: <m3@client.test>\n\
+         X-Loop: friends@example.test\n\nround and round\n",
+    );
+    wait_empty(&dir);
+    let members = std::fs::read_to_string(dir.join("etc-mail/lists/team")).unwrap();
+    let mut got = 0;
+    for user in ["alice", "bob", "carol"] {
+        // alice files the team into the Maildir team/, carol into the MH
+        // folder team/, bob every list by its List-Id (list.team/).
+        let folder = if user == "bob" { "list.team" } else { "team" };
+        let copies: Vec<(String, String)> = maildir(&dir, &format!("{user}/{folder}"))
+            .into_iter()
+            .chain(mh(&dir, &format!("{user}/{folder}")))
+            .collect();
+        if !members.lines().any(|l| l.trim() == user) {
+            assert!(copies.is_empty(), "{user} is no member: {copies:?}");
+            continue;
+        }
+        assert_eq!(copies.len(), 1, "{user}: {copies:?}");
+        // MH messages keep deliver's From_ line, as procmail's do.
+        let m = &copies[0].1;
+        let m = match m.strip_prefix("From ") {
+            Some(rest) => &rest[rest.find('\n').unwrap() + 1..],
+            None => &m[..],
+        };
+        got += 1;
+        // The owner (alice) is the envelope sender; the list's fields
+        // replace the post's Precedence.
+        assert!(
+            m.starts_with("Return-Path: <alice@mx.example.test>\n"),
+            "{m}"
+        );
+        for want in [
+            // A `.` is no atom character: the description is quoted.
+            "\nList-Id: \"The example.test team\" <team.example.test>\n",
+            "\nList-Post: <mailto:team@example.test>\n",
+            "\nList-Owner: <mailto:owner-team@example.test>\n",
+            "\nPrecedence: list\n",
+        ] {
+            assert!(m.contains(want), "{user}: no {want:?} in {m}");
+        }
+        assert!(!m.contains("Precedence: bulk"), "{m}");
+    }
+    assert!(got > 0, "nobody of {members:?} got the team post");
+    // friends: alice and carol get the post through bob's forward, with
+    // X-Loop and bob as the sender; the post that came back stays with bob.
+    for user in ["alice", "carol"] {
+        let inbox = maildir(&dir, &format!("{user}/inbox"));
+        let dinner: Vec<&String> = inbox
+            .iter()
+            .filter(|(s, _)| s == "dinner")
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(dinner.len(), 1, "{user}: {inbox:?}");
+        let m = dinner[0];
+        assert!(m.starts_with("Return-Path: <bob@example.test>\n"), "{m}");
+        assert!(m.contains("\nX-Loop: friends@example.test\n"), "{m}");
+        assert!(m.contains("\nPrecedence: list\n"), "{m}");
+        assert!(!inbox.iter().any(|(s, _)| s == "came back"), "{inbox:?}");
+    }
+    assert_eq!(subjects(&dir, "bob/friends-looped"), ["came back"]);
+    assert!(subjects(&dir, "bob/inbox").is_empty());
+    drop(server);
+}
+
+/// The messages of MH folder `state/mail/<rel>` (numbered files), keyed
+/// by their Subject.
+fn mh(dir: &Dir, rel: &str) -> Vec<(String, String)> {
+    let folder = dir.join(&format!("state/mail/{rel}"));
+    names_in(&folder)
+        .iter()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .map(|n| {
+            let m = String::from_utf8_lossy(&std::fs::read(folder.join(n)).unwrap()).into_owned();
+            let subject = m
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or("(none)")
+                .to_string();
+            (subject, m)
+        })
+        .collect()
+}
