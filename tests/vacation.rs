@@ -143,6 +143,48 @@ fn maildrop(dir: &Dir) -> Vec<Submission> {
         .collect()
 }
 
+/// The decision for every message in `fixtures/vacation` (`reply-*` must
+/// be answered, `skip-*` not), with LF and with CRLF line ends, for carol;
+/// the reasons snapshotted.
+#[test]
+fn the_fixture_corpus_gets_these_decisions_with_lf_and_crlf() {
+    use postroom::vacation::decide::{Incoming, Me, decide, envelope_sender};
+    let me = Me {
+        login: "carol",
+        aliases: &[],
+        check_recipient: true,
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vacation");
+    let mut table = String::new();
+    let mut seen = 0;
+    for name in crate::util::names_in(&fixtures) {
+        let lf = std::fs::read(fixtures.join(&name)).unwrap();
+        let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n");
+        let mut outcomes = Vec::new();
+        for msg in [lf, crlf.into_bytes()] {
+            let inc = Incoming::parse(&msg);
+            let got = match decide(&inc, envelope_sender(&inc, None, None), &me) {
+                Ok(s) => format!("reply to {s}"),
+                Err(skip) => format!("no reply: {skip}"),
+            };
+            outcomes.push(got);
+        }
+        assert_eq!(outcomes[0], outcomes[1], "{name}: LF and CRLF agree");
+        let want_reply = name.starts_with("reply-");
+        assert!(want_reply || name.starts_with("skip-"), "{name}");
+        assert_eq!(
+            outcomes[0].starts_with("reply to "),
+            want_reply,
+            "{name}: {}",
+            outcomes[0]
+        );
+        table.push_str(&format!("{name}: {}\n", outcomes[0]));
+        seen += 1;
+    }
+    assert!(seen >= 10, "the corpus is there ({seen} files)");
+    insta::assert_snapshot!(table);
+}
+
 #[test]
 fn one_reply_goes_to_the_maildrop_with_the_null_sender() {
     let dir = Dir::new("vacation-one");

@@ -311,7 +311,8 @@ fn home_dir(login: Option<&str>) -> Option<PathBuf> {
         .map(|u| u.dir)
 }
 
-/// Reads `r` to its end, keeping the first [`MAX_HEADER`] bytes.
+/// Reads `r` to its end, keeping the first 256 KiB (the header, and
+/// perhaps the start of the body).
 pub fn read_header(mut r: impl Read) -> std::io::Result<Vec<u8>> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -45,9 +45,9 @@ const OURS: &[&str] = &[
 
 /// The reply: header and text, LF line ends (submission makes them CRLF).
 /// The message file's `Subject:` and `From:` win over ours, its other
-/// fields are kept but for [`OURS`]; `$SUBJECT` anywhere in the file is
-/// the original subject (raw in a header field, decoded in the text, as
-/// SunOS vacation(1) substitutes it).
+/// fields are kept but for the ones we set (`To:`, `Date:` ...).
+/// `$SUBJECT` anywhere in the file is the original subject (raw in a
+/// header field, decoded in the text), as SunOS vacation(1) has it.
 pub fn build(r: &Reply<'_>) -> Vec<u8> {
     let raw_subject = r.original.get("Subject").map(|f| clean(&f.unfolded()));
     let decoded = raw_subject.as_deref().map(decode_subject);
