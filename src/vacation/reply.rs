@@ -69,14 +69,24 @@ pub fn build(r: &Reply<'_>) -> Vec<u8> {
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case(n.as_bytes()))
     };
-    if !file_has("From") {
-        field(&mut out, "From", r.from.as_bytes());
+    // The file's From: and Subject: take the places of ours.
+    let from_file = |n: &str| {
+        file_fields
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+    };
+    match from_file("From") {
+        Some((name, value)) => file_field(&mut out, name, value, &in_header),
+        None => field(&mut out, "From", r.from.as_bytes()),
     }
     field(&mut out, "To", r.to.as_bytes());
-    if !file_has("Subject") {
-        out.extend_from_slice(b"Subject: ");
-        out.extend_from_slice(&reply_subject(raw_subject.as_deref()));
-        out.push(b'\n');
+    match from_file("Subject") {
+        Some((name, value)) => file_field(&mut out, name, value, &in_header),
+        None => {
+            out.extend_from_slice(b"Subject: ");
+            out.extend_from_slice(&reply_subject(raw_subject.as_deref()));
+            out.push(b'\n');
+        }
     }
     field(&mut out, "Date", r.date.as_bytes());
     field(&mut out, "Message-ID", r.message_id.as_bytes());
@@ -93,19 +103,11 @@ pub fn build(r: &Reply<'_>) -> Vec<u8> {
         field(&mut out, "Precedence", b"bulk");
     }
     for (name, value) in &file_fields {
-        if OURS.iter().any(|o| name.eq_ignore_ascii_case(o.as_bytes())) {
+        let skip = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if OURS.iter().any(|o| skip(o)) || skip("From") || skip("Subject") {
             continue;
         }
-        let value = replace(value, b"$SUBJECT", &in_header);
-        out.extend_from_slice(name);
-        out.push(b':');
-        if name.eq_ignore_ascii_case(b"Subject") && !value.is_ascii() {
-            out.push(b' ');
-            out.extend_from_slice(&encode_words(value.trim_ascii()));
-        } else {
-            out.extend_from_slice(&value);
-        }
-        out.push(b'\n');
+        file_field(&mut out, name, value, &in_header);
     }
     if !body.is_ascii() && !file_has("Content-Type") {
         let charset = if body_utf8 { "utf-8" } else { "unknown-8bit" };
@@ -123,6 +125,21 @@ pub fn build(r: &Reply<'_>) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+/// A field of the message file, `$SUBJECT` replaced by `subject`; a
+/// `Subject:` with 8-bit text in RFC 2047 words.
+fn file_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], subject: &[u8]) {
+    let value = replace(value, b"$SUBJECT", subject);
+    out.extend_from_slice(name);
+    out.push(b':');
+    if name.eq_ignore_ascii_case(b"Subject") && !value.is_ascii() {
+        out.push(b' ');
+        out.extend_from_slice(&encode_words(value.trim_ascii()));
+    } else {
+        out.extend_from_slice(&value);
+    }
+    out.push(b'\n');
 }
 
 fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -452,18 +469,17 @@ mod tests {
             "Subject: =?utf-8?q?Caf=C3=A9?=\n\n",
             "From: Carol C <carol@example.test>\nSubject: Away: $SUBJECT\nTo: evil@x\nAuto-Submitted: no\nReply-To: desk@example.test\n\nAbout \"$SUBJECT\": back Monday.\n",
         );
-        assert!(got.starts_with("To: bob@client.test\nDate: "), "{got}");
+        // The file's From: and Subject: stand where ours would.
+        assert!(
+            got.starts_with(
+                "From: Carol C <carol@example.test>\nTo: bob@client.test\n\
+                 Subject: Away: =?utf-8?q?Caf=C3=A9?=\nDate: "
+            ),
+            "{got}"
+        );
         assert!(got.contains("\nAuto-Submitted: auto-replied\n"), "{got}");
         assert!(
             !got.contains("evil") && !got.contains("Auto-Submitted: no"),
-            "{got}"
-        );
-        assert!(
-            got.contains("\nFrom: Carol C <carol@example.test>\n"),
-            "{got}"
-        );
-        assert!(
-            got.contains("\nSubject: Away: =?utf-8?q?Caf=C3=A9?=\n"),
             "{got}"
         );
         assert!(got.contains("\nReply-To: desk@example.test\n"), "{got}");
