@@ -8,7 +8,7 @@
 //! every wait is bounded.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -644,4 +644,24 @@ fn an_alias_pipe_answers_through_the_queue_as_the_default_user() {
         "{reply}"
     );
     assert!(reply.ends_with("\n\nAlice is away.\n"), "{reply}");
+    // Never as root: the database and the submission are the default
+    // user's (or ours when we are not root).
+    let want = if nix::unistd::geteuid().is_root() {
+        nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("a `nobody` user")
+            .uid
+            .as_raw()
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    assert_eq!(std::fs::metadata(dir.join("out/db")).unwrap().uid(), want);
+    let name = nix::unistd::User::from_uid(want.into())
+        .unwrap()
+        .unwrap()
+        .name;
+    assert!(
+        reply.contains(&format!("\nReceived: (from {name}@localhost)\n")),
+        "{reply}"
+    );
 }
