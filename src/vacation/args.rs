@@ -87,6 +87,13 @@ pub fn parse<S: AsRef<OsStr>>(args: &[S]) -> Result<Options, UsageError> {
             rest.extend(args[i..].iter().map(|a| a.as_ref().as_bytes()));
             break;
         }
+        if a.starts_with(b"--") {
+            // vacation(1) has no long options; `--help` gets the usage.
+            return Err(UsageError(format!(
+                "unknown option `{}`\n{USAGE}",
+                String::from_utf8_lossy(a)
+            )));
+        }
         if a.len() < 2 || a[0] != b'-' {
             // getopt stops at the first operand.
             rest.push(a);
@@ -287,6 +294,8 @@ mod tests {
 
     #[test]
     fn unknown_options_and_missing_values_are_usage_errors() {
+        let e = p(&["--help"]).unwrap_err();
+        assert!(e.0.starts_with("unknown option `--help`\nusage: "), "{e}");
         let e = p(&["-q", "u"]).unwrap_err();
         assert!(e.0.starts_with("unknown option `-q`\nusage: "), "{e}");
         // After the login everything is an operand: two logins here.
