@@ -18,3 +18,4 @@ pub mod runner;
 pub mod smtp;
 pub mod status;
 pub mod submit;
+pub mod vacation;

@@ -192,6 +192,40 @@ fn run_queue_command(dir: &Path, flush: bool) -> i32 {
 /// Reads the message and writes it to the maildrop of the spool that
 /// `dir`'s settings name.
 fn submit(inv: &Invocation, dir: &Path) -> Result<(), SubmitError> {
+    submit_input(inv, dir, None, false)
+}
+
+/// Submits `message`, a whole message (LF or CRLF line ends, a line
+/// holding only `.` kept), to `recipients` with the null reverse path
+/// `<>`, as the current user, into the maildrop of the spool that `dir`'s
+/// settings name; its header is completed as for `postroom sendmail`.
+///
+/// For automatic replies (`postroom vacation`): RFC 3834 and RFC 5321
+/// 4.5.5 ask for `<>` so that a failing reply cannot bounce back. Unlike
+/// `sendmail -f '<>'` from an untrusted user, no
+/// `X-Authentication-Warning:` is added: a null sender claims nobody's
+/// address.
+pub fn submit_null_sender(
+    dir: &Path,
+    recipients: &[String],
+    message: &[u8],
+) -> Result<(), SubmitError> {
+    let inv = Invocation {
+        recipients: recipients.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        ignore_dots: true,
+        ..Invocation::default()
+    };
+    submit_input(&inv, dir, Some(message), true)
+}
+
+/// [`submit`] with the message given (else read from stdin) and, when
+/// `null_sender`, the envelope sender `<>`.
+fn submit_input(
+    inv: &Invocation,
+    dir: &Path,
+    given: Option<&[u8]>,
+    null_sender: bool,
+) -> Result<(), SubmitError> {
     if !dir.is_dir() {
         return Err(SubmitError::Config(format!(
             "no configuration directory {} (use -C DIR or set {CONFIG_ENV})",
@@ -224,11 +258,19 @@ fn submit(inv: &Invocation, dir: &Path) -> Result<(), SubmitError> {
     // ended it earlier, which normalize() finds in what was read).
     let limit = settings.max_message.saturating_mul(2).saturating_add(4096);
     let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(limit)
-        .read_to_end(&mut input)
-        .map_err(SubmitError::Input)?;
+    match given {
+        Some(m) => {
+            let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+            input.extend_from_slice(&m[..m.len().min(cap)]);
+        }
+        None => {
+            std::io::stdin()
+                .lock()
+                .take(limit)
+                .read_to_end(&mut input)
+                .map_err(SubmitError::Input)?;
+        }
+    }
     let now = SystemTime::now();
     let id = maildrop::new_name(now);
     let local = chrono::DateTime::<chrono::Local>::from(now);
@@ -243,7 +285,11 @@ fn submit(inv: &Invocation, dir: &Path) -> Result<(), SubmitError> {
         max_message: settings.max_message,
         max_hops: settings.max_hops,
     };
-    let drop = prepare(inv, &ctx, &input)?;
+    let mut drop = prepare(inv, &ctx, &input)?;
+    if null_sender {
+        drop.sender = String::new();
+        drop.sender_set = true;
+    }
     maildrop::drop_file(&settings.spool, &id, &drop).map_err(|e| {
         if e.source.kind() == std::io::ErrorKind::NotFound {
             maildrop::DropError {

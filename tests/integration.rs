@@ -17,3 +17,4 @@ mod smtp_proto;
 mod smtpd;
 mod smtpd_aliases;
 mod util;
+mod vacation;

@@ -14,9 +14,16 @@ fn main() {
     {
         std::process::exit(postroom::submit::main_argv(&argv));
     }
+    if argv
+        .first()
+        .is_some_and(|a| postroom::vacation::is_vacation_name(a))
+    {
+        std::process::exit(postroom::vacation::main_argv(&argv));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Sendmail { args } => postroom::submit::main(&args),
+        Command::Vacation { args } => postroom::vacation::main(&args),
         Command::Check { config, rcfiles } => daemon::check(config.as_deref(), &rcfiles),
         Command::Smtpd { config } => daemon::smtpd(&config),
         Command::Queue { action, config } => {

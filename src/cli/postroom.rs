@@ -57,6 +57,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Answer a message on stdin with the user's "I am away" text, once
+    /// per sender and interval, like vacation(1) (`postroom::vacation`);
+    /// also what `postroom` does when run as `vacation`.
+    #[command(disable_help_flag = true)]
+    Vacation {
+        /// vacation(1)'s arguments, passed on untouched.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 /// What `postroom queue` does besides listing.
