@@ -38,6 +38,7 @@ use crate::queue::{Clock, Corrupt, Queue, QueueError};
 use crate::route::lists::List;
 use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
 use crate::status::{Class, Outcome, sysexits};
+use crate::submit::CONFIG_ENV;
 
 /// Where the runner learns what a queued recipient address means now.
 pub trait Router {
@@ -1305,6 +1306,11 @@ impl LocalDelivery for Exec {
                 c.env_clear()
                     .env("PATH", "/usr/local/bin:/usr/bin:/bin")
                     .env("SENDER", job.sender);
+                // `postroom sendmail` and `postroom vacation` in a pipe find
+                // this server's configuration, as virtual users' rcfiles do.
+                for (k, v) in self.vars.iter().filter(|(k, _)| k == CONFIG_ENV) {
+                    c.env(k, v);
+                }
                 self.run(c, id, job.message, "pipe")
             }
             other => Outcome::temp((3, 0), format!("not a local delivery: {other}")),

@@ -14,29 +14,36 @@ use std::time::{Duration, Instant};
 use crate::smtpd::{Smtpd, swaks};
 use crate::util::{Dir, cmd, names_in, require_tool};
 
-/// The example configuration and the sendmail stub copied into `dir`
-/// (`etc-mail/`, `sendmail-stub`; state goes to `state/`), listening on a
-/// free loopback port, and the server started.
+/// The example configuration and the sendmail stub copied into `dir` as
+/// they lie in the checkout (`examples/etc-mail/`,
+/// `examples/sendmail-stub`; state goes to `examples/state/`), with
+/// `target/debug` the directory of the binaries under test (the example
+/// rcfiles fall back on it to find `postroom`), listening on a free
+/// loopback port, and the server started.
 fn start(dir: &Dir) -> Smtpd {
     let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    std::fs::create_dir_all(dir.join("target")).unwrap();
+    let bin = crate::util::bin("postroom");
+    std::os::unix::fs::symlink(bin.parent().unwrap(), dir.join("target/debug")).unwrap();
     let status = Command::new("cp")
         .arg("-a")
         .arg(ex.join("etc-mail"))
         .arg(ex.join("sendmail-stub"))
-        .arg(dir.path())
+        .arg(dir.join("examples"))
         .status()
         .expect("run cp");
     assert!(status.success());
-    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
+    let conf = String::from_utf8(dir.read("examples/etc-mail/postroom.conf")).unwrap();
     assert!(conf.contains("\nlisten = 127.0.0.1:2525\n"), "{conf}");
     dir.write(
-        "etc-mail/postroom.conf",
+        "examples/etc-mail/postroom.conf",
         conf.replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n"),
     );
     let mut c = cmd("postroom");
     c.arg("smtpd")
         .arg("--config")
-        .arg(dir.join("etc-mail"))
+        .arg(dir.join("examples/etc-mail"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -57,7 +64,7 @@ fn wait_empty(dir: &Dir) {
     loop {
         let out = cmd("postroom")
             .args(["queue", "--config"])
-            .arg(dir.join("etc-mail"))
+            .arg(dir.join("examples/etc-mail"))
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -74,7 +81,7 @@ fn wait_empty(dir: &Dir) {
 
 /// The messages of Maildir `state/mail/<rel>`, keyed by their Subject.
 fn maildir(dir: &Dir, rel: &str) -> Vec<(String, String)> {
-    let new = dir.join(&format!("state/mail/{rel}/new"));
+    let new = dir.join(&format!("examples/state/mail/{rel}/new"));
     let mut v: Vec<(String, String)> = names_in(&new)
         .iter()
         .map(|n| {
@@ -181,7 +188,7 @@ fn lists_by_alias_carry_list_fields_and_the_rcfile_list_stops_loops() {
          X-Loop: friends@example.test\n\nround and round\n",
     );
     wait_empty(&dir);
-    let members = std::fs::read_to_string(dir.join("etc-mail/lists/team")).unwrap();
+    let members = std::fs::read_to_string(dir.join("examples/etc-mail/lists/team")).unwrap();
     let mut got = 0;
     for user in ["alice", "bob", "carol"] {
         // alice files the team into the Maildir team/, carol into the MH
@@ -245,7 +252,7 @@ fn lists_by_alias_carry_list_fields_and_the_rcfile_list_stops_loops() {
 /// The messages of MH folder `state/mail/<rel>` (numbered files), keyed
 /// by their Subject.
 fn mh(dir: &Dir, rel: &str) -> Vec<(String, String)> {
-    let folder = dir.join(&format!("state/mail/{rel}"));
+    let folder = dir.join(&format!("examples/state/mail/{rel}"));
     names_in(&folder)
         .iter()
         .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))

@@ -1,5 +1,6 @@
 //! The `postroom` command line (clap): `check`, `smtpd`, `queue` and
-//! `sendmail` (whose arguments are sendmail's, parsed by `cli::sendmail`).
+//! `sendmail` (whose arguments are sendmail's, parsed by `cli::sendmail`),
+//! `vacation` and `formail` (their own command lines, parsed by their modules).
 //! Argument parsing only: it never opens the spool, a socket or a mailbox;
 //! the settings file is read by `smtp::settings`.
 

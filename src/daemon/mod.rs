@@ -388,7 +388,10 @@ impl Agents {
         let vars = sendmail
             .map(|p| ("SENDMAIL".to_string(), p.into_os_string()))
             .into_iter()
-            .chain([("POSTROOM_CONFIG".to_string(), dir.as_os_str().to_owned())])
+            .chain([(
+                crate::submit::CONFIG_ENV.to_string(),
+                dir.as_os_str().to_owned(),
+            )])
             .collect();
         Agents {
             zygotes: if r.zygotes {
