@@ -14,9 +14,17 @@ fn main() {
     {
         std::process::exit(postroom::submit::main_argv(&argv));
     }
+    // Linked as formail: formail's command line.
+    if argv
+        .first()
+        .is_some_and(|a| postroom::formail::is_formail_name(a))
+    {
+        std::process::exit(postroom::formail::main_argv(&argv));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Sendmail { args } => postroom::submit::main(&args),
+        Command::Formail { args } => postroom::formail::main(&args),
         Command::Check { config, rcfiles } => daemon::check(config.as_deref(), &rcfiles),
         Command::Smtpd { config } => daemon::smtpd(&config),
         Command::Queue { action, config } => {

@@ -1,5 +1,6 @@
-//! The `postroom` command line (clap): `check`, `smtpd`, `queue` and
-//! `sendmail` (whose arguments are sendmail's, parsed by `cli::sendmail`).
+//! The `postroom` command line (clap): `check`, `smtpd`, `queue`,
+//! `sendmail` (whose arguments are sendmail's, parsed by `cli::sendmail`)
+//! and `formail` (formail's, parsed by `formail::options`).
 //! Argument parsing only: it never opens the spool, a socket or a mailbox;
 //! the settings file is read by `smtp::settings`.
 
@@ -54,6 +55,15 @@ pub enum Command {
     #[command(disable_help_flag = true)]
     Sendmail {
         /// sendmail's arguments, passed on untouched.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Reformat a message like procmail's formail (`postroom::formail`):
+    /// formail's options, the message on stdin, the result on stdout.
+    /// Also what `postroom` does when run as `formail`.
+    #[command(disable_help_flag = true)]
+    Formail {
+        /// formail's arguments, passed on untouched.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },

@@ -1,0 +1,1243 @@
+//! The formail run itself: reading the input line by line the way
+//! formail does, the header edits, the postmark, the reply header, the
+//! body copy with `From ` escaping and `Content-Length:`, and `-s`
+//! splitting with one program per message.
+//!
+//! Owns the input cursor, the output streams and the `-s` children. It
+//! follows formail's reading model closely on purpose: formail decides
+//! what is a header, where a message ends and what gets escaped one line
+//! at a time with one byte of look-ahead, and the differential tests hold
+//! us to its output byte for byte. It never touches the spool or a
+//! mailbox.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use super::address::Sender;
+use super::cache;
+use super::field::{Field, break_field, find, is_known_header, is_postmark, matches, skip_space};
+use super::options::Options;
+
+/// sysexits codes formail uses.
+pub const EX_USAGE: i32 = 64;
+/// No sender for a reply (`-r` found none: `foo@bar` is used).
+pub const EX_NOUSER: i32 = 67;
+/// A `-s` program could not be run.
+pub const EX_UNAVAILABLE: i32 = 69;
+/// The `-D` cache could not be opened.
+pub const EX_CANTCREAT: i32 = 73;
+/// Output could not be written.
+pub const EX_IOERR: i32 = 74;
+
+/// The sender formail puts in a postmark or reply when it finds none.
+const UNKNOWN: &[u8] = b"foo@bar";
+
+/// Where the current message's output goes.
+enum Dest {
+    Stdout,
+    Pipe(ChildStdin),
+    Sink,
+}
+
+/// formail's `mystdout`: the destination plus the write-error flag and,
+/// under `-l`, the byte count that replaces most output.
+struct Out {
+    dest: Dest,
+    stdout: io::Stdout,
+    failed: bool,
+    count_only: bool,
+    total: u64,
+}
+
+impl Out {
+    /// Writes (formail's `putssn`/`putcs`).
+    fn put(&mut self, b: &[u8]) {
+        let r = match &mut self.dest {
+            Dest::Stdout => self.stdout.write_all(b),
+            Dest::Pipe(p) => p.write_all(b),
+            Dest::Sink => Ok(()),
+        };
+        if r.is_err() {
+            self.failed = true;
+        }
+    }
+
+    /// Writes message text, or only counts it under `-l` (`lputssn`).
+    fn lput(&mut self, b: &[u8]) {
+        if self.count_only {
+            self.total += b.len() as u64;
+        } else {
+            self.put(b);
+        }
+    }
+
+    /// Closes the current destination (formail's `fclose(mystdout)`);
+    /// false if anything written to it failed.
+    fn close(&mut self) -> bool {
+        let flushed = match &mut self.dest {
+            Dest::Stdout => self.stdout.flush().is_ok(),
+            Dest::Pipe(p) => p.flush().is_ok(),
+            Dest::Sink => true,
+        };
+        self.dest = Dest::Sink;
+        let ok = flushed && !self.failed;
+        self.failed = false;
+        ok
+    }
+}
+
+/// A `-s` program: running, or one that could not be started (its exit
+/// status is what formail's forked child would have returned).
+enum Kid {
+    Running(Child),
+    Failed(i32),
+}
+
+impl Kid {
+    fn wait(self) -> i32 {
+        match self {
+            Kid::Failed(c) => c,
+            Kid::Running(mut c) => status_code(c.wait()),
+        }
+    }
+}
+
+fn status_code(s: io::Result<std::process::ExitStatus>) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match s {
+        Ok(st) => st
+            .code()
+            .unwrap_or_else(|| -st.signal().unwrap_or(libc::SIGKILL)),
+        Err(_) => EX_UNAVAILABLE,
+    }
+}
+
+/// The saved values of the four fields a reply or postmark needs (the
+/// text after the colon, newline included; the last such field wins).
+#[derive(Default)]
+struct Saved {
+    subject: Option<Vec<u8>>,
+    references: Option<Vec<u8>>,
+    message_id: Option<Vec<u8>>,
+    date: Option<Vec<u8>>,
+}
+
+/// How a run ends early.
+enum Stop {
+    /// Exit now with this code (formail's `exit()` calls).
+    Exit(i32),
+}
+
+/// One formail run over `input`.
+pub struct Engine {
+    o: Options,
+    input: Vec<u8>,
+    pos: usize,
+    buf: Vec<u8>,
+    buflast: Option<u8>,
+    rdheader: Vec<Field>,
+    out: Out,
+    retval: i32,
+    split_failed: bool,
+    kids: Vec<Kid>,
+    iheader: Vec<Field>,
+    uheader: Vec<(Field, Option<usize>)>,
+    u_last: Vec<(Field, Option<usize>)>,
+    cache: Option<(File, u64)>,
+    rhash: u64,
+    id_counter: u64,
+    fileno: Option<(i64, usize)>,
+    pid: u32,
+}
+
+impl Engine {
+    /// A run of `o` over `input`, with the `-D` cache already open.
+    pub fn new(o: Options, input: Vec<u8>, cache: Option<(File, u64)>) -> Engine {
+        let count_only = o.log_summary.is_some();
+        let iheader = o.rename_insert.clone();
+        let uheader = o.first_unique.iter().map(|f| (f.clone(), None)).collect();
+        let u_last = o.last_unique.iter().map(|f| (f.clone(), None)).collect();
+        Engine {
+            o,
+            input,
+            pos: 0,
+            buf: Vec::new(),
+            buflast: None,
+            rdheader: Vec::new(),
+            out: Out {
+                dest: Dest::Stdout,
+                stdout: io::stdout(),
+                failed: false,
+                count_only,
+                total: 0,
+            },
+            retval: 0,
+            split_failed: false,
+            kids: Vec::new(),
+            iheader,
+            uheader,
+            u_last,
+            cache,
+            rhash: 0,
+            id_counter: 0,
+            fileno: None,
+            pid: std::process::id(),
+        }
+    }
+
+    fn getc(&mut self) -> Option<u8> {
+        let c = self.input.get(self.pos).copied();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    /// Appends one line to `buf` (always newline-terminated; at the end of
+    /// the input an empty line) and reads one byte ahead.
+    fn getline(&mut self) -> Option<u8> {
+        let Some(c) = self.buflast else {
+            self.buf.push(b'\n');
+            return None;
+        };
+        self.buf.push(c);
+        if c != b'\n' {
+            while let Some(ch) = self.getc() {
+                if ch == b'\n' {
+                    break;
+                }
+                self.rhash = self.rhash.wrapping_mul(67067).wrapping_add(u64::from(ch));
+                self.buf.push(ch);
+            }
+            self.buf.push(b'\n');
+        }
+        self.buflast = self.getc();
+        self.buflast
+    }
+
+    /// Reads one header field (with its continuation lines) into
+    /// `rdheader`; false, with the line left in `buf`, if it is none.
+    fn readhead(&mut self) -> bool {
+        self.getline();
+        let idlen = break_field(&self.buf);
+        if idlen <= 0 {
+            return false;
+        }
+        if idlen == 5 && is_postmark(&self.buf) {
+            if !self.rdheader.is_empty() {
+                return false; // a second postmark: not this header's
+            }
+            while self.buflast == Some(b'>') {
+                self.getline();
+            }
+        } else {
+            while matches!(self.buflast, Some(b' ' | b'\t')) {
+                self.getline();
+            }
+        }
+        self.addbuf();
+        true
+    }
+
+    fn addbuf(&mut self) {
+        let f = Field::header(&self.buf);
+        self.rdheader.push(f);
+        self.buf.clear();
+    }
+
+    /// A USENET `Article ` line starting a digest message.
+    fn artheadr(&mut self) -> bool {
+        if self.rdheader.is_empty() && self.buf.starts_with(b"Article ") {
+            self.addbuf();
+            self.rdheader[0].id_len = 8;
+            return true;
+        }
+        false
+    }
+
+    fn digheadr(&self) -> bool {
+        self.rdheader.last().is_some_and(is_known_header)
+    }
+
+    /// Runs formail; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        match self.run_inner() {
+            Ok(code) | Err(Stop::Exit(code)) => code,
+        }
+    }
+
+    fn usage(&self) -> Result<i32, Stop> {
+        eprint!("{}", super::options::USAGE);
+        Err(Stop::Exit(EX_USAGE))
+    }
+
+    fn run_inner(&mut self) -> Result<i32, Stop> {
+        let o = self.o.clone();
+        if o.babyl {
+            // Skip the BABYL leader: up to a line "\x1f\x0c", then one more.
+            loop {
+                let a = self.getc();
+                if a.is_none() {
+                    break;
+                }
+                if a == Some(0x1f) && self.getc() == Some(0x0c) && self.getc() == Some(b'\n') {
+                    break;
+                }
+                while !matches!(self.getc(), Some(b'\n') | None) {}
+            }
+            while !matches!(self.getc(), Some(b'\n') | None) {}
+        }
+        loop {
+            self.buflast = self.getc();
+            if self.buflast != Some(b'\n') {
+                break;
+            }
+        }
+        let mut min_fields = o.min_fields;
+        if o.split {
+            if self.buflast.is_none() {
+                return Ok(0);
+            }
+            self.fileno = fileno_start();
+            if o.total == Some(0) {
+                return Ok(self.finish(true));
+            }
+            self.startprog();
+            if min_fields == 0 {
+                min_fields = 2;
+            }
+        } else if o.skip > 0
+            || o.total.is_some()
+            || o.every
+            || o.digest
+            || o.min_fields != 0
+            || o.nowait.is_some()
+        {
+            return self.usage();
+        }
+        let extracting = !o.extract.is_empty() || !o.extract_keep.is_empty();
+        if (extracting && o.log_summary.is_some()) || (o.keep_body && !(o.reply || extracting)) {
+            return self.usage();
+        }
+        if o.header_reply == 2 {
+            eprintln!("formail: Invalid field-name: \"Resent-\"");
+            return self.usage();
+        }
+        let content_length_opt = Field::option(b"Content-Length:\n");
+        let forget_clen = o.digest
+            || o.berkeley
+            || (o.keep_body
+                && (o.reply
+                    || (!o.extract_keep.is_empty()
+                        && find(&content_length_opt, &o.extract_keep).is_none())));
+        if o.reply {
+            self.iheader.push(Field::option(b"X-Loop:\n"));
+        }
+        let mut first = true;
+        'message: loop {
+            if first {
+                first = false;
+                if self.readhead() || (o.digest && self.artheadr()) {
+                    while self.readhead() {}
+                }
+            } else {
+                while self.readhead() {}
+            }
+            self.clean_header();
+            let mut babyl_start = false;
+            if let Some(f) = self.rdheader.first_mut() {
+                if f.text.starts_with(b"Article ") {
+                    f.text[7] = b':';
+                } else if o.babyl && !o.force && f.text.starts_with(b"Mail-from:") {
+                    let k = skip_space(&f.text, 10);
+                    if is_postmark(&f.text[k..]) {
+                        f.text.drain(..k);
+                        f.id_len = 5;
+                    }
+                }
+            }
+            for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
+                u.1 = None;
+            }
+            let was_postmark = !o.force && self.rdheader.first().is_some_and(Field::is_postmark);
+            self.procfields(o.reply);
+            let mode = if o.reply && o.header_reply != 0 {
+                if o.header_reply == 1 { 1 } else { 3 }
+            } else {
+                0
+            };
+            let mut sender = Sender::default();
+            let mut saved = Saved::default();
+            let mut k = 0;
+            while k < self.rdheader.len() {
+                if o.zap {
+                    let f = &mut self.rdheader[k];
+                    let j = f.id_len;
+                    if j > 0 && f.text.get(j - 1) == Some(&b':') {
+                        let c = f.text.get(j).copied().unwrap_or(b'\n');
+                        if c != b' ' && c != b'\t' && f.text.len() > j + 1 {
+                            f.text.insert(j, b' ');
+                        } else if f.text.len() <= j + 2 {
+                            self.rdheader.remove(k);
+                            continue;
+                        }
+                    }
+                }
+                if o.concatenate {
+                    concatenate(&mut self.rdheader[k]);
+                }
+                let f = &self.rdheader[k];
+                sender.consider(f, k == 0, mode);
+                let j = f.id_len;
+                let name = &f.text[..j.min(f.text.len())];
+                let slot = if name.eq_ignore_ascii_case(b"Subject:") {
+                    Some(&mut saved.subject)
+                } else if name.eq_ignore_ascii_case(b"References:") {
+                    Some(&mut saved.references)
+                } else if name.eq_ignore_ascii_case(b"Message-ID:") {
+                    Some(&mut saved.message_id)
+                } else if name.eq_ignore_ascii_case(b"Date:") {
+                    Some(&mut saved.date)
+                } else {
+                    None
+                };
+                if let Some(slot) = slot
+                    && f.text.len() - j > 1
+                {
+                    *slot = Some(f.text[j..].to_vec());
+                }
+                k += 1;
+            }
+            let namep = sender.address;
+            if self.cache.is_some() {
+                self.elimdups(namep.as_deref(), saved.message_id.as_deref())?;
+            }
+            let mut ctlength: i64 = 0;
+            if !forget_clen
+                && let Some(i) = self
+                    .rdheader
+                    .iter()
+                    .position(|h| matches(&content_length_opt, h))
+            {
+                let f = &self.rdheader[i];
+                let v = &f.text[f.id_len.min(f.text.len())
+                    ..f.text
+                        .len()
+                        .saturating_sub(1)
+                        .max(f.id_len.min(f.text.len()))];
+                ctlength = strtol(v);
+            }
+            let parked = std::mem::take(&mut self.buf);
+            if o.reply {
+                let iheader = self.iheader.clone();
+                self.rdheader.retain(|f| {
+                    find(f, &iheader).is_some_and(|i| {
+                        let fp2 = &iheader[i];
+                        fp2.id_len + 1 >= fp2.text.len()
+                    })
+                });
+                let mut to = b"To: ".to_vec();
+                match &namep {
+                    Some(a) => to.extend_from_slice(a),
+                    None => {
+                        self.retval = EX_NOUSER;
+                        to.extend_from_slice(UNKNOWN);
+                    }
+                }
+                to.push(b'\n');
+                self.rdheader.push(Field::header(&to));
+                if let Some(s) = &saved.subject {
+                    // Debian's formail prefixes "Re:" even when the subject
+                    // already has one (observed with 3.22-27).
+                    let mut t = b"Subject: Re:".to_vec();
+                    load_saved(&mut t, s);
+                    self.rdheader.push(Field::header(&t));
+                }
+                if saved.references.is_some() || saved.message_id.is_some() {
+                    let mut t = b"References:".to_vec();
+                    if let Some(r) = &saved.references {
+                        let r = if saved.message_id.is_some() {
+                            &r[..r.len() - 1]
+                        } else {
+                            &r[..]
+                        };
+                        load_saved(&mut t, r);
+                    }
+                    if let Some(m) = &saved.message_id {
+                        load_saved(&mut t, m);
+                    }
+                    self.rdheader.push(Field::header(&t));
+                }
+                if let Some(m) = &saved.message_id {
+                    let mut t = b"In-Reply-To:".to_vec();
+                    load_saved(&mut t, m);
+                    self.rdheader.push(Field::header(&t));
+                }
+                for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
+                    u.1 = None;
+                }
+                self.procfields(false);
+            } else if !o.force && !self.rdheader.first().is_some_and(Field::is_postmark) {
+                let from_ = Field::option(b"From \n");
+                let forced =
+                    find(&from_, &o.add_if_not).is_some_and(|i| o.add_if_not[i].text.len() <= 6);
+                if forced
+                    || (!was_postmark
+                        && find(&from_, &self.iheader).is_none()
+                        && find(&from_, &o.delete_insert).is_none()
+                        && find(&from_, &o.rename).is_none())
+                {
+                    let mut t = b"From ".to_vec();
+                    t.extend_from_slice(namep.as_deref().unwrap_or(UNKNOWN));
+                    t.push(b' ');
+                    let date_opt = Field::option(b"Date:\n");
+                    match &saved.date {
+                        Some(d) if find(&date_opt, &o.add_if_not).is_some() => {
+                            load_saved(&mut t, d)
+                        }
+                        _ => {
+                            t.push(b' ');
+                            t.extend_from_slice(ctime_now().as_bytes());
+                        }
+                    }
+                    self.rdheader.insert(0, Field::header(&t));
+                }
+            }
+            let mut nheader: Vec<Field> = Vec::new();
+            for a in &o.add_if_not {
+                if self.rdheader.iter().any(|h| matches(a, h)) {
+                    continue;
+                }
+                let name = a.name();
+                if a.name_only()
+                    && (name.eq_ignore_ascii_case(b"Message-ID:")
+                        || name.eq_ignore_ascii_case(b"Resent-Message-ID:"))
+                {
+                    let mut t = a.text[..a.id_len].to_vec();
+                    t.extend_from_slice(b" <");
+                    t.extend_from_slice(self.new_message_id().as_bytes());
+                    t.extend_from_slice(b">\n");
+                    nheader.push(Field::header(&t));
+                } else {
+                    nheader.push(a.clone());
+                }
+            }
+            if let Some(_folder) = &o.log_summary {
+                if let Some(f) = self.rdheader.first()
+                    && f.is_postmark()
+                {
+                    let t = f.text.clone();
+                    self.out.put(&t);
+                }
+                let subj = Field::option(b"Subject:\n");
+                if let Some(i) = self.rdheader.iter().position(|h| matches(&subj, h)) {
+                    let f = &mut self.rdheader[i];
+                    concatenate(f);
+                    let mut s = f.text[..f.text.len() - 1].to_vec();
+                    detab(&mut s);
+                    s.truncate(78);
+                    self.out.put(b" ");
+                    self.out.put(&s);
+                    self.out.put(b"\n");
+                }
+            }
+            self.buf = parked;
+            let header = std::mem::take(&mut self.rdheader);
+            self.flush_fields(&header, extracting);
+            self.flush_fields(&nheader, extracting);
+            for list in [&o.add_always, &self.iheader.clone(), &o.delete_insert] {
+                for f in list.iter() {
+                    if f.id_len + 1 < f.text.len() {
+                        self.extract_field(f, extracting);
+                    }
+                }
+            }
+            if o.keep_body || !extracting {
+                self.out.lput(b"\n");
+            }
+            if !o.keep_body && (o.reply || extracting) {
+                self.logfolder();
+                if o.split {
+                    self.closemine()?;
+                } else {
+                    return self.finish_onlyhead();
+                }
+                self.out.dest = Dest::Sink;
+            }
+            let mut lnl = true;
+            if self.buf.len() == 1 {
+                self.buf.clear();
+            }
+            if o.babyl {
+                let mut lc = 0u8;
+                let mut c;
+                loop {
+                    c = self.getc();
+                    match c {
+                        None => break,
+                        Some(b'\n') if lc == b'\n' => break,
+                        Some(x) => lc = x,
+                    }
+                }
+                self.buflast = c;
+                babyl_start = false;
+            }
+            if ctlength > 0 {
+                if !self.buf.is_empty() {
+                    let b = std::mem::take(&mut self.buf);
+                    self.out.lput(&b);
+                    ctlength -= b.len() as i64;
+                    lnl = false;
+                }
+                let mut tbl = self.buflast;
+                let mut lwr = Some(b'\n');
+                loop {
+                    ctlength -= 1;
+                    if ctlength < 0 {
+                        break;
+                    }
+                    let Some(c) = tbl else { break };
+                    lnl = lwr == Some(c) && c == b'\n';
+                    self.out.put(&[c]);
+                    lwr = Some(c);
+                    tbl = self.getc();
+                }
+                self.buflast = tbl;
+                if tbl == Some(b'\n') && lwr != tbl {
+                    self.out.put(b"\n");
+                    self.buflast = self.getc();
+                }
+                if !o.quiet && ctlength > 0 {
+                    eprintln!(
+                        "formail: Content-Length: field exceeds actual length by {ctlength} bytes"
+                    );
+                }
+            }
+            // The body, line by line, until the input ends or the next
+            // message starts.
+            while !self.buf.is_empty() || !lnl || self.buflast.is_some() {
+                if self.buf.is_empty() {
+                    self.readhead();
+                }
+                if !o.babyl || babyl_start {
+                    let mut from_line = false;
+                    let mut accumulate = false;
+                    if let Some(f) = self.rdheader.first() {
+                        if f.is_postmark() {
+                            from_line = true;
+                        } else if o.split && o.digest && (lnl || o.every) && self.digheadr() {
+                            accumulate = true;
+                        }
+                    } else if is_postmark(&self.buf) {
+                        self.addbuf();
+                        from_line = true;
+                    } else if o.split && o.digest && (lnl || o.every) && self.artheadr() {
+                        accumulate = true;
+                    }
+                    if from_line {
+                        if o.split
+                            && (lnl || o.every)
+                            && postmark_looks_real(&self.rdheader[0].text)
+                        {
+                            accumulate = true;
+                        } else if o.bogus {
+                            let p = o.prefix.clone();
+                            self.out.lput(&p);
+                        }
+                    }
+                    if accumulate {
+                        let mut i = min_fields;
+                        loop {
+                            i = i.saturating_sub(1);
+                            if i == 0 || !self.readhead() || !self.digheadr() {
+                                break;
+                            }
+                        }
+                        if i == 0 {
+                            // Split here.
+                            if !lnl {
+                                self.out.lput(b"\n");
+                            }
+                            self.logfolder();
+                            if !self.out.close() {
+                                self.split_failed = true;
+                                if !o.quiet {
+                                    eprintln!("formail: Couldn't write to stdout, continuing...");
+                                }
+                            }
+                            if o.nowait.is_none()
+                                && !o.command.is_empty()
+                                && let Some(kid) = self.kids.pop()
+                            {
+                                let code = kid.wait();
+                                if code != 0 && self.retval == 0 {
+                                    self.retval = code;
+                                }
+                            }
+                            if self.o.total == Some(0) {
+                                return Ok(self.finish(true));
+                            }
+                            self.startprog();
+                            continue 'message;
+                        }
+                    }
+                }
+                lnl = self.buf.len() == 1;
+                if o.babyl && self.buf.first() == Some(&0x1f) {
+                    babyl_start = true;
+                    self.out.close();
+                    self.out.dest = Dest::Sink;
+                }
+                if o.reply && o.bogus {
+                    if !self.rdheader.is_empty() {
+                        let fields = std::mem::take(&mut self.rdheader);
+                        let p = o.prefix.clone();
+                        for f in fields {
+                            for line in f.text.split_inclusive(|&c| c == b'\n') {
+                                self.out.lput(&p);
+                                self.out.lput(line);
+                            }
+                        }
+                    } else {
+                        if self.buf.len() > 1 {
+                            let p = o.prefix.clone();
+                            self.out.lput(&p);
+                        }
+                        let b = std::mem::take(&mut self.buf);
+                        self.out.lput(&b);
+                    }
+                } else if !self.rdheader.is_empty() {
+                    let fields = std::mem::take(&mut self.rdheader);
+                    for f in &fields {
+                        self.out.lput(&f.text);
+                    }
+                } else {
+                    let b = std::mem::take(&mut self.buf);
+                    self.out.lput(&b);
+                }
+            }
+            self.logfolder();
+            return self.finish_onlyhead();
+        }
+    }
+
+    /// formail's `onlyhead`: close the output (exit 74 if it failed),
+    /// then finish.
+    fn finish_onlyhead(&mut self) -> Result<i32, Stop> {
+        self.closemine()?;
+        Ok(self.finish(false))
+    }
+
+    /// formail's `nconlyhead`: wait for every program, then the exit code.
+    fn finish(&mut self, _stopped: bool) -> i32 {
+        if self.o.split {
+            for kid in std::mem::take(&mut self.kids) {
+                let code = kid.wait();
+                if self.retval == 0 && code != 0 {
+                    self.retval = code;
+                }
+            }
+        }
+        if self.retval < 0 {
+            self.retval = EX_UNAVAILABLE;
+        }
+        if self.retval != 0 {
+            self.retval
+        } else if self.split_failed {
+            EX_IOERR
+        } else {
+            0
+        }
+    }
+
+    fn closemine(&mut self) -> Result<(), Stop> {
+        if !self.out.close() {
+            if !self.o.quiet {
+                eprintln!("formail: Couldn't write to stdout");
+            }
+            return Err(Stop::Exit(EX_IOERR));
+        }
+        Ok(())
+    }
+
+    /// The `-l` summary line for the message just written.
+    fn logfolder(&mut self) {
+        let Some(folder) = self.o.log_summary.clone() else {
+            return;
+        };
+        let mut line = b"  Folder: ".to_vec();
+        line.extend_from_slice(&folder);
+        let mut i = line.len();
+        i -= i % 8;
+        loop {
+            line.push(b'\t');
+            i += 8;
+            if i >= 72 {
+                break;
+            }
+        }
+        line.extend_from_slice(format!("{:>7}\n", self.out.total).as_bytes());
+        self.out.put(&line);
+        self.out.total = 0;
+    }
+
+    /// Starts the next `-s` message: skipped ones go nowhere; otherwise
+    /// the program is started with the output piped to it (or stdout).
+    fn startprog(&mut self) {
+        if self.o.skip > 0 {
+            self.o.skip -= 1;
+            self.out.dest = Dest::Sink;
+            return;
+        }
+        if let Some(t) = self.o.total.as_mut()
+            && *t > 0
+        {
+            *t -= 1;
+        }
+        if self.o.command.is_empty() {
+            self.out.dest = Dest::Stdout;
+            return;
+        }
+        let mut fileno_value = None;
+        if let Some((next, width)) = self.fileno.as_mut() {
+            let v = *next;
+            *next += 1;
+            fileno_value = Some(if v < 0 {
+                format!("-{:0w$}", -v, w = width.saturating_sub(1))
+            } else {
+                format!("{v:0width$}", width = *width)
+            });
+        }
+        // Collect finished programs; with -n N wait while N are running.
+        let mut still = Vec::new();
+        for kid in std::mem::take(&mut self.kids) {
+            match kid {
+                Kid::Running(mut c) => match c.try_wait() {
+                    Ok(Some(st)) => {
+                        let code = status_code(Ok(st));
+                        if code != 0 {
+                            self.retval = code;
+                        }
+                    }
+                    _ => still.push(Kid::Running(c)),
+                },
+                Kid::Failed(code) => {
+                    if code != 0 {
+                        self.retval = code;
+                    }
+                }
+            }
+        }
+        self.kids = still;
+        if let Some(limit) = self.o.nowait
+            && limit > 0
+        {
+            while self.kids.len() >= limit {
+                let kid = self.kids.remove(0);
+                let code = kid.wait();
+                if code != 0 {
+                    self.retval = code;
+                }
+            }
+        }
+        let argv: Vec<std::ffi::OsString> = self
+            .o
+            .command
+            .iter()
+            .map(|a| std::os::unix::ffi::OsStringExt::from_vec(a.clone()))
+            .collect();
+        let spawn = |prog: &std::ffi::OsStr, args: &[std::ffi::OsString]| {
+            let mut c = Command::new(prog);
+            c.args(args).stdin(Stdio::piped());
+            if let Some(v) = &fileno_value {
+                c.env("FILENO", v);
+            }
+            c.spawn()
+        };
+        let child = spawn(&argv[0], &argv[1..]).or_else(|_| {
+            // Not executable as it stands: formail hands it to the shell
+            // as a script (common.c shexec).
+            spawn(std::ffi::OsStr::new("/bin/sh"), &argv)
+        });
+        match child {
+            Ok(mut c) => {
+                let stdin = c.stdin.take();
+                self.kids.push(Kid::Running(c));
+                self.out.dest = match stdin {
+                    Some(p) => Dest::Pipe(p),
+                    None => Dest::Sink,
+                };
+            }
+            Err(_) => {
+                eprintln!(
+                    "formail: Failed to execute \"{}\"",
+                    String::from_utf8_lossy(&self.o.command[0])
+                );
+                self.kids.push(Kid::Failed(EX_UNAVAILABLE));
+                self.out.dest = Dest::Sink;
+            }
+        }
+    }
+
+    /// `-D`: look the key up; without `-s` that decides the exit code
+    /// (0 duplicate, 1 new) and nothing is written.
+    fn elimdups(&mut self, namep: Option<&[u8]>, msgid: Option<&[u8]>) -> Result<(), Stop> {
+        let key: Option<Vec<u8>> = if self.o.reply {
+            namep.map(<[u8]>::to_vec)
+        } else {
+            msgid.map(|m| m[..m.len() - 1].to_vec())
+        };
+        let mut dup = false;
+        if let Some(mut key) = key {
+            if let Some(n) = key.iter().position(|&c| c == 0) {
+                key.truncate(n);
+            }
+            let start = key.iter().take_while(|&&c| c == b' ').count();
+            let key = &key[start..];
+            if let Some((file, maxlen)) = self.cache.as_mut() {
+                match cache::check_and_record(file, key, *maxlen) {
+                    Ok(d) => dup = d,
+                    Err(e) => {
+                        if !self.o.quiet {
+                            eprintln!("formail: error on the duplicate cache: {e}");
+                        }
+                    }
+                }
+                if dup && !self.o.quiet {
+                    eprintln!(
+                        "formail: Duplicate key found:{}",
+                        String::from_utf8_lossy(key)
+                    );
+                }
+            }
+        }
+        if !self.o.split {
+            return Err(Stop::Exit(if dup { 0 } else { 1 }));
+        }
+        if dup {
+            self.closemine()?;
+            self.out.dest = Dest::Sink;
+        }
+        Ok(())
+    }
+
+    /// Removes blanks before the colon of every field name.
+    fn clean_header(&mut self) {
+        for f in &mut self.rdheader {
+            let j = f.id_len;
+            if j >= 2 && f.text[j - 1] == b':' && matches!(f.text[j - 2], b' ' | b'\t') {
+                let mut q = j - 2;
+                while q > 0 && matches!(f.text[q - 1], b' ' | b'\t') {
+                    q -= 1;
+                }
+                f.text.drain(q..j - 1);
+                f.id_len -= j - 1 - q;
+            }
+        }
+    }
+
+    /// Applies -i, -I, -R, -u and -U to `rdheader`. `reply_pass` is the
+    /// pass over the original header when a reply is being built.
+    fn procfields(&mut self, reply_pass: bool) {
+        let fields = std::mem::take(&mut self.rdheader);
+        let mut out: Vec<Option<Field>> = Vec::with_capacity(fields.len());
+        for mut f in fields {
+            let mut renamed = false;
+            if !reply_pass
+                && let Some(i) = find(&f, &self.iheader)
+                && !(self.o.reply && f.id_len + 1 >= self.iheader[i].text.len())
+            {
+                rename_field(&mut f, 0, b"Old-");
+                renamed = true;
+            }
+            if !renamed {
+                if let Some(i) = find(&f, &self.o.delete_insert) {
+                    let opt_len = self.o.delete_insert[i].text.len() - 1;
+                    if !(reply_pass && f.id_len < opt_len) {
+                        continue;
+                    }
+                }
+                if let Some(i) = find(&f, &self.o.rename) {
+                    let r = self.o.rename[i].clone();
+                    rename_field(&mut f, r.id_len, &r.text[r.id_len..]);
+                }
+            }
+            let uf = find_unique(&mut self.uheader, &f);
+            if let Some(ui) = uf
+                && self.uheader[ui].1.is_none()
+            {
+                self.uheader[ui].1 = Some(out.len());
+                out.push(Some(f));
+                continue;
+            }
+            if let Some(ui) = find_unique(&mut self.u_last, &f) {
+                if let Some(prev) = self.u_last[ui].1 {
+                    out[prev] = None;
+                }
+                self.u_last[ui].1 = Some(out.len());
+                out.push(Some(f));
+                continue;
+            }
+            if uf.is_some() {
+                continue;
+            }
+            out.push(Some(f));
+        }
+        self.rdheader = out.into_iter().flatten().collect();
+    }
+
+    /// Prints header fields, or under -x/-X only the ones asked for.
+    fn flush_fields(&mut self, fields: &[Field], extracting: bool) {
+        for f in fields {
+            self.extract_field(f, extracting);
+        }
+    }
+
+    fn extract_field(&mut self, f: &Field, extracting: bool) {
+        if extracting {
+            if find(f, &self.o.extract).is_some() {
+                let end = f.text.len().saturating_sub(1).max(f.id_len);
+                let mut s = f.id_len.min(end);
+                let mut e = end;
+                if self.o.zap {
+                    s = skip_space(&f.text, s).min(e);
+                    while e > s && matches!(f.text[e - 1], b' ' | b'\t') {
+                        e -= 1;
+                    }
+                }
+                let v = f.text[s..e].to_vec();
+                self.out.put(&v);
+                self.out.put(b"\n");
+                return;
+            }
+            if find(f, &self.o.extract_keep).is_none() {
+                return;
+            }
+        }
+        self.out.lput(&f.text);
+    }
+
+    /// A fresh Message-ID (formail's shape: four numbers in a 64-letter
+    /// alphabet joined by dots, `@` the host name).
+    fn new_message_id(&mut self) -> String {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let id = format!(
+            "{}.{}.{}.{}@{}",
+            base64_number(self.rhash & 0xffff_ffff),
+            base64_number(self.id_counter),
+            base64_number(u64::from(self.pid)),
+            base64_number(t),
+            hostname()
+        );
+        self.id_counter += 1;
+        id
+    }
+}
+
+/// formail's `findf` on the -u/-U lists: a prefix entry that matches a
+/// longer name first gets an exact entry for that name inserted before
+/// it, so each distinct field name is kept unique on its own.
+fn find_unique(list: &mut Vec<(Field, Option<usize>)>, f: &Field) -> Option<usize> {
+    let i = list.iter().position(|(h, _)| matches(f, h))?;
+    if f.id_len > list[i].0.id_len {
+        let exact = Field::option(&f.text[..f.id_len]);
+        list.insert(i, (exact, None));
+    }
+    Some(i)
+}
+
+/// Renames a field: replaces the first `oldl` bytes of its name with
+/// `new` (a whole new name when `new` ends in a colon or is `From `).
+fn rename_field(f: &mut Field, oldl: usize, new: &[u8]) {
+    let last = f.text.len().saturating_sub(1);
+    if is_postmark(&f.text) {
+        // A postmark's `>From` continuation lines become ordinary ones.
+        for k in 0..last {
+            if f.text[k] == b'\n' && k + 1 < last && f.text[k + 1] == b'>' {
+                f.text[k + 1] = b' ';
+            }
+        }
+    }
+    let mut oldl = oldl;
+    if new.len() == 5 && is_postmark(new) {
+        for k in 0..last {
+            if f.text[k] == b'\n' && k + 1 < last && matches!(f.text[k + 1], b' ' | b'\t') {
+                f.text[k + 1] = b'>';
+            }
+        }
+        oldl = f.id_len;
+    } else if new.last() == Some(&b':') {
+        oldl = f.id_len;
+    }
+    let oldl = oldl.min(f.text.len());
+    f.id_len = f.id_len + new.len() - oldl;
+    let mut t = new.to_vec();
+    t.extend_from_slice(&f.text[oldl..]);
+    f.text = t;
+}
+
+/// `-c`: every newline but the last becomes a space (not in postmarks).
+fn concatenate(f: &mut Field) {
+    if f.is_postmark() {
+        return;
+    }
+    let n = f.text.len();
+    for k in 0..n.saturating_sub(1) {
+        if f.text[k] == b'\n' {
+            f.text[k] = b' ';
+        }
+    }
+}
+
+/// Appends a saved field value, with a blank before it if it has none.
+fn load_saved(t: &mut Vec<u8>, v: &[u8]) {
+    if !matches!(v.first(), Some(b' ' | b'\t')) {
+        t.push(b' ');
+    }
+    t.extend_from_slice(v);
+}
+
+/// Whether a `From ` line found in a body starts a new message: an
+/// address and something after it.
+fn postmark_looks_real(text: &[u8]) -> bool {
+    let s = skip_space(text, 5);
+    let k = text[s..]
+        .iter()
+        .position(|&c| matches!(c, b' ' | b'\t' | b'\n'))
+        .unwrap_or(text.len() - s);
+    k > 0 && text.get(skip_space(text, s + k)) != Some(&b'\n')
+}
+
+fn detab(s: &mut [u8]) {
+    for c in s.iter_mut() {
+        if matches!(*c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            *c = b' ';
+        }
+    }
+}
+
+/// strtol: blanks, a sign, digits.
+fn strtol(v: &[u8]) -> i64 {
+    let mut i = 0;
+    while i < v.len() && v[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let neg = match v.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut n: i64 = 0;
+    while i < v.len() && v[i].is_ascii_digit() {
+        n = n.saturating_mul(10).saturating_add(i64::from(v[i] - b'0'));
+        i += 1;
+    }
+    if neg { -n } else { n }
+}
+
+/// The `FILENO` counter: its start and width from the environment
+/// (`000` when unset); `None` when the variable holds no number, in which
+/// case it is passed on untouched.
+fn fileno_start() -> Option<(i64, usize)> {
+    use std::os::unix::ffi::OsStrExt;
+    let v = std::env::var_os("FILENO");
+    let v: Vec<u8> = v.map_or_else(|| b"000".to_vec(), |s| s.as_bytes().to_vec());
+    let mut width = v.len().min(25);
+    let mut i = 0;
+    while i < v.len() && v[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let neg = v.get(i) == Some(&b'-');
+    if matches!(v.get(i), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    let ds = i;
+    while i < v.len() && v[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == ds {
+        i = 0; // strtol read nothing
+    }
+    if i < v.len() {
+        return None;
+    }
+    let n = strtol(&v);
+    if n < 0 || neg {
+        width = width.saturating_sub(1);
+    }
+    Some((n, width))
+}
+
+/// The current time the way ctime(3) prints it (local time, newline
+/// included).
+fn ctime_now() -> String {
+    let now = chrono::Local::now();
+    format!("{}\n", now.format("%a %b %e %H:%M:%S %Y"))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A number in formail's 64-letter alphabet.
+fn base64_number(mut n: u64) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = Vec::new();
+    loop {
+        s.push(A[(n % 64) as usize]);
+        n /= 64;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_keeps_the_rest() {
+        let mut f = Field::header(b"X-Old-Foo: v\n");
+        rename_field(&mut f, 5, b"X-New");
+        assert_eq!(f.text, b"X-New-Foo: v\n");
+        assert_eq!(f.id_len, 10);
+        let mut f = Field::header(b"Subject: v\n");
+        rename_field(&mut f, 8, b"Topic:");
+        assert_eq!(f.text, b"Topic: v\n");
+        let mut f = Field::header(b"Subject: v\n");
+        rename_field(&mut f, 0, b"Old-");
+        assert_eq!(f.text, b"Old-Subject: v\n");
+        assert_eq!(f.id_len, 12);
+    }
+
+    #[test]
+    fn body_postmarks() {
+        assert!(postmark_looks_real(b"From a@b  Mon Jan 1\n"));
+        assert!(!postmark_looks_real(b"From a@b\n"));
+        assert!(!postmark_looks_real(b"From \n"));
+        assert!(!postmark_looks_real(b"From   \n"));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(strtol(b" 42x"), 42);
+        assert_eq!(strtol(b"-7"), -7);
+        assert_eq!(strtol(b"x"), 0);
+        assert_eq!(base64_number(0), "A");
+    }
+}
