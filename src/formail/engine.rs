@@ -149,6 +149,10 @@ pub struct Engine {
     id_counter: u64,
     fileno: Option<(i64, usize)>,
     pid: u32,
+    /// What formail's `chp` pointer last pointed at (bytes and offset).
+    /// A `From ` line that ended a header is checked against it instead
+    /// of its own text (see `postmark_at`).
+    stale: Option<(Vec<u8>, usize)>,
 }
 
 impl Engine {
@@ -183,6 +187,7 @@ impl Engine {
             id_counter: 0,
             fileno: None,
             pid: std::process::id(),
+            stale: None,
         }
     }
 
@@ -379,6 +384,7 @@ impl Engine {
                         if c != b' ' && c != b'\t' && f.text.len() > j + 1 {
                             f.text.insert(j, b' ');
                         } else if f.text.len() <= j + 2 {
+                            self.stale = Some((f.text.clone(), j));
                             self.rdheader.remove(k);
                             continue;
                         }
@@ -388,6 +394,7 @@ impl Engine {
                     concatenate(&mut self.rdheader[k]);
                 }
                 let f = &self.rdheader[k];
+                self.stale = Some((f.text.clone(), f.id_len));
                 sender.consider(f, k == 0, mode);
                 let j = f.id_len;
                 let name = &f.text[..j.min(f.text.len())];
@@ -448,6 +455,7 @@ impl Engine {
                 to.push(b'\n');
                 self.rdheader.push(Field::header(&to));
                 if let Some(s) = &saved.subject {
+                    self.stale = Some((s.clone(), 0));
                     // Debian's formail prefixes "Re:" even when the subject
                     // already has one (observed with 3.22-27).
                     let mut t = b"Subject: Re:".to_vec();
@@ -498,7 +506,9 @@ impl Engine {
                         }
                         _ => {
                             t.push(b' ');
-                            t.extend_from_slice(ctime_now().as_bytes());
+                            let now = ctime_now();
+                            t.extend_from_slice(now.as_bytes());
+                            self.stale = Some((now.into_bytes(), 0));
                         }
                     }
                     self.rdheader.insert(0, Field::header(&t));
@@ -519,6 +529,8 @@ impl Engine {
                     t.extend_from_slice(self.new_message_id().as_bytes());
                     t.extend_from_slice(b">\n");
                     nheader.push(Field::header(&t));
+                    // formail's pointer is left on freed memory here.
+                    self.stale = None;
                 } else {
                     nheader.push(a.clone());
                 }
@@ -536,6 +548,7 @@ impl Engine {
                     concatenate(f);
                     let mut s = f.text[..f.text.len() - 1].to_vec();
                     detab(&mut s);
+                    self.stale = Some((s.clone(), 0));
                     s.truncate(78);
                     self.out.put(b" ");
                     self.out.put(&s);
@@ -599,13 +612,13 @@ impl Engine {
                     }
                     let Some(c) = tbl else { break };
                     lnl = lwr == Some(c) && c == b'\n';
-                    self.out.put(&[c]);
+                    self.out.lput(&[c]);
                     lwr = Some(c);
                     tbl = self.getc();
                 }
                 self.buflast = tbl;
                 if tbl == Some(b'\n') && lwr != tbl {
-                    self.out.put(b"\n");
+                    self.out.lput(b"\n");
                     self.buflast = self.getc();
                 }
                 if !o.quiet && ctlength > 0 {
@@ -624,6 +637,7 @@ impl Engine {
                     let mut from_line = false;
                     let mut accumulate = false;
                     if let Some(f) = self.rdheader.first() {
+                        self.stale = Some((f.text.clone(), 0));
                         if f.is_postmark() {
                             from_line = true;
                         } else if o.split && o.digest && (lnl || o.every) && self.digheadr() {
@@ -636,10 +650,7 @@ impl Engine {
                         accumulate = true;
                     }
                     if from_line {
-                        if o.split
-                            && (lnl || o.every)
-                            && postmark_looks_real(&self.rdheader[0].text)
-                        {
+                        if o.split && (lnl || o.every) && self.postmark_at() {
                             accumulate = true;
                         } else if o.bogus {
                             let p = o.prefix.clone();
@@ -987,6 +998,23 @@ impl Engine {
         self.rdheader = out.into_iter().flatten().collect();
     }
 
+    /// formail's postmark test in a body. It reads through its `chp`
+    /// pointer, which normally holds the `From ` line just read; but for
+    /// a `From ` line that ended a header (read before the header was
+    /// processed), formail jumps to the test without setting it, so the
+    /// test reads whatever `chp` last pointed at: the generated
+    /// postmark's date (which passes: the line splits), a reply's
+    /// subject, or the last header field's value (which rarely passes:
+    /// the line is escaped). We keep that pointer's target in `stale`.
+    fn postmark_at(&mut self) -> bool {
+        let Some((text, off)) = self.stale.take() else {
+            return false;
+        };
+        let (ok, at) = postmark_looks_real(&text, off);
+        self.stale = Some((text, at));
+        ok
+    }
+
     /// Prints header fields, or under -x/-X only the ones asked for.
     fn flush_fields(&mut self, fields: &[Field], extracting: bool) {
         for f in fields {
@@ -1101,15 +1129,25 @@ fn load_saved(t: &mut Vec<u8>, v: &[u8]) {
     t.extend_from_slice(v);
 }
 
-/// Whether a `From ` line found in a body starts a new message: an
-/// address and something after it.
-fn postmark_looks_real(text: &[u8]) -> bool {
-    let s = skip_space(text, 5);
-    let k = text[s..]
-        .iter()
-        .position(|&c| matches!(c, b' ' | b'\t' | b'\n'))
-        .unwrap_or(text.len() - s);
-    k > 0 && text.get(skip_space(text, s + k)) != Some(&b'\n')
+/// Whether the text at `off` looks like the rest of a postmark that
+/// starts a message: after 5 bytes (`From `) and blanks, a word, and
+/// then more than a line end. Bytes past the end read as NUL, as in C.
+/// Returns the answer and where formail's pointer is left (at the word).
+fn postmark_looks_real(text: &[u8], off: usize) -> (bool, usize) {
+    let at = |i: usize| text.get(i).copied().unwrap_or(0);
+    let mut s = off + 5;
+    while matches!(at(s), b' ' | b'\t') {
+        s += 1;
+    }
+    let mut k = 0;
+    while !matches!(at(s + k), b' ' | b'\t' | b'\n' | 0) {
+        k += 1;
+    }
+    let mut e = s + k;
+    while matches!(at(e), b' ' | b'\t') {
+        e += 1;
+    }
+    (k > 0 && at(e) != b'\n', s)
 }
 
 fn detab(s: &mut [u8]) {
@@ -1227,10 +1265,14 @@ mod tests {
 
     #[test]
     fn body_postmarks() {
-        assert!(postmark_looks_real(b"From a@b  Mon Jan 1\n"));
-        assert!(!postmark_looks_real(b"From a@b\n"));
-        assert!(!postmark_looks_real(b"From \n"));
-        assert!(!postmark_looks_real(b"From   \n"));
+        assert!(postmark_looks_real(b"From a@b  Mon Jan 1\n", 0).0);
+        assert!(!postmark_looks_real(b"From a@b\n", 0).0);
+        assert!(!postmark_looks_real(b"From \n", 0).0);
+        assert!(!postmark_looks_real(b"From   \n", 0).0);
+        // Past the end reads as NUL: no word, no split.
+        assert!(!postmark_looks_real(b" a\n", 0).0);
+        // A ctime string passes from its sixth byte on.
+        assert!(postmark_looks_real(b"Thu Nov 26 15:59:49 2026\n", 0).0);
     }
 
     #[test]
