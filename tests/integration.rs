@@ -3,6 +3,7 @@
 mod deliver;
 mod diff;
 mod eval;
+mod formail;
 mod mailbox;
 mod queue;
 mod rc_syntax;

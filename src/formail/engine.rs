@@ -306,7 +306,12 @@ impl Engine {
             }
             self.fileno = fileno_start();
             if o.total == Some(0) {
-                return Ok(self.finish(true));
+                // formail has closed its stdout for the split by now, and
+                // closing it again fails: `-0` ends in a write error.
+                if !o.quiet {
+                    eprintln!("formail: Couldn't write to stdout");
+                }
+                return Err(Stop::Exit(EX_IOERR));
             }
             self.startprog();
             if min_fields == 0 {
