@@ -618,6 +618,13 @@ fn formail_matches_on_splitting() {
         case("s-b", &["-b", "-s"], BOXES),
         case("s-f", &["-f", "-s"], BOXES),
         case("s-prefix", &["-p", "|", "-s"], BOXES),
+        case("babyl", &["-Bs"], &["rmail.babyl"]),
+        case(
+            "babyl-cat",
+            &["-B", "-s", "sh", "-c", CAT],
+            &["rmail.babyl"],
+        ),
+        case("babyl-x", &["-B", "-x", "Subject:", "-s"], &["rmail.babyl"]),
         e(
             "fileno-env",
             &["-s", "sh", "-c", CAT],
@@ -745,4 +752,268 @@ fn postroom_named_formail_runs_formail() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout, b" hello\n");
+}
+
+/// A small xorshift generator: the generated cases are the same on every
+/// run (change the seed to explore).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// A message (or, with `boxed`, a small mailbox) assembled from header
+/// and body lines that exercise formail's corners: postmarks and `>From`
+/// lines, every sender field, empty and blank-only fields, continuation
+/// lines, blanks before colons, 8-bit and control bytes, CR, NUL,
+/// Content-Length right and wrong, a missing final newline.
+fn generated_message(r: &mut Rng, boxed: bool) -> Vec<u8> {
+    const HEADER: &[&[u8]] = &[
+        b"From: Joe <joe@x.org>",
+        b"From: joe",
+        b"From: a@b",
+        b"From: \"Q, J\" <q@x.org> (c)",
+        b"Reply-To: r@y.org",
+        b"Sender: s@z.org",
+        b"Return-Path: <rp@x.org>",
+        b"Return-Path: <>",
+        b"Subject: hello world",
+        b"Subject: Re: x",
+        b"Subject:",
+        b"Subject:nospace",
+        b"Message-ID: <id1@x>",
+        b"Message-ID: <id2@x>",
+        b"References: <r1@x>\n <r2@x>",
+        b"X-Loop: me",
+        b"Received: from a\n\tby b",
+        b"Content-Length: 5",
+        b"Content-Length: 0",
+        b"Content-Length: 200",
+        b"Date: Mon, 1 Jan 2024",
+        b"X-Empty:",
+        b"X-Sp: ",
+        b"To: a@b.c,\n  d@e.f",
+        b"Errors-To: e@x.org",
+        b"Resent-From: rf@x.org",
+        b"Path: a!b!c",
+        b"Foo Bar: spaced name",
+        b"Subject : spaced colon",
+        b"\xe9t\xe9: 8bit name",
+        b"Cc: c@d.e\r",
+        b"Old-Subject: old",
+        b"Article 1 of x",
+    ];
+    const BODY: &[&[u8]] = &[
+        b"body",
+        b"From me  Mon Jan  1 00:00:00 2024",
+        b"From x",
+        b">From y",
+        b"",
+        b"",
+        b"Subject: in body",
+        b"  indented",
+        b"\r",
+        b"From a@b  Tue",
+        b"X-Foo: bar",
+        b"\x00nul",
+    ];
+    let mut out = Vec::new();
+    let count = if boxed { 1 + r.below(4) } else { 1 };
+    for m in 0..count {
+        if m > 0 {
+            out.push(b'\n');
+        }
+        if r.chance(50) {
+            out.extend_from_slice(b"From ");
+            out.extend_from_slice(*r.pick(&[&b"a@b.c"[..], &b"joe"[..], &b"x@y"[..]]));
+            out.extend_from_slice(b"  Mon Jan  1 00:00:00 2024\n");
+        }
+        if r.chance(10) {
+            out.extend_from_slice(b">From fwd  Tue remote from h\n");
+        }
+        for _ in 0..r.below(7) {
+            out.extend_from_slice(*r.pick(HEADER));
+            out.push(b'\n');
+        }
+        if r.chance(85) {
+            out.push(b'\n');
+        }
+        for _ in 0..r.below(7) {
+            out.extend_from_slice(*r.pick(BODY));
+            out.push(b'\n');
+        }
+    }
+    if r.chance(20) {
+        while out.last() == Some(&b'\n') {
+            out.pop();
+        }
+    }
+    out
+}
+
+/// Generated messages and mailboxes under a spread of option sets: the
+/// broad net behind the hand-picked cases above.
+#[test]
+fn formail_matches_on_generated_messages() {
+    if !require_tool(FORMAIL) {
+        return;
+    }
+    const OPTIONS: &[&[&str]] = &[
+        &[],
+        &["-r"],
+        &["-rt"],
+        &["-rtk"],
+        &["-rk"],
+        &["-c"],
+        &["-z"],
+        &["-f"],
+        &["-b"],
+        &["-Y"],
+        &["-x", "Subject:"],
+        &["-X", "From"],
+        &["-zx", "X-"],
+        &["-I", "Subject: n"],
+        &["-i", "Subject: n"],
+        &["-u", "Subject"],
+        &["-U", "Message-ID:"],
+        &["-R", "Subject:", "Topic:"],
+        &["-a", "Subject: a"],
+        &["-A", "X-A: 1"],
+        &["-s"],
+        &["-es"],
+        &["-ds"],
+        &["-m1", "-s"],
+        &["-s", "sh", "-c", "cat > o.$FILENO"],
+        &["-Y", "-s", "sh", "-c", "cat > o.$FILENO"],
+        &["-rs"],
+        &["-D", "50", "c"],
+        &["-rD", "50", "c"],
+        &["-D", "60", "c", "-s"],
+        &["-l", "f"],
+        &["-q-"],
+        &["-rkp", "| "],
+        &["-a", "Date:"],
+        &["-a", "From "],
+        &["-I", "From "],
+        &["-R", "From ", "X-F:"],
+        &["-cz", "-x", "To:"],
+        &["-rt", "-a", "Resent-"],
+    ];
+    let host = host();
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut bad = Vec::new();
+    const RUNS: usize = 160;
+    for n in 0..RUNS {
+        let opts = *r.pick(OPTIONS);
+        let boxed = opts
+            .iter()
+            .any(|o| o.contains('s') && o.starts_with('-') && !o.contains(' '))
+            || r.chance(20);
+        let input = generated_message(&mut r, boxed);
+        let cache: Option<&[u8]> = if opts.contains(&"c") && r.chance(50) {
+            Some(b"<id1@x>\0joe\0\0junk\0")
+        } else {
+            None
+        };
+        let args: Vec<&[u8]> = opts.iter().map(|a| a.as_bytes()).collect();
+        let start = now();
+        let mut got = Vec::new();
+        for prog in [Prog::Real, Prog::Ours] {
+            let d = Dir::new("formail-gen");
+            if let Some(c) = cache {
+                d.write("c", c);
+            }
+            got.push(run(prog, d.path(), &args, &input, &[]));
+        }
+        let norm = Norm {
+            dates: ctimes(start - 1, now() + 1),
+            host: host.clone(),
+        };
+        let ours = norm.outcome(got.pop().expect("ours"));
+        let real = norm.outcome(got.pop().expect("real"));
+        if real != ours {
+            bad.push(format!(
+                "run {n} {opts:?} on {:?}:\n  real: {}\n  ours: {}",
+                String::from_utf8_lossy(&input),
+                show(&real),
+                show(&ours)
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {RUNS} runs differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// The cache is locked while it is read and written: many concurrent
+/// runs with different keys lose none of them (formail itself relies on
+/// the rcfile's lockfile; ours also holds an flock).
+#[test]
+fn concurrent_duplicate_checks_lose_no_key() {
+    let d = Dir::new("formail-cache-lock");
+    let mut kids = Vec::new();
+    for i in 0..12 {
+        let mut c = Command::new(bin("postroom"));
+        c.args(["formail", "-D", "8192", "cache"])
+            .current_dir(d.path())
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = c.spawn().expect("spawn");
+        let msg = format!("Message-ID: <key-{i}@example.org>\n\nbody\n");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(msg.as_bytes())
+            .expect("write");
+        kids.push(Kid(child));
+    }
+    for mut k in kids {
+        let st = k.0.wait().expect("wait");
+        assert_eq!(st.code(), Some(1), "every key is new");
+    }
+    let cache = d.read("cache");
+    for i in 0..12 {
+        let key = format!("<key-{i}@example.org>\0");
+        assert!(
+            cache.windows(key.len()).any(|w| w == key.as_bytes()),
+            "key {i} lost: {:?}",
+            String::from_utf8_lossy(&cache)
+        );
+    }
+    assert!(cache.ends_with(b"\0\0"), "the insertion mark ends the ring");
+}
+
+/// A child killed and reaped when dropped (a failed assertion leaves no
+/// process behind).
+struct Kid(std::process::Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

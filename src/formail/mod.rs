@@ -66,11 +66,14 @@ pub fn main(args: &[OsString]) -> i32 {
                 .write(true)
                 .open(p)
                 .or_else(|_| {
+                    // formail creates it with fopen "w+b", which also
+                    // truncates; we do not, so that two first runs at once
+                    // cannot wipe each other's key.
                     std::fs::OpenOptions::new()
                         .read(true)
                         .write(true)
                         .create(true)
-                        .truncate(true)
+                        .truncate(false)
                         .open(p)
                 });
             match f {
