@@ -772,8 +772,8 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())]
     }
 
     fn chance(&mut self, percent: u64) -> bool {
@@ -844,21 +844,21 @@ fn generated_message(r: &mut Rng, boxed: bool) -> Vec<u8> {
         }
         if r.chance(50) {
             out.extend_from_slice(b"From ");
-            out.extend_from_slice(*r.pick(&[&b"a@b.c"[..], &b"joe"[..], &b"x@y"[..]]));
+            out.extend_from_slice(r.pick(&[&b"a@b.c"[..], &b"joe"[..], &b"x@y"[..]]));
             out.extend_from_slice(b"  Mon Jan  1 00:00:00 2024\n");
         }
         if r.chance(10) {
             out.extend_from_slice(b">From fwd  Tue remote from h\n");
         }
         for _ in 0..r.below(7) {
-            out.extend_from_slice(*r.pick(HEADER));
+            out.extend_from_slice(r.pick(HEADER));
             out.push(b'\n');
         }
         if r.chance(85) {
             out.push(b'\n');
         }
         for _ in 0..r.below(7) {
-            out.extend_from_slice(*r.pick(BODY));
+            out.extend_from_slice(r.pick(BODY));
             out.push(b'\n');
         }
     }
@@ -923,7 +923,7 @@ fn formail_matches_on_generated_messages() {
     let mut bad = Vec::new();
     const RUNS: usize = 160;
     for n in 0..RUNS {
-        let opts = *r.pick(OPTIONS);
+        let opts = r.pick(OPTIONS);
         let boxed = opts
             .iter()
             .any(|o| o.contains('s') && o.starts_with('-') && !o.contains(' '))
