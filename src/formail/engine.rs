@@ -129,6 +129,53 @@ enum Stop {
     Exit(i32),
 }
 
+/// Where formail's `chp` pointer was left, for the `From ` lines it tests
+/// without setting it (see `Engine::postmark_at`).
+struct Stale {
+    /// The bytes it points into.
+    text: Vec<u8>,
+    /// Where in them.
+    off: usize,
+    /// It points into a header field (the header's last one, or the first
+    /// of a group of body lines) that is freed when the group is written.
+    in_field: bool,
+    /// That field has been freed and is the most recently freed block of
+    /// its malloc size class: the next field of that class reuses it.
+    reusable: Option<usize>,
+}
+
+impl Stale {
+    fn new(text: Vec<u8>, off: usize, in_field: bool) -> Option<Stale> {
+        Some(Stale {
+            text,
+            off,
+            in_field,
+            reusable: None,
+        })
+    }
+}
+
+/// The glibc malloc size class (the chunk size, 64-bit) of a request of
+/// `n` bytes: blocks freed and requested in one class are reused
+/// last-freed-first, which decides what a stale pointer sees.
+fn chunk_class(n: usize) -> usize {
+    ((n + 8 + 15) & !15).max(32)
+}
+
+/// The malloc request formail makes for a field of `len` text bytes (its
+/// `struct field` header is 24 bytes).
+fn field_request(len: usize) -> usize {
+    24 + len
+}
+
+/// What follows a message.
+enum Flow {
+    /// The next message of a `-s` split (its first fields already read).
+    Next,
+    /// The run is over, with this exit code.
+    Done(i32),
+}
+
 /// One formail run over `input`.
 pub struct Engine {
     o: Options,
@@ -149,10 +196,10 @@ pub struct Engine {
     id_counter: u64,
     fileno: Option<(i64, usize)>,
     pid: u32,
-    /// What formail's `chp` pointer last pointed at (bytes and offset).
-    /// A `From ` line that ended a header is checked against it instead
-    /// of its own text (see `postmark_at`).
-    stale: Option<(Vec<u8>, usize)>,
+    /// What formail's `chp` pointer last pointed at. A `From ` line that
+    /// ended a header is checked against it instead of its own text (see
+    /// `postmark_at`).
+    stale: Option<Stale>,
 }
 
 impl Engine {
@@ -278,54 +325,43 @@ impl Engine {
     }
 
     fn run_inner(&mut self) -> Result<i32, Stop> {
-        let o = self.o.clone();
-        if o.babyl {
-            // Skip the BABYL leader: up to a line "\x1f\x0c", then one more.
-            loop {
-                let a = self.getc();
-                if a.is_none() {
-                    break;
-                }
-                if a == Some(0x1f) && self.getc() == Some(0x0c) && self.getc() == Some(b'\n') {
-                    break;
-                }
-                while !matches!(self.getc(), Some(b'\n') | None) {}
-            }
-            while !matches!(self.getc(), Some(b'\n') | None) {}
+        if self.o.babyl {
+            self.skip_babyl_leader();
         }
+        // Leading empty lines are skipped.
         loop {
             self.buflast = self.getc();
             if self.buflast != Some(b'\n') {
                 break;
             }
         }
-        let mut min_fields = o.min_fields;
-        if o.split {
+        if self.o.split {
             if self.buflast.is_none() {
                 return Ok(0);
             }
             self.fileno = fileno_start();
-            if o.total == Some(0) {
+            if self.o.total == Some(0) {
                 // formail has closed its stdout for the split by now, and
                 // closing it again fails: `-0` ends in a write error.
-                if !o.quiet {
+                if !self.o.quiet {
                     eprintln!("formail: Couldn't write to stdout");
                 }
                 return Err(Stop::Exit(EX_IOERR));
             }
             self.startprog();
-            if min_fields == 0 {
-                min_fields = 2;
+            if self.o.min_fields == 0 {
+                self.o.min_fields = 2;
             }
-        } else if o.skip > 0
-            || o.total.is_some()
-            || o.every
-            || o.digest
-            || o.min_fields != 0
-            || o.nowait.is_some()
+        } else if self.o.skip > 0
+            || self.o.total.is_some()
+            || self.o.every
+            || self.o.digest
+            || self.o.min_fields != 0
+            || self.o.nowait.is_some()
         {
-            return self.usage();
+            return self.usage(); // only meaningful with -s
         }
+        let o = &self.o;
         let extracting = !o.extract.is_empty() || !o.extract_keep.is_empty();
         if (extracting && o.log_summary.is_some()) || (o.keep_body && !(o.reply || extracting)) {
             return self.usage();
@@ -334,419 +370,537 @@ impl Engine {
             eprintln!("formail: Invalid field-name: \"Resent-\"");
             return self.usage();
         }
-        let content_length_opt = Field::option(b"Content-Length:\n");
-        let forget_clen = o.digest
-            || o.berkeley
-            || (o.keep_body
-                && (o.reply
-                    || (!o.extract_keep.is_empty()
-                        && find(&content_length_opt, &o.extract_keep).is_none())));
         if o.reply {
+            // A reply keeps the X-Loop: fields.
             self.iheader.push(Field::option(b"X-Loop:\n"));
         }
         let mut first = true;
-        'message: loop {
-            if first {
-                first = false;
-                if self.readhead() || (o.digest && self.artheadr()) {
-                    while self.readhead() {}
-                }
-            } else {
+        loop {
+            self.read_header(first);
+            first = false;
+            if let Flow::Done(code) = self.message()? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Skips a BABYL file's leader: up to the line `\x1f\x0c`, then one
+    /// more line.
+    fn skip_babyl_leader(&mut self) {
+        loop {
+            let a = self.getc();
+            if a.is_none() {
+                break;
+            }
+            if a == Some(0x1f) && self.getc() == Some(0x0c) && self.getc() == Some(b'\n') {
+                break;
+            }
+            while !matches!(self.getc(), Some(b'\n') | None) {}
+        }
+        while !matches!(self.getc(), Some(b'\n') | None) {}
+    }
+
+    /// Reads the rest of a message's header into `rdheader` (which may
+    /// already hold the fields that made a split).
+    fn read_header(&mut self, first: bool) {
+        if first {
+            if self.readhead() || (self.o.digest && self.artheadr()) {
                 while self.readhead() {}
             }
-            self.clean_header();
-            let mut babyl_start = false;
-            if let Some(f) = self.rdheader.first_mut() {
-                if f.text.starts_with(b"Article ") {
-                    f.text[7] = b':';
-                } else if o.babyl && !o.force && f.text.starts_with(b"Mail-from:") {
-                    let k = skip_space(&f.text, 10);
-                    if is_postmark(&f.text[k..]) {
-                        f.text.drain(..k);
-                        f.id_len = 5;
-                    }
-                }
+        } else {
+            while self.readhead() {}
+        }
+    }
+
+    /// One message, its header read: the header edits and output, then
+    /// the body until the input ends or (`-s`) the next message starts.
+    fn message(&mut self) -> Result<Flow, Stop> {
+        let extracting = !self.o.extract.is_empty() || !self.o.extract_keep.is_empty();
+        self.clean_header();
+        self.first_line_forms();
+        for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
+            u.1 = None;
+        }
+        let was_postmark = !self.o.force && self.rdheader.first().is_some_and(Field::is_postmark);
+        self.procfields(self.o.reply);
+        let (sender, saved) = self.scan_header();
+        if self.cache.is_some() {
+            self.elimdups(sender.as_deref(), saved.message_id.as_deref())?;
+        }
+        let ctlength = self.content_length();
+        let parked = std::mem::take(&mut self.buf);
+        if self.o.reply {
+            self.reply_header(sender.as_deref(), &saved);
+        } else {
+            self.add_postmark(sender.as_deref(), &saved, was_postmark);
+        }
+        let added = self.added_fields();
+        if self.o.log_summary.is_some() {
+            self.summary_lines();
+        }
+        self.buf = parked;
+        self.write_header(&added, extracting);
+        self.header_freed(&added, sender.as_deref());
+        if self.o.keep_body || !extracting {
+            self.out.lput(b"\n");
+        }
+        if !self.o.keep_body && (self.o.reply || extracting) {
+            // Only the header was wanted: the body goes nowhere.
+            self.logfolder();
+            if !self.o.split {
+                return self.finish_onlyhead().map(Flow::Done);
             }
-            for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
-                u.1 = None;
+            self.closemine()?;
+            self.out.dest = Dest::Sink;
+        }
+        if self.buf.len() == 1 {
+            self.buf.clear(); // the header's empty line, already written
+        }
+        if self.o.babyl {
+            self.skip_babyl_pseudo_header();
+        }
+        let mut lnl = true;
+        if ctlength > 0 {
+            lnl = self.copy_counted(ctlength, lnl);
+        }
+        self.body(lnl)
+    }
+
+    /// formail's special first lines: a USENET `Article ` line becomes a
+    /// field, and in BABYL files a `Mail-from: From ...` line a postmark.
+    fn first_line_forms(&mut self) {
+        let (babyl, force) = (self.o.babyl, self.o.force);
+        let Some(f) = self.rdheader.first_mut() else {
+            return;
+        };
+        if f.text.starts_with(b"Article ") {
+            f.text[7] = b':';
+        } else if babyl && !force && f.text.starts_with(b"Mail-from:") {
+            let k = skip_space(&f.text, 10);
+            if is_postmark(&f.text[k..]) {
+                f.text.drain(..k);
+                f.id_len = 5;
             }
-            let was_postmark = !o.force && self.rdheader.first().is_some_and(Field::is_postmark);
-            self.procfields(o.reply);
-            let mode = if o.reply && o.header_reply != 0 {
-                if o.header_reply == 1 { 1 } else { 3 }
-            } else {
-                0
-            };
-            let mut sender = Sender::default();
-            let mut saved = Saved::default();
-            let mut k = 0;
-            while k < self.rdheader.len() {
-                if o.zap {
-                    let f = &mut self.rdheader[k];
-                    let j = f.id_len;
-                    if j > 0 && f.text.get(j - 1) == Some(&b':') {
-                        let c = f.text.get(j).copied().unwrap_or(b'\n');
-                        if c != b' ' && c != b'\t' && f.text.len() > j + 1 {
-                            f.text.insert(j, b' ');
-                        } else if f.text.len() <= j + 2 {
-                            self.stale = Some((f.text.clone(), j));
-                            self.rdheader.remove(k);
-                            continue;
-                        }
-                    }
-                }
-                if o.concatenate {
-                    concatenate(&mut self.rdheader[k]);
-                }
-                let f = &self.rdheader[k];
-                self.stale = Some((f.text.clone(), f.id_len));
-                sender.consider(f, k == 0, mode);
+        }
+    }
+
+    /// The pass over the header fields: `-z` and `-c` edits, the sender,
+    /// and the saved Subject/References/Message-ID/Date values.
+    fn scan_header(&mut self) -> (Option<Vec<u8>>, Saved) {
+        let mode = match (self.o.reply, self.o.header_reply) {
+            (true, 1) => 1,
+            (true, h) if h != 0 => 3,
+            _ => 0,
+        };
+        let mut sender = Sender::default();
+        let mut saved = Saved::default();
+        let mut k = 0;
+        while k < self.rdheader.len() {
+            if self.o.zap {
+                let f = &mut self.rdheader[k];
                 let j = f.id_len;
-                let name = &f.text[..j.min(f.text.len())];
-                let slot = if name.eq_ignore_ascii_case(b"Subject:") {
-                    Some(&mut saved.subject)
-                } else if name.eq_ignore_ascii_case(b"References:") {
-                    Some(&mut saved.references)
-                } else if name.eq_ignore_ascii_case(b"Message-ID:") {
-                    Some(&mut saved.message_id)
-                } else if name.eq_ignore_ascii_case(b"Date:") {
-                    Some(&mut saved.date)
-                } else {
-                    None
-                };
-                if let Some(slot) = slot
-                    && f.text.len() - j > 1
-                {
-                    *slot = Some(f.text[j..].to_vec());
+                if j > 0 && f.text.get(j - 1) == Some(&b':') {
+                    let c = f.text.get(j).copied().unwrap_or(b'\n');
+                    if c != b' ' && c != b'\t' && f.text.len() > j + 1 {
+                        f.text.insert(j, b' ');
+                    } else if f.text.len() <= j + 2 {
+                        self.stale = Stale::new(f.text.clone(), j, false);
+                        self.rdheader.remove(k);
+                        continue;
+                    }
                 }
-                k += 1;
             }
-            let namep = sender.address;
-            if self.cache.is_some() {
-                self.elimdups(namep.as_deref(), saved.message_id.as_deref())?;
+            if self.o.concatenate {
+                concatenate(&mut self.rdheader[k]);
             }
-            let mut ctlength: i64 = 0;
-            if !forget_clen
-                && let Some(i) = self
-                    .rdheader
-                    .iter()
-                    .position(|h| matches(&content_length_opt, h))
+            let f = &self.rdheader[k];
+            self.stale = Stale::new(f.text.clone(), f.id_len, true);
+            sender.consider(f, k == 0, mode);
+            let j = f.id_len;
+            let name = &f.text[..j.min(f.text.len())];
+            let slot = if name.eq_ignore_ascii_case(b"Subject:") {
+                Some(&mut saved.subject)
+            } else if name.eq_ignore_ascii_case(b"References:") {
+                Some(&mut saved.references)
+            } else if name.eq_ignore_ascii_case(b"Message-ID:") {
+                Some(&mut saved.message_id)
+            } else if name.eq_ignore_ascii_case(b"Date:") {
+                Some(&mut saved.date)
+            } else {
+                None
+            };
+            if let Some(slot) = slot
+                && f.text.len() - j > 1
             {
-                let f = &self.rdheader[i];
-                let v = &f.text[f.id_len.min(f.text.len())
-                    ..f.text
-                        .len()
-                        .saturating_sub(1)
-                        .max(f.id_len.min(f.text.len()))];
-                ctlength = strtol(v);
+                *slot = Some(f.text[j..].to_vec());
             }
-            let parked = std::mem::take(&mut self.buf);
-            if o.reply {
-                let iheader = self.iheader.clone();
-                self.rdheader.retain(|f| {
-                    find(f, &iheader).is_some_and(|i| {
-                        let fp2 = &iheader[i];
-                        fp2.id_len + 1 >= fp2.text.len()
-                    })
-                });
-                let mut to = b"To: ".to_vec();
-                match &namep {
-                    Some(a) => to.extend_from_slice(a),
-                    None => {
-                        self.retval = EX_NOUSER;
-                        to.extend_from_slice(UNKNOWN);
-                    }
-                }
-                to.push(b'\n');
-                self.rdheader.push(Field::header(&to));
-                if let Some(s) = &saved.subject {
-                    self.stale = Some((s.clone(), 0));
-                    // Debian's formail prefixes "Re:" even when the subject
-                    // already has one (observed with 3.22-27).
-                    let mut t = b"Subject: Re:".to_vec();
-                    load_saved(&mut t, s);
-                    self.rdheader.push(Field::header(&t));
-                }
-                if saved.references.is_some() || saved.message_id.is_some() {
-                    let mut t = b"References:".to_vec();
-                    if let Some(r) = &saved.references {
-                        let r = if saved.message_id.is_some() {
-                            &r[..r.len() - 1]
-                        } else {
-                            &r[..]
-                        };
-                        load_saved(&mut t, r);
-                    }
-                    if let Some(m) = &saved.message_id {
-                        load_saved(&mut t, m);
-                    }
-                    self.rdheader.push(Field::header(&t));
-                }
-                if let Some(m) = &saved.message_id {
-                    let mut t = b"In-Reply-To:".to_vec();
-                    load_saved(&mut t, m);
-                    self.rdheader.push(Field::header(&t));
-                }
-                for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
-                    u.1 = None;
-                }
-                self.procfields(false);
-            } else if !o.force && !self.rdheader.first().is_some_and(Field::is_postmark) {
-                let from_ = Field::option(b"From \n");
-                let forced =
-                    find(&from_, &o.add_if_not).is_some_and(|i| o.add_if_not[i].text.len() <= 6);
-                if forced
-                    || (!was_postmark
-                        && find(&from_, &self.iheader).is_none()
-                        && find(&from_, &o.delete_insert).is_none()
-                        && find(&from_, &o.rename).is_none())
-                {
-                    let mut t = b"From ".to_vec();
-                    t.extend_from_slice(namep.as_deref().unwrap_or(UNKNOWN));
-                    t.push(b' ');
-                    let date_opt = Field::option(b"Date:\n");
-                    match &saved.date {
-                        Some(d) if find(&date_opt, &o.add_if_not).is_some() => {
-                            load_saved(&mut t, d)
-                        }
-                        _ => {
-                            t.push(b' ');
-                            let now = ctime_now();
-                            t.extend_from_slice(now.as_bytes());
-                            self.stale = Some((now.into_bytes(), 0));
-                        }
-                    }
-                    self.rdheader.insert(0, Field::header(&t));
-                }
+            k += 1;
+        }
+        (sender.address, saved)
+    }
+
+    /// The `Content-Length:` value to honour (0: none, or ignored).
+    fn content_length(&self) -> i64 {
+        let o = &self.o;
+        let wanted = Field::option(b"Content-Length:\n");
+        let forget = o.digest
+            || o.berkeley
+            || (o.keep_body
+                && (o.reply
+                    || (!o.extract_keep.is_empty() && find(&wanted, &o.extract_keep).is_none())));
+        if forget {
+            return 0;
+        }
+        match self.rdheader.iter().find(|h| matches(&wanted, h)) {
+            Some(f) => {
+                let s = f.id_len.min(f.text.len());
+                strtol(&f.text[s..f.text.len().saturating_sub(1).max(s)])
             }
-            let mut nheader: Vec<Field> = Vec::new();
-            for a in &o.add_if_not {
-                if self.rdheader.iter().any(|h| matches(a, h)) {
-                    continue;
-                }
-                let name = a.name();
-                if a.name_only()
-                    && (name.eq_ignore_ascii_case(b"Message-ID:")
-                        || name.eq_ignore_ascii_case(b"Resent-Message-ID:"))
-                {
-                    let mut t = a.text[..a.id_len].to_vec();
-                    t.extend_from_slice(b" <");
-                    t.extend_from_slice(self.new_message_id().as_bytes());
-                    t.extend_from_slice(b">\n");
-                    nheader.push(Field::header(&t));
-                    // formail's pointer is left on freed memory here.
-                    self.stale = None;
+            None => 0,
+        }
+    }
+
+    /// `-r`: the header becomes the reply's (the kept X-Loop: fields,
+    /// To:, Subject:, References:, In-Reply-To:), then -i/-I/-R/-u/-U
+    /// apply to it.
+    fn reply_header(&mut self, sender: Option<&[u8]>, saved: &Saved) {
+        let iheader = self.iheader.clone();
+        self.rdheader
+            .retain(|f| find(f, &iheader).is_some_and(|i| iheader[i].name_only()));
+        let mut to = b"To: ".to_vec();
+        match sender {
+            Some(a) => to.extend_from_slice(a),
+            None => {
+                self.retval = EX_NOUSER;
+                to.extend_from_slice(UNKNOWN);
+            }
+        }
+        to.push(b'\n');
+        self.rdheader.push(Field::header(&to));
+        if let Some(s) = &saved.subject {
+            self.stale = Stale::new(s.clone(), 0, false);
+            // Debian's formail prefixes "Re:" even when the subject
+            // already has one (observed with 3.22-27).
+            let mut t = b"Subject: Re:".to_vec();
+            load_saved(&mut t, s);
+            self.rdheader.push(Field::header(&t));
+        }
+        if saved.references.is_some() || saved.message_id.is_some() {
+            let mut t = b"References:".to_vec();
+            if let Some(r) = &saved.references {
+                let r = if saved.message_id.is_some() {
+                    &r[..r.len() - 1]
                 } else {
-                    nheader.push(a.clone());
-                }
+                    &r[..]
+                };
+                load_saved(&mut t, r);
             }
-            if let Some(_folder) = &o.log_summary {
-                if let Some(f) = self.rdheader.first()
-                    && f.is_postmark()
-                {
-                    let t = f.text.clone();
-                    self.out.put(&t);
-                }
-                let subj = Field::option(b"Subject:\n");
-                if let Some(i) = self.rdheader.iter().position(|h| matches(&subj, h)) {
-                    let f = &mut self.rdheader[i];
-                    concatenate(f);
-                    let mut s = f.text[..f.text.len() - 1].to_vec();
-                    detab(&mut s);
-                    self.stale = Some((s.clone(), 0));
-                    s.truncate(78);
-                    self.out.put(b" ");
-                    self.out.put(&s);
-                    self.out.put(b"\n");
-                }
+            if let Some(m) = &saved.message_id {
+                load_saved(&mut t, m);
             }
-            self.buf = parked;
-            let header = std::mem::take(&mut self.rdheader);
-            self.flush_fields(&header, extracting);
-            self.flush_fields(&nheader, extracting);
-            for list in [&o.add_always, &self.iheader.clone(), &o.delete_insert] {
-                for f in list.iter() {
-                    if f.id_len + 1 < f.text.len() {
-                        self.extract_field(f, extracting);
-                    }
+            self.rdheader.push(Field::header(&t));
+        }
+        if let Some(m) = &saved.message_id {
+            let mut t = b"In-Reply-To:".to_vec();
+            load_saved(&mut t, m);
+            self.rdheader.push(Field::header(&t));
+        }
+        for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
+            u.1 = None;
+        }
+        self.procfields(false);
+    }
+
+    /// Puts a `From ` postmark in front when the header has none (and
+    /// `-f`, or a -i/-I/-R on `From `, does not forbid it); `-a "From "`
+    /// asks for one even when the original had one.
+    fn add_postmark(&mut self, sender: Option<&[u8]>, saved: &Saved, was_postmark: bool) {
+        let o = &self.o;
+        if o.force || self.rdheader.first().is_some_and(Field::is_postmark) {
+            return;
+        }
+        let from_ = Field::option(b"From \n");
+        let forced = find(&from_, &o.add_if_not).is_some_and(|i| o.add_if_not[i].text.len() <= 6);
+        if !(forced
+            || (!was_postmark
+                && find(&from_, &self.iheader).is_none()
+                && find(&from_, &o.delete_insert).is_none()
+                && find(&from_, &o.rename).is_none()))
+        {
+            return;
+        }
+        let mut t = b"From ".to_vec();
+        t.extend_from_slice(sender.unwrap_or(UNKNOWN));
+        t.push(b' ');
+        let date_opt = Field::option(b"Date:\n");
+        match &saved.date {
+            // `-a Date:`: the postmark takes the message's date.
+            Some(d) if find(&date_opt, &o.add_if_not).is_some() => load_saved(&mut t, d),
+            _ => {
+                t.push(b' ');
+                let now = ctime_now();
+                t.extend_from_slice(now.as_bytes());
+                self.stale = Stale::new(now.into_bytes(), 0, false);
+            }
+        }
+        self.rdheader.insert(0, Field::header(&t));
+    }
+
+    /// The `-a` fields the header lacks (a bare `-a Message-ID:` gets a
+    /// fresh id).
+    fn added_fields(&mut self) -> Vec<Field> {
+        let mut added = Vec::new();
+        for a in self.o.add_if_not.clone() {
+            if self.rdheader.iter().any(|h| matches(&a, h)) {
+                continue;
+            }
+            let name = a.name();
+            if a.name_only()
+                && (name.eq_ignore_ascii_case(b"Message-ID:")
+                    || name.eq_ignore_ascii_case(b"Resent-Message-ID:"))
+            {
+                let mut t = a.text[..a.id_len].to_vec();
+                t.extend_from_slice(b" <");
+                t.extend_from_slice(self.new_message_id().as_bytes());
+                t.extend_from_slice(b">\n");
+                added.push(Field::header(&t));
+                // formail's pointer is left on freed memory here.
+                self.stale = None;
+            } else {
+                added.push(a);
+            }
+        }
+        added
+    }
+
+    /// `-l`: the postmark and ` Subject: ...` lines of procmail's log.
+    fn summary_lines(&mut self) {
+        if let Some(f) = self.rdheader.first()
+            && f.is_postmark()
+        {
+            let t = f.text.clone();
+            self.out.put(&t);
+        }
+        let subj = Field::option(b"Subject:\n");
+        if let Some(i) = self.rdheader.iter().position(|h| matches(&subj, h)) {
+            let f = &mut self.rdheader[i];
+            concatenate(f);
+            let mut s = f.text[..f.text.len() - 1].to_vec();
+            detab(&mut s);
+            self.stale = Stale::new(s.clone(), 0, false);
+            s.truncate(78);
+            self.out.put(b" ");
+            self.out.put(&s);
+            self.out.put(b"\n");
+        }
+    }
+
+    /// Writes the header: its fields, the `-a` additions, then the `-A`,
+    /// `-i` and `-I` fields that have a value.
+    fn write_header(&mut self, added: &[Field], extracting: bool) {
+        let header = std::mem::take(&mut self.rdheader);
+        self.flush_fields(&header, extracting);
+        self.flush_fields(added, extracting);
+        let lists = [
+            self.o.add_always.clone(),
+            self.iheader.clone(),
+            self.o.delete_insert.clone(),
+        ];
+        for f in lists.iter().flatten() {
+            if !f.name_only() {
+                self.extract_field(f, extracting);
+            }
+        }
+    }
+
+    /// Skips a BABYL message's pseudo header (up to an empty line).
+    fn skip_babyl_pseudo_header(&mut self) {
+        let mut lc = 0u8;
+        let mut c;
+        loop {
+            c = self.getc();
+            match c {
+                None => break,
+                Some(b'\n') if lc == b'\n' => break,
+                Some(x) => lc = x,
+            }
+        }
+        self.buflast = c;
+    }
+
+    /// Copies `ctlength` body bytes as they are (no escaping, no split);
+    /// returns whether the copy ended on an empty line.
+    fn copy_counted(&mut self, mut ctlength: i64, mut lnl: bool) -> bool {
+        if !self.buf.is_empty() {
+            let b = std::mem::take(&mut self.buf);
+            self.out.lput(&b);
+            ctlength -= b.len() as i64;
+            lnl = false;
+        }
+        let mut tbl = self.buflast;
+        let mut lwr = Some(b'\n');
+        loop {
+            ctlength -= 1;
+            if ctlength < 0 {
+                break;
+            }
+            let Some(c) = tbl else { break };
+            lnl = lwr == Some(c) && c == b'\n';
+            self.out.lput(&[c]);
+            lwr = Some(c);
+            tbl = self.getc();
+        }
+        self.buflast = tbl;
+        if tbl == Some(b'\n') && lwr != tbl {
+            // Stopped just before a line break: take it along.
+            self.out.lput(b"\n");
+            self.buflast = self.getc();
+        }
+        if !self.o.quiet && ctlength > 0 {
+            eprintln!("formail: Content-Length: field exceeds actual length by {ctlength} bytes");
+        }
+        lnl
+    }
+
+    /// The body, line by line, until the input ends or (`-s`) the next
+    /// message starts. `lnl`: the last line written was empty.
+    fn body(&mut self, mut lnl: bool) -> Result<Flow, Stop> {
+        let o = self.o.clone();
+        let mut babyl_start = false;
+        while !self.buf.is_empty() || !lnl || self.buflast.is_some() {
+            if self.buf.is_empty() {
+                self.readhead();
+            }
+            if (!o.babyl || babyl_start) && self.next_message_starts(lnl) {
+                if !lnl {
+                    self.out.lput(b"\n");
                 }
-            }
-            if o.keep_body || !extracting {
-                self.out.lput(b"\n");
-            }
-            if !o.keep_body && (o.reply || extracting) {
                 self.logfolder();
-                if o.split {
-                    self.closemine()?;
-                } else {
-                    return self.finish_onlyhead();
+                if !self.out.close() {
+                    self.split_failed = true;
+                    if !o.quiet {
+                        eprintln!("formail: Couldn't write to stdout, continuing...");
+                    }
                 }
+                if o.nowait.is_none()
+                    && !o.command.is_empty()
+                    && let Some(kid) = self.kids.pop()
+                {
+                    let code = kid.wait();
+                    if code != 0 && self.retval == 0 {
+                        self.retval = code;
+                    }
+                }
+                if self.o.total == Some(0) {
+                    return Ok(Flow::Done(self.finish()));
+                }
+                self.startprog();
+                return Ok(Flow::Next);
+            }
+            lnl = self.buf.len() == 1;
+            if o.babyl && self.buf.first() == Some(&0x1f) {
+                babyl_start = true;
+                self.out.close();
                 self.out.dest = Dest::Sink;
             }
-            let mut lnl = true;
-            if self.buf.len() == 1 {
-                self.buf.clear();
-            }
-            if o.babyl {
-                let mut lc = 0u8;
-                let mut c;
-                loop {
-                    c = self.getc();
-                    match c {
-                        None => break,
-                        Some(b'\n') if lc == b'\n' => break,
-                        Some(x) => lc = x,
-                    }
-                }
-                self.buflast = c;
-                babyl_start = false;
-            }
-            if ctlength > 0 {
-                if !self.buf.is_empty() {
-                    let b = std::mem::take(&mut self.buf);
-                    self.out.lput(&b);
-                    ctlength -= b.len() as i64;
-                    lnl = false;
-                }
-                let mut tbl = self.buflast;
-                let mut lwr = Some(b'\n');
-                loop {
-                    ctlength -= 1;
-                    if ctlength < 0 {
-                        break;
-                    }
-                    let Some(c) = tbl else { break };
-                    lnl = lwr == Some(c) && c == b'\n';
-                    self.out.lput(&[c]);
-                    lwr = Some(c);
-                    tbl = self.getc();
-                }
-                self.buflast = tbl;
-                if tbl == Some(b'\n') && lwr != tbl {
-                    self.out.lput(b"\n");
-                    self.buflast = self.getc();
-                }
-                if !o.quiet && ctlength > 0 {
-                    eprintln!(
-                        "formail: Content-Length: field exceeds actual length by {ctlength} bytes"
-                    );
-                }
-            }
-            // The body, line by line, until the input ends or the next
-            // message starts.
-            while !self.buf.is_empty() || !lnl || self.buflast.is_some() {
-                if self.buf.is_empty() {
-                    self.readhead();
-                }
-                if !o.babyl || babyl_start {
-                    let mut from_line = false;
-                    let mut accumulate = false;
-                    if let Some(f) = self.rdheader.first() {
-                        self.stale = Some((f.text.clone(), 0));
-                        if f.is_postmark() {
-                            from_line = true;
-                        } else if o.split && o.digest && (lnl || o.every) && self.digheadr() {
-                            accumulate = true;
-                        }
-                    } else if is_postmark(&self.buf) {
-                        self.addbuf();
-                        from_line = true;
-                    } else if o.split && o.digest && (lnl || o.every) && self.artheadr() {
-                        accumulate = true;
-                    }
-                    if from_line {
-                        if o.split && (lnl || o.every) && self.postmark_at() {
-                            accumulate = true;
-                        } else if o.bogus {
-                            let p = o.prefix.clone();
-                            self.out.lput(&p);
-                        }
-                    }
-                    if accumulate {
-                        let mut i = min_fields;
-                        loop {
-                            i = i.saturating_sub(1);
-                            if i == 0 || !self.readhead() || !self.digheadr() {
-                                break;
-                            }
-                        }
-                        if i == 0 {
-                            // Split here.
-                            if !lnl {
-                                self.out.lput(b"\n");
-                            }
-                            self.logfolder();
-                            if !self.out.close() {
-                                self.split_failed = true;
-                                if !o.quiet {
-                                    eprintln!("formail: Couldn't write to stdout, continuing...");
-                                }
-                            }
-                            if o.nowait.is_none()
-                                && !o.command.is_empty()
-                                && let Some(kid) = self.kids.pop()
-                            {
-                                let code = kid.wait();
-                                if code != 0 && self.retval == 0 {
-                                    self.retval = code;
-                                }
-                            }
-                            if self.o.total == Some(0) {
-                                return Ok(self.finish(true));
-                            }
-                            self.startprog();
-                            continue 'message;
-                        }
-                    }
-                }
-                lnl = self.buf.len() == 1;
-                if o.babyl && self.buf.first() == Some(&0x1f) {
-                    babyl_start = true;
-                    self.out.close();
-                    self.out.dest = Dest::Sink;
-                }
-                if o.reply && o.bogus {
-                    if !self.rdheader.is_empty() {
-                        let fields = std::mem::take(&mut self.rdheader);
-                        let p = o.prefix.clone();
-                        for f in fields {
-                            for line in f.text.split_inclusive(|&c| c == b'\n') {
-                                self.out.lput(&p);
-                                self.out.lput(line);
-                            }
-                        }
-                    } else {
-                        if self.buf.len() > 1 {
-                            let p = o.prefix.clone();
-                            self.out.lput(&p);
-                        }
-                        let b = std::mem::take(&mut self.buf);
-                        self.out.lput(&b);
-                    }
-                } else if !self.rdheader.is_empty() {
+            if o.reply && o.bogus {
+                // `-rk`: the body is quoted, empty lines excepted.
+                if !self.rdheader.is_empty() {
                     let fields = std::mem::take(&mut self.rdheader);
                     for f in &fields {
-                        self.out.lput(&f.text);
+                        for line in f.text.split_inclusive(|&c| c == b'\n') {
+                            self.out.lput(&o.prefix);
+                            self.out.lput(line);
+                        }
                     }
+                    self.group_freed(&fields);
                 } else {
+                    if self.buf.len() > 1 {
+                        self.out.lput(&o.prefix);
+                    }
                     let b = std::mem::take(&mut self.buf);
                     self.out.lput(&b);
                 }
+            } else if !self.rdheader.is_empty() {
+                let fields = std::mem::take(&mut self.rdheader);
+                for f in &fields {
+                    self.out.lput(&f.text);
+                }
+                self.group_freed(&fields);
+            } else {
+                let b = std::mem::take(&mut self.buf);
+                self.out.lput(&b);
             }
-            self.logfolder();
-            return self.finish_onlyhead();
         }
+        self.logfolder();
+        self.finish_onlyhead().map(Flow::Done)
+    }
+
+    /// Looks at the body line just read (in `rdheader` when it parsed as
+    /// a field, else in `buf`): whether a new message starts here (`-s`
+    /// only: a real postmark, or under `-d` known header fields, followed
+    /// by enough header fields). A `From ` line that does not start one
+    /// gets the escape prefix written before it (unless `-b`).
+    fn next_message_starts(&mut self, lnl: bool) -> bool {
+        let o = &self.o;
+        let (split, digest, every, bogus) = (o.split, o.digest, o.every, o.bogus);
+        let at_start = lnl || every;
+        let mut from_line = false;
+        let mut accumulate = false;
+        if let Some(f) = self.rdheader.first() {
+            self.stale = Stale::new(f.text.clone(), 0, true);
+            if f.is_postmark() {
+                from_line = true;
+            } else if split && digest && at_start && self.digheadr() {
+                accumulate = true;
+            }
+        } else if is_postmark(&self.buf) {
+            // formail stores the line as a field (a malloc): if the block
+            // its stale pointer points into is the one handed out, the
+            // pointer now sees this line.
+            if let Some(st) = self.stale.as_mut()
+                && st.reusable == Some(chunk_class(field_request(self.buf.len())))
+            {
+                st.text = self.buf.clone();
+                st.in_field = true;
+                st.reusable = None;
+            }
+            self.addbuf();
+            from_line = true;
+        } else if split && digest && at_start && self.artheadr() {
+            accumulate = true;
+        }
+        if from_line {
+            if split && at_start && self.postmark_at() {
+                accumulate = true;
+            } else if bogus {
+                let p = self.o.prefix.clone();
+                self.out.lput(&p);
+            }
+        }
+        if !accumulate {
+            return false;
+        }
+        // Enough header fields must follow (-m, 2 by default).
+        let mut i = self.o.min_fields;
+        loop {
+            i = i.saturating_sub(1);
+            if i == 0 || !self.readhead() || !self.digheadr() {
+                break;
+            }
+        }
+        i == 0
     }
 
     /// formail's `onlyhead`: close the output (exit 74 if it failed),
     /// then finish.
     fn finish_onlyhead(&mut self) -> Result<i32, Stop> {
         self.closemine()?;
-        Ok(self.finish(false))
+        Ok(self.finish())
     }
 
     /// formail's `nconlyhead`: wait for every program, then the exit code.
-    fn finish(&mut self, _stopped: bool) -> i32 {
+    fn finish(&mut self) -> i32 {
         if self.o.split {
             for kid in std::mem::take(&mut self.kids) {
                 let code = kid.wait();
@@ -1012,12 +1166,55 @@ impl Engine {
     /// subject, or the last header field's value (which rarely passes:
     /// the line is escaped). We keep that pointer's target in `stale`.
     fn postmark_at(&mut self) -> bool {
-        let Some((text, off)) = self.stale.take() else {
+        let Some(st) = self.stale.as_mut() else {
             return false;
         };
-        let (ok, at) = postmark_looks_real(&text, off);
-        self.stale = Some((text, at));
+        let (ok, at) = postmark_looks_real(&st.text, st.off);
+        st.off = at;
         ok
+    }
+
+    /// The header was written and its fields freed (in order, then the
+    /// `-a` fields, then the sender string). If the stale pointer points
+    /// into the last header field, that block is reused by the next field
+    /// of its size class unless a later free of the same class is on top.
+    fn header_freed(&mut self, added: &[Field], sender: Option<&[u8]>) {
+        let reply = self.o.reply;
+        let Some(st) = self.stale.as_mut() else {
+            return;
+        };
+        st.reusable = None;
+        if !st.in_field || reply {
+            return;
+        }
+        let c = chunk_class(field_request(st.text.len()));
+        let covered = added
+            .iter()
+            .any(|f| chunk_class(field_request(f.text.len())) == c)
+            || sender.is_some_and(|a| chunk_class(a.len() + 1) == c);
+        if !covered {
+            st.reusable = Some(c);
+        }
+    }
+
+    /// A group of body lines that parsed as fields was written and freed,
+    /// first to last; the stale pointer, if it points into the first, is
+    /// left on a reusable block when no later one shares its class.
+    fn group_freed(&mut self, fields: &[Field]) {
+        let Some(st) = self.stale.as_mut() else {
+            return;
+        };
+        st.reusable = None;
+        if !st.in_field || fields.is_empty() || fields[0].text != st.text {
+            return;
+        }
+        let c = chunk_class(field_request(fields[0].text.len()));
+        if !fields[1..]
+            .iter()
+            .any(|f| chunk_class(field_request(f.text.len())) == c)
+        {
+            st.reusable = Some(c);
+        }
     }
 
     /// Prints header fields, or under -x/-X only the ones asked for.
