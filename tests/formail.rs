@@ -618,6 +618,20 @@ fn formail_matches_on_splitting() {
         case("s-b", &["-b", "-s"], BOXES),
         case("s-f", &["-f", "-s"], BOXES),
         case("s-prefix", &["-p", "|", "-s"], BOXES),
+        // A `From ` line that ends a header is tested through formail's
+        // stale pointer, whose target glibc's malloc reuses: regressions
+        // found by the generated cases.
+        case(
+            "stale-reuse",
+            &["-m1", "-s"],
+            &["postmark-ends-header-reuse.mbox"],
+        ),
+        case(
+            "stale-overlay",
+            &["-ds"],
+            &["postmark-ends-header-overlay.eml"],
+        ),
+        case("stale-two-postmarks", &["-s"], &["two-postmarks.eml"]),
         case("babyl", &["-Bs"], &["rmail.babyl"]),
         case(
             "babyl-cat",

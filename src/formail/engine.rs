@@ -11,7 +11,7 @@
 //! mailbox.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use super::address::Sender;
@@ -130,26 +130,40 @@ enum Stop {
 }
 
 /// Where formail's `chp` pointer was left, for the `From ` lines it tests
-/// without setting it (see `Engine::postmark_at`).
+/// without setting it (see `Engine::postmark_at`). When it points into a
+/// header field, what it sees later depends on glibc's malloc: a freed
+/// field block is handed to the next request of its size class (last
+/// freed, first reused) and only overwritten as far as the new field
+/// reaches, since formail's fields are not NUL-terminated.
 struct Stale {
     /// The bytes it points into.
     text: Vec<u8>,
     /// Where in them.
     off: usize,
-    /// It points into a header field (the header's last one, or the first
-    /// of a group of body lines) that is freed when the group is written.
-    in_field: bool,
-    /// That field has been freed and is the most recently freed block of
-    /// its malloc size class: the next field of that class reuses it.
+    /// The live field of the current list (`rdheader`) it points into.
+    field: Option<usize>,
+    /// Its block has been freed and is the last freed block of this size
+    /// class, so the next field of that class lands on it.
     reusable: Option<usize>,
 }
 
 impl Stale {
-    fn new(text: Vec<u8>, off: usize, in_field: bool) -> Option<Stale> {
+    /// Pointing at bytes that no field allocation will change.
+    fn fixed(text: Vec<u8>, off: usize) -> Option<Stale> {
         Some(Stale {
             text,
             off,
-            in_field,
+            field: None,
+            reusable: None,
+        })
+    }
+
+    /// Pointing into field `index` of the current list.
+    fn in_field(text: Vec<u8>, off: usize, index: usize) -> Option<Stale> {
+        Some(Stale {
+            text,
+            off,
+            field: Some(index),
             reusable: None,
         })
     }
@@ -179,8 +193,10 @@ enum Flow {
 /// One formail run over `input`.
 pub struct Engine {
     o: Options,
-    input: Vec<u8>,
+    input: Box<dyn Read>,
+    inbuf: Vec<u8>,
     pos: usize,
+    filled: usize,
     buf: Vec<u8>,
     buflast: Option<u8>,
     rdheader: Vec<Field>,
@@ -203,8 +219,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A run of `o` over `input`, with the `-D` cache already open.
-    pub fn new(o: Options, input: Vec<u8>, cache: Option<(File, u64)>) -> Engine {
+    /// A run of `o` over `input` (read as it goes, like formail: a run
+    /// that ends early leaves the rest unread), with the `-D` cache
+    /// already open.
+    pub fn new(o: Options, input: Box<dyn Read>, cache: Option<(File, u64)>) -> Engine {
         let count_only = o.log_summary.is_some();
         let iheader = o.rename_insert.clone();
         let uheader = o.first_unique.iter().map(|f| (f.clone(), None)).collect();
@@ -212,7 +230,9 @@ impl Engine {
         Engine {
             o,
             input,
+            inbuf: vec![0; 64 * 1024],
             pos: 0,
+            filled: 0,
             buf: Vec::new(),
             buflast: None,
             rdheader: Vec::new(),
@@ -238,12 +258,25 @@ impl Engine {
         }
     }
 
+    /// The next input byte (`None` at the end; a read error ends the
+    /// input as it does for formail's getchar()).
     fn getc(&mut self) -> Option<u8> {
-        let c = self.input.get(self.pos).copied();
-        if c.is_some() {
-            self.pos += 1;
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = loop {
+                match self.input.read(&mut self.inbuf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break 0,
+                }
+            };
+            if self.filled == 0 {
+                return None;
+            }
         }
-        c
+        let c = self.inbuf[self.pos];
+        self.pos += 1;
+        Some(c)
     }
 
     /// Appends one line to `buf` (always newline-terminated; at the end of
@@ -294,8 +327,53 @@ impl Engine {
 
     fn addbuf(&mut self) {
         let f = Field::header(&self.buf);
+        self.field_allocated(self.rdheader.len(), &f.text);
         self.rdheader.push(f);
         self.buf.clear();
+    }
+
+    /// A field block is allocated for `text`, to be field `index` of the
+    /// current list: if it is the freed block the stale pointer points
+    /// into, the new text overwrites the start of what it sees.
+    fn field_allocated(&mut self, index: usize, text: &[u8]) {
+        let Some(st) = self.stale.as_mut() else {
+            return;
+        };
+        if st.reusable == Some(chunk_class(field_request(text.len()))) {
+            let keep = st.text.get(text.len()..).unwrap_or_default().to_vec();
+            st.text = [text, &keep[..]].concat();
+            st.field = Some(index);
+            st.reusable = None;
+        }
+    }
+
+    /// Field `index`'s block (of `len` text bytes) is freed.
+    fn field_freed(&mut self, index: usize, len: usize) {
+        let class = chunk_class(field_request(len));
+        if let Some(st) = self.stale.as_mut() {
+            if st.field == Some(index) {
+                st.field = None;
+                st.reusable = Some(class);
+            } else if st.reusable == Some(class) {
+                st.reusable = None; // another block is on top now
+            }
+        }
+    }
+
+    /// The fields of the current list are freed, first to last.
+    fn fields_freed(&mut self, fields: &[Field]) {
+        for (j, f) in fields.iter().enumerate() {
+            self.field_freed(j, f.text.len());
+        }
+    }
+
+    /// Some other block of `request` bytes is freed.
+    fn block_freed(&mut self, request: usize) {
+        if let Some(st) = self.stale.as_mut()
+            && st.reusable == Some(chunk_class(request))
+        {
+            st.reusable = None;
+        }
     }
 
     /// A USENET `Article ` line starting a digest message.
@@ -440,7 +518,13 @@ impl Engine {
         }
         self.buf = parked;
         self.write_header(&added, extracting);
-        self.header_freed(&added, sender.as_deref());
+        // formail frees the header, then the -a fields, then the sender.
+        for f in &added {
+            self.block_freed(field_request(f.text.len()));
+        }
+        if let Some(a) = &sender {
+            self.block_freed(a.len() + 1);
+        }
         if self.o.keep_body || !extracting {
             self.out.lput(b"\n");
         }
@@ -504,7 +588,14 @@ impl Engine {
                     if c != b' ' && c != b'\t' && f.text.len() > j + 1 {
                         f.text.insert(j, b' ');
                     } else if f.text.len() <= j + 2 {
-                        self.stale = Stale::new(f.text.clone(), j, false);
+                        // Pointing into a field that is freed right away.
+                        let class = chunk_class(field_request(f.text.len()));
+                        self.stale = Some(Stale {
+                            text: f.text.clone(),
+                            off: j,
+                            field: None,
+                            reusable: Some(class),
+                        });
                         self.rdheader.remove(k);
                         continue;
                     }
@@ -514,7 +605,7 @@ impl Engine {
                 concatenate(&mut self.rdheader[k]);
             }
             let f = &self.rdheader[k];
-            self.stale = Stale::new(f.text.clone(), f.id_len, true);
+            self.stale = Stale::in_field(f.text.clone(), f.id_len, k);
             sender.consider(f, k == 0, mode);
             let j = f.id_len;
             let name = &f.text[..j.min(f.text.len())];
@@ -565,8 +656,24 @@ impl Engine {
     /// apply to it.
     fn reply_header(&mut self, sender: Option<&[u8]>, saved: &Saved) {
         let iheader = self.iheader.clone();
-        self.rdheader
-            .retain(|f| find(f, &iheader).is_some_and(|i| iheader[i].name_only()));
+        let old = std::mem::take(&mut self.rdheader);
+        let pointed = self.stale.as_ref().and_then(|st| st.field);
+        let mut kept_index = None;
+        for (j, f) in old.into_iter().enumerate() {
+            if find(&f, &iheader).is_some_and(|i| iheader[i].name_only()) {
+                if pointed == Some(j) {
+                    kept_index = Some(self.rdheader.len());
+                }
+                self.rdheader.push(f);
+            } else {
+                self.field_freed(j, f.text.len());
+            }
+        }
+        if let Some(st) = self.stale.as_mut()
+            && st.field.is_some()
+        {
+            st.field = kept_index;
+        }
         let mut to = b"To: ".to_vec();
         match sender {
             Some(a) => to.extend_from_slice(a),
@@ -576,13 +683,15 @@ impl Engine {
             }
         }
         to.push(b'\n');
+        self.field_allocated(self.rdheader.len(), &to);
         self.rdheader.push(Field::header(&to));
         if let Some(s) = &saved.subject {
-            self.stale = Stale::new(s.clone(), 0, false);
+            self.stale = Stale::fixed(s.clone(), 0);
             // Debian's formail prefixes "Re:" even when the subject
             // already has one (observed with 3.22-27).
             let mut t = b"Subject: Re:".to_vec();
             load_saved(&mut t, s);
+            self.field_allocated(self.rdheader.len(), &t);
             self.rdheader.push(Field::header(&t));
         }
         if saved.references.is_some() || saved.message_id.is_some() {
@@ -598,11 +707,13 @@ impl Engine {
             if let Some(m) = &saved.message_id {
                 load_saved(&mut t, m);
             }
+            self.field_allocated(self.rdheader.len(), &t);
             self.rdheader.push(Field::header(&t));
         }
         if let Some(m) = &saved.message_id {
             let mut t = b"In-Reply-To:".to_vec();
             load_saved(&mut t, m);
+            self.field_allocated(self.rdheader.len(), &t);
             self.rdheader.push(Field::header(&t));
         }
         for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
@@ -640,9 +751,15 @@ impl Engine {
                 t.push(b' ');
                 let now = ctime_now();
                 t.extend_from_slice(now.as_bytes());
-                self.stale = Stale::new(now.into_bytes(), 0, false);
+                self.stale = Stale::fixed(now.into_bytes(), 0);
             }
         }
+        if let Some(st) = self.stale.as_mut()
+            && let Some(i) = st.field.as_mut()
+        {
+            *i += 1;
+        }
+        self.field_allocated(0, &t);
         self.rdheader.insert(0, Field::header(&t));
     }
 
@@ -687,7 +804,7 @@ impl Engine {
             concatenate(f);
             let mut s = f.text[..f.text.len() - 1].to_vec();
             detab(&mut s);
-            self.stale = Stale::new(s.clone(), 0, false);
+            self.stale = Stale::fixed(s.clone(), 0);
             s.truncate(78);
             self.out.put(b" ");
             self.out.put(&s);
@@ -700,6 +817,7 @@ impl Engine {
     fn write_header(&mut self, added: &[Field], extracting: bool) {
         let header = std::mem::take(&mut self.rdheader);
         self.flush_fields(&header, extracting);
+        self.fields_freed(&header);
         self.flush_fields(added, extracting);
         let lists = [
             self.o.add_always.clone(),
@@ -813,7 +931,7 @@ impl Engine {
                             self.out.lput(line);
                         }
                     }
-                    self.group_freed(&fields);
+                    self.fields_freed(&fields);
                 } else {
                     if self.buf.len() > 1 {
                         self.out.lput(&o.prefix);
@@ -826,7 +944,7 @@ impl Engine {
                 for f in &fields {
                     self.out.lput(&f.text);
                 }
-                self.group_freed(&fields);
+                self.fields_freed(&fields);
             } else {
                 let b = std::mem::take(&mut self.buf);
                 self.out.lput(&b);
@@ -848,23 +966,13 @@ impl Engine {
         let mut from_line = false;
         let mut accumulate = false;
         if let Some(f) = self.rdheader.first() {
-            self.stale = Stale::new(f.text.clone(), 0, true);
+            self.stale = Stale::in_field(f.text.clone(), 0, 0);
             if f.is_postmark() {
                 from_line = true;
             } else if split && digest && at_start && self.digheadr() {
                 accumulate = true;
             }
         } else if is_postmark(&self.buf) {
-            // formail stores the line as a field (a malloc): if the block
-            // its stale pointer points into is the one handed out, the
-            // pointer now sees this line.
-            if let Some(st) = self.stale.as_mut()
-                && st.reusable == Some(chunk_class(field_request(self.buf.len())))
-            {
-                st.text = self.buf.clone();
-                st.in_field = true;
-                st.reusable = None;
-            }
             self.addbuf();
             from_line = true;
         } else if split && digest && at_start && self.artheadr() {
@@ -1172,49 +1280,6 @@ impl Engine {
         let (ok, at) = postmark_looks_real(&st.text, st.off);
         st.off = at;
         ok
-    }
-
-    /// The header was written and its fields freed (in order, then the
-    /// `-a` fields, then the sender string). If the stale pointer points
-    /// into the last header field, that block is reused by the next field
-    /// of its size class unless a later free of the same class is on top.
-    fn header_freed(&mut self, added: &[Field], sender: Option<&[u8]>) {
-        let reply = self.o.reply;
-        let Some(st) = self.stale.as_mut() else {
-            return;
-        };
-        st.reusable = None;
-        if !st.in_field || reply {
-            return;
-        }
-        let c = chunk_class(field_request(st.text.len()));
-        let covered = added
-            .iter()
-            .any(|f| chunk_class(field_request(f.text.len())) == c)
-            || sender.is_some_and(|a| chunk_class(a.len() + 1) == c);
-        if !covered {
-            st.reusable = Some(c);
-        }
-    }
-
-    /// A group of body lines that parsed as fields was written and freed,
-    /// first to last; the stale pointer, if it points into the first, is
-    /// left on a reusable block when no later one shares its class.
-    fn group_freed(&mut self, fields: &[Field]) {
-        let Some(st) = self.stale.as_mut() else {
-            return;
-        };
-        st.reusable = None;
-        if !st.in_field || fields.is_empty() || fields[0].text != st.text {
-            return;
-        }
-        let c = chunk_class(field_request(fields[0].text.len()));
-        if !fields[1..]
-            .iter()
-            .any(|f| chunk_class(field_request(f.text.len())) == c)
-        {
-            st.reusable = Some(c);
-        }
     }
 
     /// Prints header fields, or under -x/-X only the ones asked for.

@@ -20,11 +20,9 @@ pub mod field;
 pub mod options;
 
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-pub use cache::scan as cache_scan;
 pub use options::{Options, ParseError, parse};
 
 /// Whether `argv[0]` names formail (so `postroom` runs as formail).
@@ -85,12 +83,7 @@ pub fn main(args: &[OsString]) -> i32 {
             }
         }
     };
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().lock().read_to_end(&mut input) {
-        eprintln!("formail: error reading stdin: {e}");
-        return engine::EX_IOERR;
-    }
-    engine::Engine::new(o, input, cache).run()
+    engine::Engine::new(o, Box::new(std::io::stdin()), cache).run()
 }
 
 /// The whole command line, `argv[0]` included (for `postroom` installed
