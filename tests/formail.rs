@@ -498,6 +498,15 @@ fn formail_matches_on_bad_command_lines() {
             &["-D", "100", "/nonexistent/dir/cache"],
             &["full.eml"],
         ),
+        // formail opens the cache while parsing: it exists after a later
+        // usage error, and failing to open it wins over one.
+        case("D-then-bad-letter", &["-D", "10", "c", "-Z"], &["full.eml"]),
+        case("D-then-k-alone", &["-D", "10", "c", "-k"], &["full.eml"]),
+        case(
+            "D-unopenable-then-bad",
+            &["-D", "10", "/nonexistent/c", "-Z"],
+            &["full.eml"],
+        ),
     ];
     check(&cases, 18);
 }

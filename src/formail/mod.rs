@@ -34,56 +34,57 @@ pub fn is_formail_name(arg0: &OsStr) -> bool {
 /// returns the exit code.
 pub fn main(args: &[OsString]) -> i32 {
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.clone().into_vec()).collect();
-    let o = match options::parse(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            match e {
-                ParseError::Usage => eprint!("{}", options::USAGE),
-                ParseError::Help => eprint!("{}{}", options::USAGE, options::HELP),
-                ParseError::Version => eprintln!(
-                    "formail (postroom {}), compatible with formail v3.23pre 2001/09/13",
-                    env!("CARGO_PKG_VERSION")
-                ),
-                ParseError::InvalidField(f) => {
-                    eprintln!(
-                        "formail: Invalid field-name: \"{}\"",
-                        String::from_utf8_lossy(&f)
-                    );
-                    eprint!("{}", options::USAGE);
-                }
-            }
-            return engine::EX_USAGE;
-        }
-    };
+    let (o, parsed) = options::parse_partial(&args);
+    // The cache is opened first: formail opens it while parsing.
     let cache = match &o.duplicates {
         None => None,
-        Some((maxlen, path)) => {
-            let p = Path::new(OsStr::from_bytes(path));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(p)
-                .or_else(|_| {
-                    // formail creates it with fopen "w+b", which also
-                    // truncates; we do not, so that two first runs at once
-                    // cannot wipe each other's key.
-                    std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(p)
-                });
-            match f {
-                Ok(f) => Some((f, *maxlen)),
-                Err(_) => {
-                    eprintln!("formail: Couldn't open \"{}\"", p.display());
-                    return engine::EX_CANTCREAT;
-                }
+        Some((maxlen, path)) => match open_cache(Path::new(OsStr::from_bytes(path))) {
+            Ok(f) => Some((f, *maxlen)),
+            Err(p) => {
+                eprintln!("formail: Couldn't open \"{}\"", p.display());
+                return engine::EX_CANTCREAT;
+            }
+        },
+    };
+    if let Err(e) = parsed {
+        match e {
+            ParseError::Usage => eprint!("{}", options::USAGE),
+            ParseError::Help => eprint!("{}{}", options::USAGE, options::HELP),
+            ParseError::Version => eprintln!(
+                "formail (postroom {}), compatible with formail v3.23pre 2001/09/13",
+                env!("CARGO_PKG_VERSION")
+            ),
+            ParseError::InvalidField(f) => {
+                eprintln!(
+                    "formail: Invalid field-name: \"{}\"",
+                    String::from_utf8_lossy(&f)
+                );
+                eprint!("{}", options::USAGE);
             }
         }
-    };
+        return engine::EX_USAGE;
+    }
     engine::Engine::new(o, Box::new(std::io::stdin()), cache).run()
+}
+
+/// Opens the `-D` cache for reading and writing, creating it if needed.
+fn open_cache(p: &Path) -> Result<std::fs::File, &Path> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .or_else(|_| {
+            // formail creates it with fopen "w+b", which also truncates;
+            // we do not, so that two first runs at once cannot wipe each
+            // other's key.
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+        })
+        .map_err(|_| p)
 }
 
 /// The whole command line, `argv[0]` included (for `postroom` installed

@@ -138,12 +138,26 @@ pub enum ParseError {
 /// value moves it into the next argument when its own is used up, and
 /// letters are then read on from wherever the value ended.
 pub fn parse(args: &[Vec<u8>]) -> Result<Options, ParseError> {
+    let (o, r) = parse_partial(args);
+    r.map(|()| o)
+}
+
+/// Like [`parse`], but also returns what was read before an error:
+/// formail opens (creates) a `-D` cache file as soon as it reads the
+/// option, so the file exists, or its failure to open decides the exit
+/// code, even when a later argument is bad.
+pub fn parse_partial(args: &[Vec<u8>]) -> (Options, Result<(), ParseError>) {
     let mut o = Options {
         quiet: true,
         bogus: true,
         prefix: b">".to_vec(),
         ..Options::default()
     };
+    let r = parse_into(&mut o, args);
+    (o, r)
+}
+
+fn parse_into(o: &mut Options, args: &[Vec<u8>]) -> Result<(), ParseError> {
     let mut nowait = false;
     let mut childlimit = 0usize;
     let mut a = 0usize;
@@ -221,7 +235,7 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Options, ParseError> {
                     b'a' | b'A' | b'i' | b'I' | b'x' | b'X' | b'u' | b'U' | b'R' => {
                         next_value(args, &mut a, &mut i)?;
                         let text = args[a][i..].to_vec();
-                        field_option(&mut o, letter, &text, args, &mut a)?;
+                        field_option(o, letter, &text, args, &mut a)?;
                         break;
                     }
                     b'D' | b'm' => next_value(args, &mut a, &mut i)?,
@@ -272,7 +286,7 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Options, ParseError> {
     if nowait {
         o.nowait = Some(childlimit);
     }
-    Ok(o)
+    Ok(())
 }
 
 /// formail's "next argument" rule for a value: the rest of this argument
