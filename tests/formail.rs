@@ -621,6 +621,33 @@ fn formail_matches_on_splitting() {
             &["-s", "sh", "-c", "cat >/dev/null; exit 3"],
             BOXES,
         ),
+        case(
+            "s-killed",
+            &["-s", "sh", "-c", "cat >/dev/null; kill -9 $$"],
+            &["mbox-clen.mbox"],
+        ),
+        case(
+            "s-first-fails",
+            &[
+                "-s",
+                "sh",
+                "-c",
+                "cat >/dev/null; [ $FILENO = 000 ] && exit 4; exit 0",
+            ],
+            &["mbox-clen.mbox"],
+        ),
+        case(
+            "n1-exit-codes",
+            &[
+                "-n",
+                "1",
+                "-s",
+                "sh",
+                "-c",
+                "cat >/dev/null; exit $((FILENO+3))",
+            ],
+            &["mbox-clen.mbox", "mbox-unknown-field.mbox"],
+        ),
         case("s-r", &["-r", "-s"], BOXES),
         case("s-rk", &["-rk", "-s"], BOXES),
         case("s-x", &["-x", "Subject:", "-s"], BOXES),
