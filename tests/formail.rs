@@ -480,6 +480,7 @@ fn formail_matches_on_bad_command_lines() {
         case("bad-A", &["-A", "Partial"], &["full.eml"]),
         case("unknown-letter", &["-Z"], &["full.eml"]),
         case("not-an-option", &["x"], &["full.eml"]),
+        case("double-dash", &["--"], &["full.eml"]),
         case("missing-value", &["-x"], &["full.eml"]),
         case("missing-cache", &["-D", "100"], &["full.eml"]),
         case("bad-R", &["-R", "Subject:"], &["full.eml"]),
