@@ -11,7 +11,7 @@
 //! mailbox.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use super::address::Sender;
@@ -33,10 +33,11 @@ pub const EX_IOERR: i32 = 74;
 /// The sender formail puts in a postmark or reply when it finds none.
 const UNKNOWN: &[u8] = b"foo@bar";
 
-/// Where the current message's output goes.
+/// Where the current message's output goes. Writes are buffered like
+/// formail's stdio and flushed when the message's output is closed.
 enum Dest {
     Stdout,
-    Pipe(ChildStdin),
+    Pipe(BufWriter<ChildStdin>),
     Sink,
 }
 
@@ -44,7 +45,7 @@ enum Dest {
 /// under `-l`, the byte count that replaces most output.
 struct Out {
     dest: Dest,
-    stdout: io::Stdout,
+    stdout: BufWriter<io::Stdout>,
     failed: bool,
     count_only: bool,
     total: u64,
@@ -238,7 +239,7 @@ impl Engine {
             rdheader: Vec::new(),
             out: Out {
                 dest: Dest::Stdout,
-                stdout: io::stdout(),
+                stdout: BufWriter::with_capacity(64 * 1024, io::stdout()),
                 failed: false,
                 count_only,
                 total: 0,
@@ -1143,7 +1144,7 @@ impl Engine {
                 let stdin = c.stdin.take();
                 self.kids.push(Kid::Running(c));
                 self.out.dest = match stdin {
-                    Some(p) => Dest::Pipe(p),
+                    Some(p) => Dest::Pipe(BufWriter::with_capacity(64 * 1024, p)),
                     None => Dest::Sink,
                 };
             }
