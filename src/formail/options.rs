@@ -50,7 +50,8 @@ pub const HELP: &str = " -v\t\tdisplay the version number and exit
 pub const MAX_FOLDER_LEN: usize = 61;
 
 /// Everything the command line says. Field lists keep the order given.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `Options::default()` is formail run without arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// `-r`: build a reply header.
     pub reply: bool,
@@ -118,6 +119,43 @@ pub struct Options {
     pub rename: Vec<Field>,
 }
 
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            reply: false,
+            header_reply: 0,
+            force: false,
+            every: false,
+            digest: false,
+            babyl: false,
+            nowait: None,
+            keep_body: false,
+            concatenate: false,
+            zap: false,
+            quiet: true,
+            log_summary: None,
+            split: false,
+            command: Vec::new(),
+            skip: 0,
+            total: None,
+            min_fields: 0,
+            duplicates: None,
+            bogus: true,
+            berkeley: false,
+            prefix: b">".to_vec(),
+            add_if_not: Vec::new(),
+            add_always: Vec::new(),
+            rename_insert: Vec::new(),
+            delete_insert: Vec::new(),
+            extract: Vec::new(),
+            extract_keep: Vec::new(),
+            first_unique: Vec::new(),
+            last_unique: Vec::new(),
+            rename: Vec::new(),
+        }
+    }
+}
+
 /// Why parsing stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {
@@ -147,12 +185,7 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Options, ParseError> {
 /// option, so the file exists, or its failure to open decides the exit
 /// code, even when a later argument is bad.
 pub fn parse_partial(args: &[Vec<u8>]) -> (Options, Result<(), ParseError>) {
-    let mut o = Options {
-        quiet: true,
-        bogus: true,
-        prefix: b">".to_vec(),
-        ..Options::default()
-    };
+    let mut o = Options::default();
     let r = parse_into(&mut o, args);
     (o, r)
 }
@@ -427,6 +460,11 @@ mod tests {
     fn p(args: &[&str]) -> Result<Options, ParseError> {
         let v: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         parse(&v)
+    }
+
+    #[test]
+    fn no_arguments_is_the_default() {
+        assert_eq!(p(&[]).unwrap(), Options::default());
     }
 
     #[test]
