@@ -9,6 +9,7 @@ pub mod cli;
 pub mod daemon;
 pub mod deliver;
 pub mod diag;
+pub mod formail;
 pub mod mailbox;
 pub mod message;
 pub mod queue;

@@ -4,6 +4,7 @@ mod deliver;
 mod diff;
 mod eval;
 mod examples;
+mod formail;
 mod mailbox;
 mod queue;
 mod rc_syntax;

@@ -20,10 +20,23 @@ fn main() {
     {
         std::process::exit(postroom::vacation::main_argv(&argv));
     }
+    // Linked as formail: formail's command line. `postroom formail ...`
+    // skips clap too, so that every argument reaches formail's parser as
+    // it was given (clap would take a `--` for itself).
+    if argv
+        .first()
+        .is_some_and(|a| postroom::formail::is_formail_name(a))
+    {
+        std::process::exit(postroom::formail::main_argv(&argv));
+    }
+    if argv.get(1).is_some_and(|a| a == "formail") {
+        std::process::exit(postroom::formail::main(&argv[2..]));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Sendmail { args } => postroom::submit::main(&args),
         Command::Vacation { args } => postroom::vacation::main(&args),
+        Command::Formail { args } => postroom::formail::main(&args),
         Command::Check { config, rcfiles } => daemon::check(config.as_deref(), &rcfiles),
         Command::Smtpd { config } => daemon::smtpd(&config),
         Command::Queue { action, config } => {

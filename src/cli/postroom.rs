@@ -67,6 +67,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Reformat a message like procmail's formail (`postroom::formail`):
+    /// formail's options, the message on stdin, the result on stdout.
+    /// Also what `postroom` does when run as `formail`.
+    #[command(disable_help_flag = true)]
+    Formail {
+        /// formail's arguments, passed on untouched.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 /// What `postroom queue` does besides listing.
