@@ -16,7 +16,8 @@ use crate::util::{Dir, cmd, names_in, require_tool};
 
 /// The example configuration and the sendmail stub copied into `dir` as
 /// they lie in the checkout (`examples/etc-mail/`,
-/// `examples/sendmail-stub`; state goes to `examples/state/`), with
+/// `examples/sendmail-stub`, `examples/bin/`; state goes to
+/// `examples/state/`), with
 /// `target/debug` the directory of the binaries under test (the example
 /// rcfiles fall back on it to find `postroom`), listening on a free
 /// loopback port, and the server started.
@@ -30,6 +31,7 @@ fn start(dir: &Dir) -> Smtpd {
         .arg("-a")
         .arg(ex.join("etc-mail"))
         .arg(ex.join("sendmail-stub"))
+        .arg(ex.join("bin"))
         .arg(dir.join("examples"))
         .status()
         .expect("run cp");
@@ -266,4 +268,71 @@ fn mh(dir: &Dir, rel: &str) -> Vec<(String, String)> {
             (subject, m)
         })
         .collect()
+}
+
+#[test]
+fn formail_in_alices_rcfile_answers_each_sender_once_through_postroom_formail() {
+    // alice's rcfile keeps the classic procmail vacation idiom: `formail
+    // -rD 8192 vacation.cache` remembers each sender (formail's cache
+    // format), and `formail -r -I... -A...` builds the reply header for the
+    // sendmail stub. Her PATH puts examples/bin first, where `formail` is
+    // a link to the postroom under test.
+    if !require_tool("swaks") {
+        return;
+    }
+    let dir = Dir::new("example-formail");
+    let server = start(&dir);
+    let out = Command::new(dir.join("examples/bin/formail"))
+        .arg("-v")
+        .output()
+        .expect("run examples/bin/formail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(postroom "),
+        "examples/bin/formail is not postroom's: {out:?}"
+    );
+    // One at a time: the stub numbers its files by counting them.
+    for (from, subject) in [
+        ("someone@client.test", "first"),
+        ("someone@client.test", "second"),
+        ("other@client.test", "third"),
+    ] {
+        send(
+            &server,
+            from,
+            "alice@example.test",
+            &format!(
+                "From: {from}\nTo: alice@example.test\nSubject: {subject}\n\
+                 Message-ID: <{subject}@client.test>\n\nHello.\n"
+            ),
+        );
+        wait_empty(&dir);
+    }
+    assert_eq!(subjects(&dir, "alice/inbox"), ["first", "second", "third"]);
+    let outbox = dir.join("examples/state/outbox");
+    let replies: Vec<String> = names_in(&outbox)
+        .iter()
+        .map(|n| std::fs::read_to_string(outbox.join(n)).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 2, "one reply per sender: {replies:?}");
+    for (reply, (to, subject)) in replies.iter().zip([
+        ("someone@client.test", "first"),
+        ("other@client.test", "third"),
+    ]) {
+        for want in [
+            "X-Stub-Argv: -oi -t\n".to_string(),
+            format!("\nTo: {to}\n"),
+            format!("\nSubject: Re: {subject}\n"),
+            format!("\nIn-Reply-To: <{subject}@client.test>\n"),
+            "\nPrecedence: junk\n".to_string(),
+            "\nX-Loop: alice@example.test\n".to_string(),
+            "\n\nI am away until Monday".to_string(),
+        ] {
+            assert!(reply.contains(&want), "no {want:?} in {reply}");
+        }
+    }
+    // formail's cache: NUL-terminated keys, the insertion point marked by
+    // an empty key.
+    let cache = std::fs::read(dir.join("examples/state/mail/alice/vacation.cache")).unwrap();
+    assert_eq!(cache, b"someone@client.test\0other@client.test\0\0");
+    drop(server);
 }
