@@ -9,7 +9,6 @@
 //! test panics.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::smtpd::{Smtpd, swaks};
 use crate::util::{Dir, cmd, names_in, require_tool};
@@ -22,25 +21,13 @@ use crate::util::{Dir, cmd, names_in, require_tool};
 /// rcfiles fall back on it to find `postroom`), listening on a free
 /// loopback port, and the server started.
 fn start(dir: &Dir) -> Smtpd {
-    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    std::fs::create_dir_all(dir.join("examples")).unwrap();
     std::fs::create_dir_all(dir.join("target")).unwrap();
     let bin = crate::util::bin("postroom");
     std::os::unix::fs::symlink(bin.parent().unwrap(), dir.join("target/debug")).unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(ex.join("etc-mail"))
-        .arg(ex.join("sendmail-stub"))
-        .arg(ex.join("bin"))
-        .arg(dir.join("examples"))
-        .status()
-        .expect("run cp");
-    assert!(status.success());
-    let conf = String::from_utf8(dir.read("examples/etc-mail/postroom.conf")).unwrap();
-    assert!(conf.contains("\nlisten = 127.0.0.1:2525\n"), "{conf}");
-    dir.write(
-        "examples/etc-mail/postroom.conf",
-        conf.replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n"),
+    crate::util::example_copy(
+        dir,
+        "examples",
+        &[("listen = 127.0.0.1:2525", "listen = 127.0.0.1:0")],
     );
     let mut c = cmd("postroom");
     c.arg("smtpd")
@@ -62,23 +49,10 @@ fn send(server: &Smtpd, from: &str, to: &str, data: &str) {
 /// Waits (at most 30 s) until the example's queue is empty: every
 /// delivery, forward and reply is done.
 fn wait_empty(dir: &Dir) {
-    let start = Instant::now();
-    loop {
-        let out = cmd("postroom")
-            .args(["queue", "--config"])
-            .arg(dir.join("examples/etc-mail"))
-            .output()
-            .unwrap();
-        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-        if listing.contains("Mail queue is empty") {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "queue not empty after 30 s: {listing}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::smtpd::wait_settled(
+        &dir.join("examples/etc-mail"),
+        &dir.join("examples/state/spool"),
+    );
 }
 
 /// The messages of Maildir `state/mail/<rel>`, keyed by their Subject.
@@ -86,15 +60,7 @@ fn maildir(dir: &Dir, rel: &str) -> Vec<(String, String)> {
     let new = dir.join(&format!("examples/state/mail/{rel}/new"));
     let mut v: Vec<(String, String)> = names_in(&new)
         .iter()
-        .map(|n| {
-            let m = String::from_utf8_lossy(&std::fs::read(new.join(n)).unwrap()).into_owned();
-            let subject = m
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: "))
-                .unwrap_or("(none)")
-                .to_string();
-            (subject, m)
-        })
+        .map(|n| with_subject(&new.join(n)))
         .collect();
     v.sort();
     v
@@ -258,15 +224,7 @@ fn mh(dir: &Dir, rel: &str) -> Vec<(String, String)> {
     names_in(&folder)
         .iter()
         .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        .map(|n| {
-            let m = String::from_utf8_lossy(&std::fs::read(folder.join(n)).unwrap()).into_owned();
-            let subject = m
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: "))
-                .unwrap_or("(none)")
-                .to_string();
-            (subject, m)
-        })
+        .map(|n| with_subject(&folder.join(n)))
         .collect()
 }
 
@@ -335,4 +293,15 @@ fn formail_in_alices_rcfile_answers_each_sender_once_through_postroom_formail() 
     let cache = std::fs::read(dir.join("examples/state/mail/alice/vacation.cache")).unwrap();
     assert_eq!(cache, b"someone@client.test\0other@client.test\0\0");
     drop(server);
+}
+
+/// The message in file `p` with its Subject first.
+fn with_subject(p: &std::path::Path) -> (String, String) {
+    let m = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    let subject = m
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("(none)")
+        .to_string();
+    (subject, m)
 }

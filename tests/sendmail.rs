@@ -564,25 +564,14 @@ impl Smtpd {
 /// The example configuration (examples/etc-mail) in `dir`, listening on a
 /// free loopback port, the runner looking every second.
 fn example(dir: &Dir) -> PathBuf {
-    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(ex.join("etc-mail"))
-        .arg(ex.join("sendmail-stub"))
-        .arg(dir.path())
-        .status()
-        .expect("run cp")
-        .success();
-    assert!(ok);
-    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
-    assert!(
-        conf.contains("\nlisten = 127.0.0.1:2525\n") && conf.contains("\nqueue_interval = 2\n")
-    );
-    let conf = conf
-        .replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n")
-        .replace("\nqueue_interval = 2\n", "\nqueue_interval = 1\n");
-    dir.write("etc-mail/postroom.conf", conf);
-    dir.join("etc-mail")
+    crate::util::example_copy(
+        dir,
+        "",
+        &[
+            ("listen = 127.0.0.1:2525", "listen = 127.0.0.1:0"),
+            ("queue_interval = 2", "queue_interval = 1"),
+        ],
+    )
 }
 
 #[test]

@@ -684,28 +684,41 @@ fn a_message_dripped_after_354_is_cut_at_the_data_deadline_and_not_queued() {
 /// listening on a free port, the runner waiting for a flush (nothing is
 /// delivered on arrival).
 fn example_config(dir: &Dir) {
-    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(ex.join("etc-mail"))
-        .arg(ex.join("sendmail-stub"))
-        .arg(dir.path())
-        .status()
-        .expect("run cp");
-    assert!(status.success());
-    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
-    assert!(conf.contains("\nlisten = 127.0.0.1:2525\n"), "{conf}");
-    assert!(conf.contains("\nqueue_interval = 2\n"), "{conf}");
-    assert!(conf.contains("\nmail_root = ../state/mail\n"), "{conf}");
-    assert!(conf.contains("\ndelivery_mode = background\n"), "{conf}");
-    let conf = conf
-        .replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n")
-        .replace("\nqueue_interval = 2\n", "\nqueue_interval = 1d\n")
-        .replace(
-            "\ndelivery_mode = background\n",
-            "\ndelivery_mode = queue\n",
+    crate::util::example_copy(
+        dir,
+        "",
+        &[
+            ("listen = 127.0.0.1:2525", "listen = 127.0.0.1:0"),
+            ("queue_interval = 2", "queue_interval = 1d"),
+            ("delivery_mode = background", "delivery_mode = queue"),
+        ],
+    );
+}
+
+/// Waits (at most 30 s) until `postroom queue --config etc` says the
+/// queue is empty and `spool/maildrop` holds nothing: every delivery,
+/// forward, DSN and submitted reply is done (a forward or a DSN is queued
+/// before the entry it comes from is removed, so the queue is never empty
+/// in between).
+pub(crate) fn wait_settled(etc: &std::path::Path, spool: &std::path::Path) {
+    let start = Instant::now();
+    loop {
+        let out = cmd("postroom")
+            .args(["queue", "--config"])
+            .arg(etc)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let dropped = crate::util::names_in(&spool.join("maildrop"));
+        if listing.contains("Mail queue is empty") && dropped.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not settled after 30 s: {listing} {dropped:?}"
         );
-    dir.write("etc-mail/postroom.conf", conf);
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `postroom queue --config DIR [ARGS]`: its stdout.

@@ -15,12 +15,11 @@
 //! is made traversable and `out/` writable for everyone.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::{Duration, Instant};
 
 use crate::relay::relay_config;
 use crate::relay_client::{free_port, have_aiosmtpd, sink};
 use crate::smtpd::{Smtpd, names, swaks};
-use crate::util::{Dir, cmd, require_tool};
+use crate::util::{Dir, require_tool};
 
 /// A server for example.test as `relay_config` makes it (relay.test to
 /// 127.0.0.1:`port`), with `aliases` after `postmaster: alice` and
@@ -61,23 +60,7 @@ fn msg(subject: &str) -> String {
 /// Waits (at most 30 s) until the server's queue is empty: every
 /// delivery, forward and DSN is done.
 fn wait_empty(dir: &Dir) {
-    let start = Instant::now();
-    loop {
-        let out = cmd("postroom")
-            .args(["queue", "--config"])
-            .arg(dir.join("etc"))
-            .output()
-            .unwrap();
-        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-        if listing.contains("Mail queue is empty") {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "queue not empty after 30 s: {listing}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::smtpd::wait_settled(&dir.join("etc"), &dir.join("spool"));
 }
 
 /// The messages in `user`'s Maildir (`mail/<user>/new`), in name order.

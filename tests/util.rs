@@ -115,3 +115,37 @@ pub fn useradd(name: &str, home: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// Copies the example configuration into `dir/into` as it lies under
+/// examples/ (`etc-mail/`, `sendmail-stub`, `bin/`) and returns the path of
+/// its `etc-mail`. Each of `edits` replaces one whole line of its
+/// postroom.conf, which must be there as written (so a change to the
+/// example that a test relies on fails here, not later).
+pub fn example_copy(dir: &Dir, into: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let to = dir.join(into);
+    std::fs::create_dir_all(&to).unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(ex.join("etc-mail"))
+        .arg(ex.join("sendmail-stub"))
+        .arg(ex.join("bin"))
+        .arg(&to)
+        .status()
+        .expect("run cp")
+        .success();
+    assert!(ok, "cp examples/ into {}", to.display());
+    let etc = to.join("etc-mail");
+    let conf_path = etc.join("postroom.conf");
+    let mut conf = std::fs::read_to_string(&conf_path).unwrap();
+    for (from, to) in edits {
+        let from = format!("\n{from}\n");
+        assert!(
+            conf.contains(&from),
+            "no {from:?} in the example's postroom.conf"
+        );
+        conf = conf.replace(&from, &format!("\n{to}\n"));
+    }
+    std::fs::write(&conf_path, conf).unwrap();
+    etc
+}

@@ -398,24 +398,14 @@ const SENDERS: &[&str] = &["dave", "erin", "frank", "gina", "hank"];
 /// everything in `state/mail/<user>/inbox/`; carol's rcfile run with the
 /// postroom under test first in PATH.
 fn example(dir: &Dir) -> PathBuf {
-    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(ex.join("etc-mail"))
-        .arg(ex.join("sendmail-stub"))
-        .arg(dir.path())
-        .status()
-        .expect("run cp")
-        .success();
-    assert!(ok);
-    let conf = String::from_utf8(dir.read("etc-mail/postroom.conf")).unwrap();
-    assert!(
-        conf.contains("\nlisten = 127.0.0.1:2525\n") && conf.contains("\nqueue_interval = 2\n")
+    crate::util::example_copy(
+        dir,
+        "",
+        &[
+            ("listen = 127.0.0.1:2525", "listen = 127.0.0.1:0"),
+            ("queue_interval = 2", "queue_interval = 1"),
+        ],
     );
-    let conf = conf
-        .replace("\nlisten = 127.0.0.1:2525\n", "\nlisten = 127.0.0.1:0\n")
-        .replace("\nqueue_interval = 2\n", "\nqueue_interval = 1\n");
-    dir.write("etc-mail/postroom.conf", conf);
     let mut users = String::from_utf8(dir.read("etc-mail/users")).unwrap();
     for u in SENDERS {
         users.push_str(&format!("{u}:homes/{u}\n"));
@@ -449,24 +439,7 @@ fn send(server: &Smtpd, from: &str, to: &str, fields: &str) {
 /// Waits (at most 30 s) until `postroom queue` is empty and nothing is
 /// left in the maildrop.
 fn wait_settled(dir: &Dir, etc: &Path, spool: &str) {
-    let start = Instant::now();
-    loop {
-        let out = cmd("postroom")
-            .args(["queue", "--config"])
-            .arg(etc)
-            .output()
-            .unwrap();
-        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-        let drop_left = names(dir, &format!("{spool}/maildrop"));
-        if listing.contains("Mail queue is empty") && drop_left.is_empty() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "not settled after 30 s: {listing} {drop_left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::smtpd::wait_settled(etc, &dir.join(spool));
 }
 
 /// The messages in Maildir `rel/new` under `dir`.

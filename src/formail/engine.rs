@@ -1426,29 +1426,9 @@ fn detab(s: &mut [u8]) {
     }
 }
 
-/// strtol: blanks, a sign, digits.
+/// C's strtol in base 10, as formail calls it: 0 when no digit is read.
 fn strtol(v: &[u8]) -> i64 {
-    let mut i = 0;
-    while i < v.len() && v[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    let neg = match v.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let mut n: i64 = 0;
-    while i < v.len() && v[i].is_ascii_digit() {
-        n = n.saturating_mul(10).saturating_add(i64::from(v[i] - b'0'));
-        i += 1;
-    }
-    if neg { -n } else { n }
+    crate::rc::vars::strtol(v).unwrap_or(0)
 }
 
 /// The `FILENO` counter: its start and width from the environment

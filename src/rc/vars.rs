@@ -273,8 +273,9 @@ pub fn parse_num(value: &[u8], old: i64) -> i64 {
     }
 }
 
-/// strtol(3) in base 10: None when no digit was read.
-fn strtol(value: &[u8]) -> Option<i64> {
+/// strtol(3) in base 10: None when no digit was read. (formail parses
+/// its numbers the same way.)
+pub(crate) fn strtol(value: &[u8]) -> Option<i64> {
     let mut i = value
         .iter()
         .position(|&b| !matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
