@@ -5,17 +5,17 @@
 //! Every child runs under a deadline and is killed when its guard drops;
 //! the server listens on 127.0.0.1 only.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postroom::queue::maildrop::Submission;
 use postroom::queue::{Entry, Queue, Schedule, Spool, SystemClock};
 
-use crate::util::{Dir, bin, cmd, require_tool};
+use crate::util::{Dir, Guard, Run, bin, cmd, require_tool};
 
 /// The `sendmail` binary with an empty environment but PATH.
 fn sendmail() -> Command {
@@ -24,60 +24,9 @@ fn sendmail() -> Command {
     c
 }
 
-/// A child killed (and reaped) when dropped, even on panic.
-struct Guard(Child);
-
-impl std::ops::Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// What a finished command said.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `c` with `input` on stdin; at most 20 s.
-fn run(mut c: Command, input: &[u8]) -> Run {
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut g = Guard(c.spawn().expect("spawn"));
-    let mut stdin = g.0.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = g.0.stdout.take().unwrap();
-    let mut err = g.0.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = g.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no exit in 20 s");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: o.join().unwrap(),
-        stderr: e.join().unwrap(),
-    }
+fn run(c: Command, input: &[u8]) -> Run {
+    crate::util::run_fed(c, input)
 }
 
 /// A configuration in `dir/etc` with its spool at `dir/spool`, opened once

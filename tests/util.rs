@@ -149,3 +149,88 @@ pub fn example_copy(dir: &Dir, into: &str, edits: &[(&str, &str)]) -> PathBuf {
     std::fs::write(&conf_path, conf).unwrap();
     etc
 }
+
+/// A child killed (and reaped) when dropped, even on panic.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a finished command said.
+pub struct Run {
+    /// Its exit code (-1 when a signal ended it).
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// A child started by [`spawn_fed`]: its input written and its output
+/// read by threads, so that neither side can block the other.
+pub struct Fed {
+    guard: Guard,
+    writer: std::thread::JoinHandle<bool>,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+/// Starts `c` with `input` on its stdin.
+pub fn spawn_fed(mut c: Command, input: &[u8]) -> Fed {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut guard = Guard(c.spawn().expect("spawn"));
+    let mut stdin = guard.0.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).is_ok());
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(guard.0.stdout.take().unwrap()));
+    let err = read(Box::new(guard.0.stderr.take().unwrap()));
+    Fed {
+        guard,
+        writer,
+        out,
+        err,
+    }
+}
+
+/// Waits (at most 20 s) for a child from [`spawn_fed`]; also says whether
+/// it took all of its input.
+pub fn finish(mut f: Fed) -> (Run, bool) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = f.guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no exit in 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let wrote = f.writer.join().unwrap();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: f.out.join().unwrap(),
+        stderr: f.err.join().unwrap(),
+    };
+    (run, wrote)
+}
+
+/// Runs `c` with `input` on stdin; at most 20 s.
+pub fn run_fed(c: Command, input: &[u8]) -> Run {
+    finish(spawn_fed(c, input)).0
+}

@@ -7,12 +7,11 @@
 //! killed by a guard even on panic; servers listen on 127.0.0.1 only;
 //! every wait is bounded.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postroom::queue::maildrop::Submission;
 use postroom::queue::{Schedule, Spool, SystemClock};
@@ -20,70 +19,11 @@ use postroom::queue::{Schedule, Spool, SystemClock};
 use crate::relay::relay_config;
 use crate::relay_client::free_port;
 use crate::smtpd::{Smtpd, names, swaks, wait_for_file};
-use crate::util::{Dir, bin, cmd, require_tool};
-
-/// A child killed (and reaped) when dropped, even on panic.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// What a finished run said.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Starts `c` with `input` written to its stdin by a thread.
-fn spawn(mut c: Command, input: &[u8]) -> (Guard, std::thread::JoinHandle<bool>) {
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut g = Guard(c.spawn().expect("spawn postroom vacation"));
-    let mut stdin = g.0.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).is_ok());
-    (g, writer)
-}
-
-/// Waits (at most 20 s) for a child from [`spawn`]; `wrote` is whether
-/// all of its input was taken.
-fn finish(mut g: Guard, writer: std::thread::JoinHandle<bool>) -> (Run, bool) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = g.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no exit in 20 s");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let read = |r: Option<&mut dyn std::io::Read>| {
-        let mut s = String::new();
-        if let Some(r) = r {
-            let _ = r.read_to_string(&mut s);
-        }
-        s
-    };
-    let stdout = read(g.0.stdout.as_mut().map(|r| r as &mut dyn std::io::Read));
-    let stderr = read(g.0.stderr.as_mut().map(|r| r as &mut dyn std::io::Read));
-    let wrote = writer.join().unwrap();
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    };
-    (run, wrote)
-}
+use crate::util::{Dir, Run, bin, cmd, finish, require_tool, spawn_fed};
 
 /// Runs `c` with `input`; at most 20 s.
 fn run(c: Command, input: &[u8]) -> Run {
-    let (g, w) = spawn(c, input);
-    finish(g, w).0
+    crate::util::run_fed(c, input)
 }
 
 /// A configuration in `dir/etc` (host mx.example.test) with its spool at
@@ -225,10 +165,10 @@ fn many_deliveries_at_once_for_one_sender_reply_exactly_once() {
     setup(&dir);
     let msg = personal("bob@client.test", 1);
     let children: Vec<_> = (0..8)
-        .map(|_| spawn(vacation(&dir, &["carol"]), &msg))
+        .map(|_| spawn_fed(vacation(&dir, &["carol"]), &msg))
         .collect();
-    for (g, w) in children {
-        let (r, wrote) = finish(g, w);
+    for g in children {
+        let (r, wrote) = finish(g);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(wrote, "all input read");
     }
@@ -286,8 +226,8 @@ fn no_reply_exits_0_reads_everything_and_needs_no_configuration() {
     big.push(b'\n');
     let mut c = vacation(&dir, &["-d", "carol"]);
     c.env("POSTROOM_CONFIG", dir.join("nowhere"));
-    let (g, w) = spawn(c, &big);
-    let (r, wrote) = finish(g, w);
+    let g = spawn_fed(c, &big);
+    let (r, wrote) = finish(g);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(wrote, "the whole 2 MB message was read");
     assert!(
