@@ -563,24 +563,9 @@ fn gecos_name(gecos: &str, user: &str) -> Option<String> {
     Some(name).filter(|n| !n.trim().is_empty())
 }
 
-/// A display name as an RFC 5322 phrase: as is when it is atoms and
-/// spaces, else quoted.
+/// A display name as an RFC 5322 phrase, control characters dropped.
 fn display_name(n: &str) -> String {
-    let n = printable(n);
-    let atom = |c: char| c.is_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c);
-    if n.chars().all(atom) {
-        n
-    } else {
-        let mut q = String::from("\"");
-        for c in n.chars() {
-            if c == '"' || c == '\\' {
-                q.push('\\');
-            }
-            q.push(c);
-        }
-        q.push('"');
-        q
-    }
+    crate::message::phrase(&printable(n))
 }
 
 /// The sender of `-f`/`-r`: an address as in a header field (`<a@x>`,

@@ -266,6 +266,25 @@ impl Message {
     }
 }
 
+/// `text` as an RFC 5322 phrase (a display name, a `List-Id:`
+/// description): as it is when it is atoms and blanks, else a quoted
+/// string with `"` and `\` escaped.
+pub fn phrase(text: &str) -> String {
+    let atom = |c: char| c.is_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c);
+    if text.chars().all(atom) {
+        return text.to_string();
+    }
+    let mut q = String::from("\"");
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
 /// `data` with every newline that is followed by a blank turned into a space.
 pub fn join_continuations(data: &[u8]) -> Cow<'_, [u8]> {
     let continued = |i: usize| data[i] == b'\n' && matches!(data.get(i + 1), Some(b' ' | b'\t'));

@@ -94,7 +94,7 @@ impl List {
         let id = format!("{name}.{domain}");
         let mut f = String::from("List-Id: ");
         if !spec.description.is_empty() {
-            f.push_str(&phrase(&spec.description));
+            f.push_str(&crate::message::phrase(&spec.description));
             f.push(' ');
         }
         f.push_str(&format!("<{id}>\n"));
@@ -127,25 +127,6 @@ impl List {
     pub fn replaces(name: &[u8]) -> bool {
         (name.len() > 5 && name[..5].eq_ignore_ascii_case(b"list-"))
             || name.eq_ignore_ascii_case(b"precedence")
-    }
-}
-
-/// `text` as an RFC 5322 phrase: as is when it is atoms and blanks, else
-/// a quoted string.
-fn phrase(text: &str) -> String {
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
-    if text.chars().all(atext) {
-        text.to_string()
-    } else {
-        let mut q = String::from("\"");
-        for c in text.chars() {
-            if c == '"' || c == '\\' {
-                q.push('\\');
-            }
-            q.push(c);
-        }
-        q.push('"');
-        q
     }
 }
 
