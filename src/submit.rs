@@ -17,6 +17,7 @@
 //! get there is `EX_TEMPFAIL` (75), so the caller (`deliver`, a script)
 //! keeps the message. `-bp` and `-q` run `postroom queue [flush]`.
 
+use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt;
@@ -28,6 +29,7 @@ use crate::diag::Severity;
 use crate::queue::QueueId;
 use crate::queue::maildrop::{self, Submission};
 use crate::smtp::address::{ForwardPath, ReversePath, parse_forward_path, parse_reverse_path};
+use crate::smtp::settings::Settings;
 use crate::status::sysexits::{
     EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_OSERR, EX_TEMPFAIL, EX_USAGE,
 };
@@ -192,46 +194,7 @@ fn run_queue_command(dir: &Path, flush: bool) -> i32 {
 /// Reads the message and writes it to the maildrop of the spool that
 /// `dir`'s settings name.
 fn submit(inv: &Invocation, dir: &Path) -> Result<(), SubmitError> {
-    submit_input(inv, dir, None, false)
-}
-
-/// Submits `message`, a whole message (LF or CRLF line ends, a line
-/// holding only `.` kept), to `recipients` with the null reverse path
-/// `<>`, as the current user, into the maildrop of the spool that `dir`'s
-/// settings name; its header is completed as for `postroom sendmail`.
-///
-/// For automatic replies (`postroom vacation`): RFC 3834 and RFC 5321
-/// 4.5.5 ask for `<>` so that a failing reply cannot bounce back. Unlike
-/// `sendmail -f '<>'` from an untrusted user, no
-/// `X-Authentication-Warning:` is added: a null sender claims nobody's
-/// address.
-pub fn submit_null_sender(
-    dir: &Path,
-    recipients: &[String],
-    message: &[u8],
-) -> Result<(), SubmitError> {
-    let inv = Invocation {
-        recipients: recipients.iter().map(|r| r.as_bytes().to_vec()).collect(),
-        ignore_dots: true,
-        ..Invocation::default()
-    };
-    submit_input(&inv, dir, Some(message), true)
-}
-
-/// [`submit`] with the message given (else read from stdin) and, when
-/// `null_sender`, the envelope sender `<>`.
-fn submit_input(
-    inv: &Invocation,
-    dir: &Path,
-    given: Option<&[u8]>,
-    null_sender: bool,
-) -> Result<(), SubmitError> {
-    if !dir.is_dir() {
-        return Err(SubmitError::Config(format!(
-            "no configuration directory {} (use -C DIR or set {CONFIG_ENV})",
-            dir.display()
-        )));
-    }
+    require_dir(dir)?;
     let (settings, diags, src) = crate::smtp::settings::load(dir);
     let errors: Vec<_> = diags
         .iter()
@@ -247,6 +210,54 @@ fn submit_input(
             dir.join(crate::smtp::settings::FILE).display()
         )));
     }
+    submit_input(inv, &settings, None, false)
+}
+
+/// Submits `message`, a whole message (LF or CRLF line ends, a line
+/// holding only `.` kept), to `recipients` with the null reverse path
+/// `<>`, as the current user, into the maildrop of the spool that
+/// `settings` (`dir`'s, loaded and found free of errors by the caller)
+/// name; its header is completed as for `postroom sendmail`.
+///
+/// For automatic replies (`postroom vacation`): RFC 3834 and RFC 5321
+/// 4.5.5 ask for `<>` so that a failing reply cannot bounce back. Unlike
+/// `sendmail -f '<>'` from an untrusted user, no
+/// `X-Authentication-Warning:` is added: a null sender claims nobody's
+/// address.
+pub fn submit_null_sender(
+    dir: &Path,
+    settings: &Settings,
+    recipients: &[String],
+    message: &[u8],
+) -> Result<(), SubmitError> {
+    require_dir(dir)?;
+    let inv = Invocation {
+        recipients: recipients.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        ignore_dots: true,
+        ..Invocation::default()
+    };
+    submit_input(&inv, settings, Some(message), true)
+}
+
+/// `EX_CONFIG` unless the configuration directory is there.
+fn require_dir(dir: &Path) -> Result<(), SubmitError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(SubmitError::Config(format!(
+        "no configuration directory {} (use -C DIR or set {CONFIG_ENV})",
+        dir.display()
+    )))
+}
+
+/// [`submit`] with the message given (else read from stdin) and, when
+/// `null_sender`, the envelope sender `<>`.
+fn submit_input(
+    inv: &Invocation,
+    settings: &Settings,
+    given: Option<&[u8]>,
+    null_sender: bool,
+) -> Result<(), SubmitError> {
     let who = Identity::current()?;
     // Trusted to set the sender: root and the spool's owner (sendmail's
     // class t holds root, daemon and the like; here the spool's owner is
@@ -257,20 +268,21 @@ fn submit_input(
     // result; past this much the message cannot fit (unless a lone dot
     // ended it earlier, which normalize() finds in what was read).
     let limit = settings.max_message.saturating_mul(2).saturating_add(4096);
-    let mut input = Vec::new();
-    match given {
+    let input: Cow<[u8]> = match given {
         Some(m) => {
             let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-            input.extend_from_slice(&m[..m.len().min(cap)]);
+            Cow::Borrowed(&m[..m.len().min(cap)])
         }
         None => {
+            let mut read = Vec::new();
             std::io::stdin()
                 .lock()
                 .take(limit)
-                .read_to_end(&mut input)
+                .read_to_end(&mut read)
                 .map_err(SubmitError::Input)?;
+            Cow::Owned(read)
         }
-    }
+    };
     let now = SystemTime::now();
     let id = maildrop::new_name(now);
     let local = chrono::DateTime::<chrono::Local>::from(now);

@@ -249,7 +249,7 @@ pub fn respond(opts: &Options, header: &[u8], now: SystemTime, log: &Log) -> i32
         date: &date,
         message_id: &message_id,
     });
-    match submit::submit_null_sender(&dir, std::slice::from_ref(&sender), &bytes) {
+    match submit::submit_null_sender(&dir, &settings, std::slice::from_ref(&sender), &bytes) {
         Ok(()) => {}
         Err(e @ (SubmitError::Usage(_) | SubmitError::NoRecipients)) => {
             // The sender cannot be written to: no retry would help.
@@ -315,17 +315,9 @@ fn home_dir(login: Option<&str>) -> Option<PathBuf> {
 /// perhaps the start of the body).
 pub fn read_header(mut r: impl Read) -> std::io::Result<Vec<u8>> {
     let mut kept = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(kept),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let room = MAX_HEADER.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
+    r.by_ref().take(MAX_HEADER as u64).read_to_end(&mut kept)?;
+    std::io::copy(&mut r, &mut std::io::sink())?;
+    Ok(kept)
 }
 
 /// Where messages go: with `-d` stderr, else syslog (facility mail);
