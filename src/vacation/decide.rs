@@ -57,42 +57,53 @@ impl Incoming {
     /// ignored): an optional `From ` line, then fields up to the empty
     /// line or the first line that is not a field.
     pub fn parse(header: &[u8]) -> Incoming {
+        Incoming::split(header).0
+    }
+
+    /// [`Incoming::parse`], and the rest of `text`: after the empty line
+    /// that ends a header with fields, else from the line the header
+    /// stopped at (an empty first line, or one that is not a field).
+    pub fn split(text: &[u8]) -> (Incoming, &[u8]) {
         let mut inc = Incoming::default();
-        let mut lines = header.split_inclusive(|&b| b == b'\n').peekable();
+        let mut pos = 0;
+        let mut lines = text.split_inclusive(|&b| b == b'\n').peekable();
         if let Some(first) = lines.peek()
             && let Some(rest) = first.strip_prefix(b"From ")
         {
             inc.from_line = Some(trim_eol(rest).to_vec());
+            pos = first.len();
             lines.next();
         }
         for line in lines {
             let bare = trim_eol(line);
             if bare.is_empty() {
+                if !inc.fields.is_empty() {
+                    pos += line.len();
+                }
                 break;
             }
             if matches!(bare[0], b' ' | b'\t') {
-                match inc.fields.last_mut() {
-                    Some(f) => {
-                        f.value.push(b'\n');
-                        f.value.extend_from_slice(bare);
-                        continue;
-                    }
-                    None => break,
+                let Some(f) = inc.fields.last_mut() else {
+                    break;
+                };
+                f.value.push(b'\n');
+                f.value.extend_from_slice(bare);
+            } else {
+                let Some(colon) = bare.iter().position(|&b| b == b':') else {
+                    break;
+                };
+                let name = &bare[..colon];
+                if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
+                    break;
                 }
+                inc.fields.push(Field {
+                    name: name.to_vec(),
+                    value: bare[colon + 1..].to_vec(),
+                });
             }
-            let Some(colon) = bare.iter().position(|&b| b == b':') else {
-                break;
-            };
-            let name = &bare[..colon];
-            if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
-                break;
-            }
-            inc.fields.push(Field {
-                name: name.to_vec(),
-                value: bare[colon + 1..].to_vec(),
-            });
+            pos += line.len();
         }
-        inc
+        (inc, &text[pos..])
     }
 
     /// The fields named `name`, in order.

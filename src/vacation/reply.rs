@@ -7,7 +7,7 @@
 //! Pure: it reads no file and no clock (the caller passes the date and
 //! the Message-ID) and never includes a byte of the original's body.
 
-use super::decide::Incoming;
+use super::decide::{Field, Incoming};
 
 /// Everything a reply is made of.
 #[derive(Clone, Debug)]
@@ -51,7 +51,8 @@ const OURS: &[&str] = &[
 pub fn build(r: &Reply<'_>) -> Vec<u8> {
     let raw_subject = r.original.get("Subject").map(|f| clean(&f.unfolded()));
     let decoded = raw_subject.as_deref().map(decode_subject);
-    let (file_fields, body) = split_file(r.text);
+    // The message file is read as a message is: the same header rules.
+    let (file, body) = Incoming::split(r.text);
     let body_utf8 = std::str::from_utf8(body).is_ok();
     let in_body = match (&decoded, &raw_subject) {
         (Some(d), _) if body_utf8 => d.as_bytes().to_vec(),
@@ -64,24 +65,14 @@ pub fn build(r: &Reply<'_>) -> Vec<u8> {
     let body = replace(body, b"$SUBJECT", &in_body);
 
     let mut out: Vec<u8> = Vec::with_capacity(body.len() + 1024);
-    let file_has = |n: &str| {
-        file_fields
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-    };
     // The file's From: and Subject: take the places of ours.
-    let from_file = |n: &str| {
-        file_fields
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-    };
-    match from_file("From") {
-        Some((name, value)) => file_field(&mut out, name, value, &in_header),
+    match file.get("From") {
+        Some(f) => file_field(&mut out, f, &in_header),
         None => field(&mut out, "From", r.from.as_bytes()),
     }
     field(&mut out, "To", r.to.as_bytes());
-    match from_file("Subject") {
-        Some((name, value)) => file_field(&mut out, name, value, &in_header),
+    match file.get("Subject") {
+        Some(f) => file_field(&mut out, f, &in_header),
         None => {
             out.extend_from_slice(b"Subject: ");
             out.extend_from_slice(&reply_subject(raw_subject.as_deref()));
@@ -98,18 +89,18 @@ pub fn build(r: &Reply<'_>) -> Vec<u8> {
         out.extend_from_slice(&fold("References:", &references));
     }
     field(&mut out, "Auto-Submitted", b"auto-replied");
-    if !file_has("Precedence") {
+    if file.get("Precedence").is_none() {
         // Not required by RFC 3834, but what older responders check.
         field(&mut out, "Precedence", b"bulk");
     }
-    for (name, value) in &file_fields {
-        let skip = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    for f in &file.fields {
+        let skip = |n: &str| f.name.eq_ignore_ascii_case(n.as_bytes());
         if OURS.iter().any(|o| skip(o)) || skip("From") || skip("Subject") {
             continue;
         }
-        file_field(&mut out, name, value, &in_header);
+        file_field(&mut out, f, &in_header);
     }
-    if !body.is_ascii() && !file_has("Content-Type") {
+    if !body.is_ascii() && file.get("Content-Type").is_none() {
         let charset = if body_utf8 { "utf-8" } else { "unknown-8bit" };
         field(&mut out, "MIME-Version", b"1.0");
         field(
@@ -129,11 +120,11 @@ pub fn build(r: &Reply<'_>) -> Vec<u8> {
 
 /// A field of the message file, `$SUBJECT` replaced by `subject`; a
 /// `Subject:` with 8-bit text in RFC 2047 words.
-fn file_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], subject: &[u8]) {
-    let value = replace(value, b"$SUBJECT", subject);
-    out.extend_from_slice(name);
+fn file_field(out: &mut Vec<u8>, f: &Field, subject: &[u8]) {
+    let value = replace(&f.value, b"$SUBJECT", subject);
+    out.extend_from_slice(&f.name);
     out.push(b':');
-    if name.eq_ignore_ascii_case(b"Subject") && !value.is_ascii() {
+    if f.name.eq_ignore_ascii_case(b"Subject") && !value.is_ascii() {
         out.push(b' ');
         out.extend_from_slice(&encode_words(value.trim_ascii()));
     } else {
@@ -271,57 +262,6 @@ fn replace(text: &[u8], pat: &[u8], with: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// A header field of the message file: name, and value after the colon.
-type FileField = (Vec<u8>, Vec<u8>);
-
-/// The message file split into header fields (name, value after the
-/// colon with folds as LF) and text. It has a header when its first line
-/// is a field; the header ends at an empty line (dropped) or the first
-/// line that is not a field (which starts the text). A first `From `
-/// line is dropped. CRLF becomes LF.
-fn split_file(text: &[u8]) -> (Vec<FileField>, &[u8]) {
-    let mut fields: Vec<FileField> = Vec::new();
-    let mut pos = 0;
-    let mut first = true;
-    while pos < text.len() {
-        let end = text[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |p| pos + p + 1);
-        let line = &text[pos..end];
-        let bare = line.strip_suffix(b"\n").unwrap_or(line);
-        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
-        if first && bare.starts_with(b"From ") {
-            first = false;
-            pos = end;
-            continue;
-        }
-        first = false;
-        if bare.is_empty() {
-            if fields.is_empty() {
-                return (fields, &text[pos..]);
-            }
-            return (fields, &text[end..]);
-        }
-        if matches!(bare[0], b' ' | b'\t')
-            && let Some(last) = fields.last_mut()
-        {
-            last.1.push(b'\n');
-            last.1.extend_from_slice(bare);
-            pos = end;
-            continue;
-        }
-        match bare.iter().position(|&b| b == b':') {
-            Some(c) if c > 0 && bare[..c].iter().all(|b| (33..=126).contains(b)) => {
-                fields.push((bare[..c].to_vec(), bare[c + 1..].to_vec()));
-            }
-            _ => return (fields, &text[pos..]),
-        }
-        pos = end;
-    }
-    (fields, &text[text.len()..])
 }
 
 /// RFC 2047 `B` words (UTF-8; bytes that are not are taken as Latin-1)
@@ -528,17 +468,22 @@ mod tests {
     #[test]
     fn a_file_without_a_header_or_with_a_from_line_is_text() {
         // A blank in the name: not a field, so all of it is text.
-        let (f, body) = split_file(b"Dear sender: I am away.\nBack soon.\n");
-        assert!(f.is_empty());
+        let (f, body) = Incoming::split(b"Dear sender: I am away.\nBack soon.\n");
+        assert!(f.fields.is_empty());
         assert_eq!(body, b"Dear sender: I am away.\nBack soon.\n");
-        let (f, body) = split_file(b"I am away.\n\nBye\n");
-        assert!(f.is_empty());
+        let (f, body) = Incoming::split(b"I am away.\n\nBye\n");
+        assert!(f.fields.is_empty());
         assert_eq!(body, b"I am away.\n\nBye\n");
-        let (f, body) = split_file(b"From x Thu Nov 26 12:00:00 2026\r\nSubject: s\r\n\r\nT\r\n");
-        assert_eq!(f, [(b"Subject".to_vec(), b" s".to_vec())]);
+        let (f, body) =
+            Incoming::split(b"From x Thu Nov 26 12:00:00 2026\r\nSubject: s\r\n\r\nT\r\n");
+        let want = Field {
+            name: b"Subject".to_vec(),
+            value: b" s".to_vec(),
+        };
+        assert_eq!(f.fields, [want]);
         assert_eq!(body, b"T\r\n");
-        let (f, body) = split_file(b"\nleading empty line\n");
-        assert!(f.is_empty());
+        let (f, body) = Incoming::split(b"\nleading empty line\n");
+        assert!(f.fields.is_empty());
         assert_eq!(body, b"\nleading empty line\n");
         assert_eq!(base64(b"Man"), "TWFu");
         assert_eq!(base64(b"Ma"), "TWE=");
