@@ -5,17 +5,17 @@
 //! Every child runs under a deadline and is killed when its guard drops;
 //! the server listens on 127.0.0.1 only.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use postroom::queue::maildrop::Submission;
 use postroom::queue::{Entry, Queue, Schedule, Spool, SystemClock};
 
-use crate::util::{Dir, Guard, Run, bin, cmd, require_tool};
+use crate::smtpd::Smtpd;
+use crate::util::{Dir, Run, bin, cmd, require_tool, run_fed as run};
 
 /// The `sendmail` binary with an empty environment but PATH.
 fn sendmail() -> Command {
@@ -24,14 +24,9 @@ fn sendmail() -> Command {
     c
 }
 
-/// Runs `c` with `input` on stdin; at most 20 s.
-fn run(c: Command, input: &[u8]) -> Run {
-    crate::util::run_fed(c, input)
-}
-
 /// A configuration in `dir/etc` with its spool at `dir/spool`, opened once
 /// (as a server would) so the maildrop exists. Returns `dir/etc`.
-fn setup(dir: &Dir) -> PathBuf {
+pub(crate) fn setup(dir: &Dir) -> PathBuf {
     dir.write(
         "etc/postroom.conf",
         "hostname = mx.example.test\nlisten = 127.0.0.1:0\nspool = ../spool\n",
@@ -41,7 +36,8 @@ fn setup(dir: &Dir) -> PathBuf {
     dir.join("etc")
 }
 
-fn open(dir: &Dir) -> Spool {
+/// The spool at `dir/spool`, opened (and made) as a server opens it.
+pub(crate) fn open(dir: &Dir) -> Spool {
     Spool::open(
         dir.join("spool"),
         Schedule::default(),
@@ -474,42 +470,6 @@ fn an_untrusted_dash_f_is_marked_and_a_forged_trust_claim_goes_to_corrupt() {
 
 // ---- With the server, and from an rcfile.
 
-/// A running `postroom smtpd`, killed when dropped.
-struct Smtpd {
-    _child: Guard,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Smtpd {
-    fn start(etc: &Path) -> Smtpd {
-        let mut c = cmd("postroom");
-        c.arg("smtpd")
-            .arg("--config")
-            .arg(etc)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = Guard(c.spawn().expect("start postroom smtpd"));
-        let stderr = child.0.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("postroom smtpd: listening on ") {
-                    let _ = tx.send(());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            panic!("server did not start: {:?}", log.lock().unwrap());
-        }
-        Smtpd { _child: child, log }
-    }
-}
-
 /// The example configuration (examples/etc-mail) in `dir`, listening on a
 /// free loopback port, the runner looking every second.
 fn example(dir: &Dir) -> PathBuf {
@@ -527,7 +487,14 @@ fn example(dir: &Dir) -> PathBuf {
 fn sendmail_to_a_running_server_ends_in_bobs_maildir() {
     let dir = Dir::new("sendmail-e2e");
     let etc = example(&dir);
-    let server = Smtpd::start(&etc);
+    let mut c = cmd("postroom");
+    c.arg("smtpd")
+        .arg("--config")
+        .arg(&etc)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let server = Smtpd::start_with(c);
     let mut c = sendmail();
     c.env("POSTROOM_CONFIG", &etc)
         .args(["-oi", "bob@example.test"]);

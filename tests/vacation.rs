@@ -10,45 +10,26 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use postroom::queue::maildrop::Submission;
-use postroom::queue::{Schedule, Spool, SystemClock};
 
 use crate::relay::relay_config;
 use crate::relay_client::free_port;
 use crate::smtpd::{Smtpd, names, swaks, wait_for_file};
-use crate::util::{Dir, Run, bin, cmd, finish, require_tool, spawn_fed};
+use crate::util::{Dir, bin, cmd, finish, require_tool, run_fed as run, spawn_fed};
 
-/// Runs `c` with `input`; at most 20 s.
-fn run(c: Command, input: &[u8]) -> Run {
-    crate::util::run_fed(c, input)
-}
-
-/// A configuration in `dir/etc` (host mx.example.test) with its spool at
-/// `dir/spool`, opened once as a server would so the maildrop exists,
-/// and carol's message file at `dir/away.msg`. Returns `dir/etc`.
+/// The sendmail tests' configuration (host mx.example.test, its spool
+/// at `dir/spool` with the maildrop made) and carol's message file at
+/// `dir/away.msg`. Returns `dir/etc`.
 fn setup(dir: &Dir) -> PathBuf {
-    dir.write(
-        "etc/postroom.conf",
-        "hostname = mx.example.test\nlisten = 127.0.0.1:0\nspool = ../spool\n",
-    );
-    dir.write("etc/local-host-names", "example.test\n");
-    open_spool(dir);
+    let etc = crate::sendmail::setup(dir);
     dir.write("away.msg", "I am away until Monday.\n");
-    dir.join("etc")
+    etc
 }
 
 fn open_spool(dir: &Dir) {
-    drop(
-        Spool::open(
-            dir.join("spool"),
-            Schedule::default(),
-            Arc::new(SystemClock),
-        )
-        .expect("open spool"),
-    );
+    drop(crate::sendmail::open(dir));
 }
 
 /// `postroom vacation -C etc -f dir/db -m dir/away.msg ARGS` with a clean
