@@ -796,8 +796,7 @@ impl Engine {
         if let Some(f) = self.rdheader.first()
             && f.is_postmark()
         {
-            let t = f.text.clone();
-            self.out.put(&t);
+            self.out.put(&f.text);
         }
         let subj = Field::option(b"Subject:\n");
         if let Some(i) = self.rdheader.iter().position(|h| matches(&subj, h)) {
@@ -817,18 +816,18 @@ impl Engine {
     /// `-i` and `-I` fields that have a value.
     fn write_header(&mut self, added: &[Field], extracting: bool) {
         let header = std::mem::take(&mut self.rdheader);
-        self.flush_fields(&header, extracting);
         self.fields_freed(&header);
-        self.flush_fields(added, extracting);
-        let lists = [
-            self.o.add_always.clone(),
-            self.iheader.clone(),
-            self.o.delete_insert.clone(),
-        ];
-        for f in lists.iter().flatten() {
-            if !f.name_only() {
-                self.extract_field(f, extracting);
-            }
+        let (o, out) = (&self.o, &mut self.out);
+        for f in header.iter().chain(added) {
+            extract_field(o, out, f, extracting);
+        }
+        let inserted = o
+            .add_always
+            .iter()
+            .chain(&self.iheader)
+            .chain(&o.delete_insert);
+        for f in inserted.filter(|f| !f.name_only()) {
+            extract_field(o, out, f, extracting);
         }
     }
 
@@ -884,25 +883,24 @@ impl Engine {
     /// The body, line by line, until the input ends or (`-s`) the next
     /// message starts. `lnl`: the last line written was empty.
     fn body(&mut self, mut lnl: bool) -> Result<Flow, Stop> {
-        let o = self.o.clone();
         let mut babyl_start = false;
         while !self.buf.is_empty() || !lnl || self.buflast.is_some() {
             if self.buf.is_empty() {
                 self.readhead();
             }
-            if (!o.babyl || babyl_start) && self.next_message_starts(lnl) {
+            if (!self.o.babyl || babyl_start) && self.next_message_starts(lnl) {
                 if !lnl {
                     self.out.lput(b"\n");
                 }
                 self.logfolder();
                 if !self.out.close() {
                     self.split_failed = true;
-                    if !o.quiet {
+                    if !self.o.quiet {
                         eprintln!("formail: Couldn't write to stdout, continuing...");
                     }
                 }
-                if o.nowait.is_none()
-                    && !o.command.is_empty()
+                if self.o.nowait.is_none()
+                    && !self.o.command.is_empty()
                     && let Some(kid) = self.kids.pop()
                 {
                     let code = kid.wait();
@@ -917,28 +915,28 @@ impl Engine {
                 return Ok(Flow::Next);
             }
             lnl = self.buf.len() == 1;
-            if o.babyl && self.buf.first() == Some(&0x1f) {
+            if self.o.babyl && self.buf.first() == Some(&0x1f) {
                 babyl_start = true;
                 self.out.close();
                 self.out.dest = Dest::Sink;
             }
-            if o.reply && o.bogus {
+            if self.o.reply && self.o.bogus {
                 // `-rk`: the body is quoted, empty lines excepted.
                 if !self.rdheader.is_empty() {
                     let fields = std::mem::take(&mut self.rdheader);
                     for f in &fields {
                         for line in f.text.split_inclusive(|&c| c == b'\n') {
-                            self.out.lput(&o.prefix);
+                            self.out.lput(&self.o.prefix);
                             self.out.lput(line);
                         }
                     }
                     self.fields_freed(&fields);
                 } else {
                     if self.buf.len() > 1 {
-                        self.out.lput(&o.prefix);
+                        self.out.lput(&self.o.prefix);
                     }
-                    let b = std::mem::take(&mut self.buf);
-                    self.out.lput(&b);
+                    self.out.lput(&self.buf);
+                    self.buf.clear();
                 }
             } else if !self.rdheader.is_empty() {
                 let fields = std::mem::take(&mut self.rdheader);
@@ -947,8 +945,8 @@ impl Engine {
                 }
                 self.fields_freed(&fields);
             } else {
-                let b = std::mem::take(&mut self.buf);
-                self.out.lput(&b);
+                self.out.lput(&self.buf);
+                self.buf.clear();
             }
         }
         self.logfolder();
@@ -983,8 +981,7 @@ impl Engine {
             if split && at_start && self.postmark_at() {
                 accumulate = true;
             } else if bogus {
-                let p = self.o.prefix.clone();
-                self.out.lput(&p);
+                self.out.lput(&self.o.prefix);
             }
         }
         if !accumulate {
@@ -1042,11 +1039,11 @@ impl Engine {
 
     /// The `-l` summary line for the message just written.
     fn logfolder(&mut self) {
-        let Some(folder) = self.o.log_summary.clone() else {
+        let Some(folder) = &self.o.log_summary else {
             return;
         };
         let mut line = b"  Folder: ".to_vec();
-        line.extend_from_slice(&folder);
+        line.extend_from_slice(folder);
         let mut i = line.len();
         i -= i % 8;
         loop {
@@ -1283,37 +1280,6 @@ impl Engine {
         ok
     }
 
-    /// Prints header fields, or under -x/-X only the ones asked for.
-    fn flush_fields(&mut self, fields: &[Field], extracting: bool) {
-        for f in fields {
-            self.extract_field(f, extracting);
-        }
-    }
-
-    fn extract_field(&mut self, f: &Field, extracting: bool) {
-        if extracting {
-            if find(f, &self.o.extract).is_some() {
-                let end = f.text.len().saturating_sub(1).max(f.id_len);
-                let mut s = f.id_len.min(end);
-                let mut e = end;
-                if self.o.zap {
-                    s = skip_space(&f.text, s).min(e);
-                    while e > s && matches!(f.text[e - 1], b' ' | b'\t') {
-                        e -= 1;
-                    }
-                }
-                let v = f.text[s..e].to_vec();
-                self.out.put(&v);
-                self.out.put(b"\n");
-                return;
-            }
-            if find(f, &self.o.extract_keep).is_none() {
-                return;
-            }
-        }
-        self.out.lput(&f.text);
-    }
-
     /// A fresh Message-ID (formail's shape: four numbers in a 64-letter
     /// alphabet joined by dots, `@` the host name).
     fn new_message_id(&mut self) -> String {
@@ -1332,6 +1298,31 @@ impl Engine {
         self.id_counter += 1;
         id
     }
+}
+
+/// Prints a header field, or under -x/-X only when it is asked for (-x:
+/// its value only).
+fn extract_field(o: &Options, out: &mut Out, f: &Field, extracting: bool) {
+    if extracting {
+        if find(f, &o.extract).is_some() {
+            let end = f.text.len().saturating_sub(1).max(f.id_len);
+            let mut s = f.id_len.min(end);
+            let mut e = end;
+            if o.zap {
+                s = skip_space(&f.text, s).min(e);
+                while e > s && matches!(f.text[e - 1], b' ' | b'\t') {
+                    e -= 1;
+                }
+            }
+            out.put(&f.text[s..e]);
+            out.put(b"\n");
+            return;
+        }
+        if find(f, &o.extract_keep).is_none() {
+            return;
+        }
+    }
+    out.lput(&f.text);
 }
 
 /// formail's `findf` on the -u/-U lists: a prefix entry that matches a
