@@ -441,7 +441,7 @@ impl Engine {
             return self.usage(); // only meaningful with -s
         }
         let o = &self.o;
-        let extracting = !o.extract.is_empty() || !o.extract_keep.is_empty();
+        let extracting = o.extracting();
         if (extracting && o.log_summary.is_some()) || (o.keep_body && !(o.reply || extracting)) {
             return self.usage();
         }
@@ -482,11 +482,7 @@ impl Engine {
     /// Reads the rest of a message's header into `rdheader` (which may
     /// already hold the fields that made a split).
     fn read_header(&mut self, first: bool) {
-        if first {
-            if self.readhead() || (self.o.digest && self.artheadr()) {
-                while self.readhead() {}
-            }
-        } else {
+        if !first || self.readhead() || (self.o.digest && self.artheadr()) {
             while self.readhead() {}
         }
     }
@@ -494,12 +490,9 @@ impl Engine {
     /// One message, its header read: the header edits and output, then
     /// the body until the input ends or (`-s`) the next message starts.
     fn message(&mut self) -> Result<Flow, Stop> {
-        let extracting = !self.o.extract.is_empty() || !self.o.extract_keep.is_empty();
+        let extracting = self.o.extracting();
         self.clean_header();
         self.first_line_forms();
-        for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
-            u.1 = None;
-        }
         let was_postmark = !self.o.force && self.rdheader.first().is_some_and(Field::is_postmark);
         self.procfields(self.o.reply);
         let (sender, saved) = self.scan_header();
@@ -518,7 +511,7 @@ impl Engine {
             self.summary_lines();
         }
         self.buf = parked;
-        self.write_header(&added, extracting);
+        self.write_header(&added);
         // formail frees the header, then the -a fields, then the sender.
         for f in &added {
             self.block_freed(field_request(f.text.len()));
@@ -717,9 +710,6 @@ impl Engine {
             self.field_allocated(self.rdheader.len(), &t);
             self.rdheader.push(Field::header(&t));
         }
-        for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
-            u.1 = None;
-        }
         self.procfields(false);
     }
 
@@ -814,12 +804,12 @@ impl Engine {
 
     /// Writes the header: its fields, the `-a` additions, then the `-A`,
     /// `-i` and `-I` fields that have a value.
-    fn write_header(&mut self, added: &[Field], extracting: bool) {
+    fn write_header(&mut self, added: &[Field]) {
         let header = std::mem::take(&mut self.rdheader);
         self.fields_freed(&header);
         let (o, out) = (&self.o, &mut self.out);
         for f in header.iter().chain(added) {
-            extract_field(o, out, f, extracting);
+            extract_field(o, out, f);
         }
         let inserted = o
             .add_always
@@ -827,7 +817,7 @@ impl Engine {
             .chain(&self.iheader)
             .chain(&o.delete_insert);
         for f in inserted.filter(|f| !f.name_only()) {
-            extract_field(o, out, f, extracting);
+            extract_field(o, out, f);
         }
     }
 
@@ -1213,9 +1203,13 @@ impl Engine {
         }
     }
 
-    /// Applies -i, -I, -R, -u and -U to `rdheader`. `reply_pass` is the
-    /// pass over the original header when a reply is being built.
+    /// Applies -i, -I, -R, -u and -U to `rdheader` (no -u/-U field seen
+    /// yet: formail's `clear_uhead` before each pass). `reply_pass` is
+    /// the pass over the original header when a reply is being built.
     fn procfields(&mut self, reply_pass: bool) {
+        for u in self.uheader.iter_mut().chain(self.u_last.iter_mut()) {
+            u.1 = None;
+        }
         let fields = std::mem::take(&mut self.rdheader);
         let mut out: Vec<Option<Field>> = Vec::with_capacity(fields.len());
         for mut f in fields {
@@ -1302,8 +1296,8 @@ impl Engine {
 
 /// Prints a header field, or under -x/-X only when it is asked for (-x:
 /// its value only).
-fn extract_field(o: &Options, out: &mut Out, f: &Field, extracting: bool) {
-    if extracting {
+fn extract_field(o: &Options, out: &mut Out, f: &Field) {
+    if o.extracting() {
         if find(f, &o.extract).is_some() {
             let end = f.text.len().saturating_sub(1).max(f.id_len);
             let mut s = f.id_len.min(end);

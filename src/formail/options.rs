@@ -156,6 +156,13 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// `-x` or `-X`: only the named fields are written.
+    pub fn extracting(&self) -> bool {
+        !self.extract.is_empty() || !self.extract_keep.is_empty()
+    }
+}
+
 /// Why parsing stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {
