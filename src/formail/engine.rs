@@ -16,7 +16,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 
 use super::address::Sender;
 use super::cache;
-use super::field::{Field, break_field, find, is_known_header, is_postmark, matches, skip_space};
+use super::field::{
+    Field, break_field, detab, find, is_known_header, is_postmark, matches, skip_space,
+};
 use super::options::Options;
 
 /// sysexits codes formail uses.
@@ -1401,14 +1403,6 @@ fn postmark_looks_real(text: &[u8], off: usize) -> (bool, usize) {
         e += 1;
     }
     (k > 0 && at(e) != b'\n', s)
-}
-
-fn detab(s: &mut [u8]) {
-    for c in s.iter_mut() {
-        if matches!(*c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-            *c = b' ';
-        }
-    }
 }
 
 /// C's strtol in base 10, as formail calls it: 0 when no digit is read.
