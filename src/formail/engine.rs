@@ -20,6 +20,7 @@ use super::field::{
     Field, break_field, detab, find, is_known_header, is_postmark, matches, skip_space,
 };
 use super::options::Options;
+use crate::mailbox::{inode_code, local_host};
 
 /// sysexits codes formail uses.
 pub const EX_USAGE: i32 = 64;
@@ -771,7 +772,7 @@ impl Engine {
             {
                 let mut t = a.text[..a.id_len].to_vec();
                 t.extend_from_slice(b" <");
-                t.extend_from_slice(self.new_message_id().as_bytes());
+                t.extend_from_slice(&self.new_message_id());
                 t.extend_from_slice(b">\n");
                 added.push(Field::header(&t));
                 // formail's pointer is left on freed memory here.
@@ -1276,21 +1277,22 @@ impl Engine {
         ok
     }
 
-    /// A fresh Message-ID (formail's shape: four numbers in a 64-letter
-    /// alphabet joined by dots, `@` the host name).
-    fn new_message_id(&mut self) -> String {
+    /// A fresh Message-ID (formail's shape: four numbers in procmail's
+    /// base 64 joined by dots, `@` the host name).
+    fn new_message_id(&mut self) -> Vec<u8> {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let id = format!(
-            "{}.{}.{}.{}@{}",
-            base64_number(self.rhash & 0xffff_ffff),
-            base64_number(self.id_counter),
-            base64_number(u64::from(self.pid)),
-            base64_number(t),
-            hostname()
-        );
+        let numbers = [
+            self.rhash & 0xffff_ffff,
+            self.id_counter,
+            u64::from(self.pid),
+            t,
+        ];
+        let mut id = numbers.map(inode_code).join(&b'.');
+        id.push(b'@');
+        id.extend_from_slice(&local_host());
         self.id_counter += 1;
         id
     }
@@ -1450,27 +1452,6 @@ fn ctime_now() -> String {
     format!("{}\n", now.format("%a %b %e %H:%M:%S %Y"))
 }
 
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// A number in formail's 64-letter alphabet.
-fn base64_number(mut n: u64) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut s = Vec::new();
-    loop {
-        s.push(A[(n % 64) as usize]);
-        n /= 64;
-        if n == 0 {
-            break;
-        }
-    }
-    String::from_utf8(s).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1551,6 +1532,6 @@ mod tests {
         assert_eq!(strtol(b" 42x"), 42);
         assert_eq!(strtol(b"-7"), -7);
         assert_eq!(strtol(b"x"), 0);
-        assert_eq!(base64_number(0), "A");
+        assert_eq!(inode_code(0), b"A");
     }
 }
