@@ -102,19 +102,16 @@ impl Kid {
     fn wait(self) -> i32 {
         match self {
             Kid::Failed(c) => c,
-            Kid::Running(mut c) => status_code(c.wait()),
+            Kid::Running(mut c) => c.wait().map_or(EX_UNAVAILABLE, status_code),
         }
     }
 }
 
-fn status_code(s: io::Result<std::process::ExitStatus>) -> i32 {
+/// The exit code, or minus the signal that ended it.
+fn status_code(st: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    match s {
-        Ok(st) => st
-            .code()
-            .unwrap_or_else(|| -st.signal().unwrap_or(libc::SIGKILL)),
-        Err(_) => EX_UNAVAILABLE,
-    }
+    st.code()
+        .unwrap_or_else(|| -st.signal().unwrap_or(libc::SIGKILL))
 }
 
 /// The saved values of the four fields a reply or postmark needs (the
@@ -652,12 +649,11 @@ impl Engine {
     /// To:, Subject:, References:, In-Reply-To:), then -i/-I/-R/-u/-U
     /// apply to it.
     fn reply_header(&mut self, sender: Option<&[u8]>, saved: &Saved) {
-        let iheader = self.iheader.clone();
         let old = std::mem::take(&mut self.rdheader);
         let pointed = self.stale.as_ref().and_then(|st| st.field);
         let mut kept_index = None;
         for (j, f) in old.into_iter().enumerate() {
-            if find(&f, &iheader).is_some_and(|i| iheader[i].name_only()) {
+            if find(&f, &self.iheader).is_some_and(|i| self.iheader[i].name_only()) {
                 if pointed == Some(j) {
                     kept_index = Some(self.rdheader.len());
                 }
@@ -1079,26 +1075,19 @@ impl Engine {
             });
         }
         // Collect finished programs; with -n N wait while N are running.
-        let mut still = Vec::new();
-        for kid in std::mem::take(&mut self.kids) {
-            match kid {
-                Kid::Running(mut c) => match c.try_wait() {
-                    Ok(Some(st)) => {
-                        let code = status_code(Ok(st));
-                        if code != 0 {
-                            self.retval = code;
-                        }
-                    }
-                    _ => still.push(Kid::Running(c)),
+        self.kids.retain_mut(|kid| {
+            let code = match kid {
+                Kid::Failed(code) => *code,
+                Kid::Running(c) => match c.try_wait() {
+                    Ok(Some(st)) => status_code(st),
+                    _ => return true,
                 },
-                Kid::Failed(code) => {
-                    if code != 0 {
-                        self.retval = code;
-                    }
-                }
+            };
+            if code != 0 {
+                self.retval = code;
             }
-        }
-        self.kids = still;
+            false
+        });
         if let Some(limit) = self.o.nowait
             && limit > 0
         {
