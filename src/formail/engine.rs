@@ -496,9 +496,7 @@ impl Engine {
         let was_postmark = !self.o.force && self.rdheader.first().is_some_and(Field::is_postmark);
         self.procfields(self.o.reply);
         let (sender, saved) = self.scan_header();
-        if self.cache.is_some() {
-            self.elimdups(sender.as_deref(), saved.message_id.as_deref())?;
-        }
+        self.elimdups(sender.as_deref(), saved.message_id.as_deref())?;
         let ctlength = self.content_length();
         let parked = std::mem::take(&mut self.buf);
         if self.o.reply {
@@ -1139,35 +1137,33 @@ impl Engine {
     }
 
     /// `-D`: look the key up; without `-s` that decides the exit code
-    /// (0 duplicate, 1 new) and nothing is written.
+    /// (0 duplicate, 1 new) and nothing is written. Nothing without `-D`.
     fn elimdups(&mut self, namep: Option<&[u8]>, msgid: Option<&[u8]>) -> Result<(), Stop> {
-        let key: Option<Vec<u8>> = if self.o.reply {
-            namep.map(<[u8]>::to_vec)
+        let Some((file, maxlen)) = self.cache.as_mut() else {
+            return Ok(());
+        };
+        let key = if self.o.reply {
+            namep
         } else {
-            msgid.map(|m| m[..m.len() - 1].to_vec())
+            msgid.map(|m| &m[..m.len() - 1])
         };
         let mut dup = false;
-        if let Some(mut key) = key {
-            if let Some(n) = key.iter().position(|&c| c == 0) {
-                key.truncate(n);
+        if let Some(key) = key {
+            // A C string: up to the first NUL, leading spaces skipped.
+            let key = key.split(|&c| c == 0).next().unwrap_or_default();
+            let key = &key[key.iter().take_while(|&&c| c == b' ').count()..];
+            match cache::check_and_record(file, key, *maxlen) {
+                Ok(d) => dup = d,
+                Err(e) if !self.o.quiet => {
+                    eprintln!("formail: error on the duplicate cache: {e}");
+                }
+                Err(_) => {}
             }
-            let start = key.iter().take_while(|&&c| c == b' ').count();
-            let key = &key[start..];
-            if let Some((file, maxlen)) = self.cache.as_mut() {
-                match cache::check_and_record(file, key, *maxlen) {
-                    Ok(d) => dup = d,
-                    Err(e) => {
-                        if !self.o.quiet {
-                            eprintln!("formail: error on the duplicate cache: {e}");
-                        }
-                    }
-                }
-                if dup && !self.o.quiet {
-                    eprintln!(
-                        "formail: Duplicate key found:{}",
-                        String::from_utf8_lossy(key)
-                    );
-                }
+            if dup && !self.o.quiet {
+                eprintln!(
+                    "formail: Duplicate key found:{}",
+                    String::from_utf8_lossy(key)
+                );
             }
         }
         if !self.o.split {
