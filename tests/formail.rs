@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{Dir, bin, require_tool};
+use crate::util::{Dir, Guard, bin, require_tool};
 
 const FORMAIL: &str = "/usr/bin/formail";
 
@@ -1040,7 +1040,7 @@ fn concurrent_duplicate_checks_lose_no_key() {
             .expect("stdin")
             .write_all(msg.as_bytes())
             .expect("write");
-        kids.push(Kid(child));
+        kids.push(Guard(child));
     }
     for mut k in kids {
         let st = k.0.wait().expect("wait");
@@ -1056,15 +1056,4 @@ fn concurrent_duplicate_checks_lose_no_key() {
         );
     }
     assert!(cache.ends_with(b"\0\0"), "the insertion mark ends the ring");
-}
-
-/// A child killed and reaped when dropped (a failed assertion leaves no
-/// process behind).
-struct Kid(std::process::Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

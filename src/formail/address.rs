@@ -8,6 +8,7 @@
 //! replies and duplicate keys depend on.
 
 use super::field::{Field, skip_space};
+use crate::message::memfind;
 
 /// The candidate sender fields, lowest envelope rank first (the index is
 /// the weight without `-t`), each with its weight for `-rt` replies and
@@ -109,7 +110,7 @@ impl Sender {
             let has = |c: u8| addr.contains(&c);
             if !has(b'@') && !has(b'!') && !has(b'/') {
                 weight -= step * 4; // a bare "user"
-            } else if addr.windows(5).any(|w| w == b".UUCP") {
+            } else if memfind(&addr, b".UUCP").is_some() {
                 weight -= step * 3;
             } else if has(b'@') && !has(b'.') {
                 weight -= step * 2; // user@host
@@ -165,12 +166,7 @@ fn postmark_address(value: &[u8]) -> (Vec<u8>, i32) {
         const FORWARD: &[u8] = b" forwarded by ";
         let mut s = saddr;
         loop {
-            let find = |pat: &[u8], from: usize| {
-                value[from..]
-                    .windows(pat.len())
-                    .position(|w| w == pat)
-                    .map(|p| p + from)
-            };
+            let find = |pat: &[u8], from: usize| memfind(&value[from..], pat).map(|p| p + from);
             let p1 = find(REMOTE, s);
             let p2 = find(FORWARD, s);
             let start = match (p1, p2) {

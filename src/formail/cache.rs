@@ -20,7 +20,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, RawFd};
+
+use nix::fcntl::{Flock, FlockArg};
 
 /// Looks `key` up in the cache open as `file`; records it when absent.
 /// Returns whether it was already there (a duplicate).
@@ -28,7 +29,10 @@ use std::os::fd::{AsRawFd, RawFd};
 /// `key` must not contain NUL (formail's keys are C strings: the caller
 /// cuts it at the first NUL).
 pub fn check_and_record(file: &mut File, key: &[u8], maxlen: u64) -> io::Result<bool> {
-    let _lock = Flock::exclusive(file)?;
+    // Locked through a duplicate descriptor: flock belongs to the open
+    // file, so the lock covers `file` and is released when `_lock` drops.
+    let _lock = Flock::lock(file.try_clone()?, FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))?;
     file.seek(SeekFrom::Start(0))?;
     let mut data = Vec::new();
     file.read_to_end(&mut data)?;
@@ -101,38 +105,6 @@ pub fn scan(data: &[u8], key: &[u8], maxlen: u64) -> (bool, u64) {
         insoffs = 0;
     }
     (false, insoffs)
-}
-
-/// An `flock` held until dropped (on a descriptor that outlives it).
-struct Flock {
-    fd: RawFd,
-}
-
-impl Flock {
-    fn exclusive(file: &File) -> io::Result<Flock> {
-        let fd = file.as_raw_fd();
-        loop {
-            // SAFETY: flock on an open descriptor; no memory is involved.
-            let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
-            if r == 0 {
-                return Ok(Flock { fd });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-}
-
-impl Drop for Flock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking the descriptor we locked, still open (the
-        // caller's `File` outlives the lock).
-        unsafe {
-            libc::flock(self.fd, libc::LOCK_UN);
-        }
-    }
 }
 
 #[cfg(test)]

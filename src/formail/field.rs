@@ -122,6 +122,17 @@ pub fn skip_space(s: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// formail's `detab`: every C whitespace byte but the space (tab, line
+/// feed, vertical tab, form feed, carriage return) becomes a space, so
+/// that a `-l` folder name or subject stays on one log line.
+pub fn detab(s: &mut [u8]) {
+    for c in s.iter_mut() {
+        if matches!(*c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            *c = b' ';
+        }
+    }
+}
+
 /// The field names formail knows when deciding whether a run of lines is
 /// the header of a new message in a digest (`-d`) or after a postmark
 /// (procmail 3.22's `header.h`, in its order).

@@ -38,13 +38,16 @@ pub fn main(args: &[OsString]) -> i32 {
     // The cache is opened first: formail opens it while parsing.
     let cache = match &o.duplicates {
         None => None,
-        Some((maxlen, path)) => match open_cache(Path::new(OsStr::from_bytes(path))) {
-            Ok(f) => Some((f, *maxlen)),
-            Err(p) => {
-                eprintln!("formail: Couldn't open \"{}\"", p.display());
-                return engine::EX_CANTCREAT;
+        Some((maxlen, path)) => {
+            let path = Path::new(OsStr::from_bytes(path));
+            match open_cache(path) {
+                Ok(f) => Some((f, *maxlen)),
+                Err(_) => {
+                    eprintln!("formail: Couldn't open \"{}\"", path.display());
+                    return engine::EX_CANTCREAT;
+                }
             }
-        },
+        }
     };
     if let Err(e) = parsed {
         match e {
@@ -68,23 +71,16 @@ pub fn main(args: &[OsString]) -> i32 {
 }
 
 /// Opens the `-D` cache for reading and writing, creating it if needed.
-fn open_cache(p: &Path) -> Result<std::fs::File, &Path> {
+///
+/// formail tries fopen "r+b", then "w+b", which also truncates; we never
+/// truncate, so that two first runs at once cannot wipe each other's key.
+fn open_cache(p: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .create(true)
+        .truncate(false)
         .open(p)
-        .or_else(|_| {
-            // formail creates it with fopen "w+b", which also truncates;
-            // we do not, so that two first runs at once cannot wipe each
-            // other's key.
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(p)
-        })
-        .map_err(|_| p)
 }
 
 /// The whole command line, `argv[0]` included (for `postroom` installed

@@ -10,7 +10,7 @@
 //! A value-taking letter inside a bundle eats the rest of the bundle
 //! (`-rD 8192 file` works, `-Dr` does not: `r` is not a number).
 
-use super::field::{Field, break_field};
+use super::field::{Field, break_field, detab};
 
 /// The usage text formail prints on stderr for a bad command line.
 pub const USAGE: &str = "Usage: formail [-vbczfrktqY] [-D nnn idcache] [-p prefix] [-l folder]
@@ -156,6 +156,13 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// `-x` or `-X`: only the named fields are written.
+    pub fn extracting(&self) -> bool {
+        !self.extract.is_empty() || !self.extract_keep.is_empty()
+    }
+}
+
 /// Why parsing stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {
@@ -191,8 +198,6 @@ pub fn parse_partial(args: &[Vec<u8>]) -> (Options, Result<(), ParseError>) {
 }
 
 fn parse_into(o: &mut Options, args: &[Vec<u8>]) -> Result<(), ParseError> {
-    let mut nowait = false;
-    let mut childlimit = 0usize;
     let mut a = 0usize;
     let at = |a: usize, i: usize| args.get(a).and_then(|x| x.get(i)).copied().unwrap_or(0);
     'args: while a < args.len() {
@@ -220,10 +225,9 @@ fn parse_into(o: &mut Options, args: &[Vec<u8>]) -> Result<(), ParseError> {
                     }
                     b'd' => o.digest = true,
                     b'n' => {
-                        nowait = true;
                         next_value(args, &mut a, &mut i)?;
                         let (n, used) = leading_number(&args[a][i..]);
-                        childlimit = usize::try_from(n).unwrap_or(usize::MAX);
+                        o.nowait = Some(usize::try_from(n).unwrap_or(usize::MAX));
                         i += used;
                     }
                     b'k' => o.keep_body = true,
@@ -240,11 +244,7 @@ fn parse_into(o: &mut Options, args: &[Vec<u8>]) -> Result<(), ParseError> {
                         next_value(args, &mut a, &mut i)?;
                         let mut name = args[a][i..].to_vec();
                         name.truncate(MAX_FOLDER_LEN);
-                        for c in name.iter_mut() {
-                            if matches!(*c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-                                *c = b' ';
-                            }
-                        }
+                        detab(&mut name);
                         o.log_summary = Some(name);
                         break;
                     }
@@ -271,27 +271,19 @@ fn parse_into(o: &mut Options, args: &[Vec<u8>]) -> Result<(), ParseError> {
                         field_option(o, letter, &text, args, &mut a)?;
                         break;
                     }
-                    b'D' | b'm' => next_value(args, &mut a, &mut i)?,
+                    b'D' | b'm' => {
+                        next_value(args, &mut a, &mut i)?;
+                        number_now = true;
+                    }
                     // Anything else must be the digits of `-N` (formail
                     // steps back and reads a number, failing otherwise).
-                    _ => i -= 1,
+                    _ => {
+                        i -= 1;
+                        number_now = true;
+                    }
                 }
-                if matches!(
-                    letter,
-                    b't' | b'r'
-                        | b'f'
-                        | b'e'
-                        | b'B'
-                        | b'd'
-                        | b'n'
-                        | b'k'
-                        | b'c'
-                        | b'z'
-                        | b'q'
-                        | b'b'
-                        | b'Y'
-                ) {
-                    continue;
+                if !number_now {
+                    continue; // a flag: the next letter
                 }
             }
             number_now = false;
@@ -315,9 +307,6 @@ fn parse_into(o: &mut Options, args: &[Vec<u8>]) -> Result<(), ParseError> {
             }
         }
         a += 1;
-    }
-    if nowait {
-        o.nowait = Some(childlimit);
     }
     Ok(())
 }
