@@ -1034,15 +1034,22 @@ fn comsat_run(prog: &Path, listener: &std::net::UdpSocket, rc: &str) -> (Vec<Str
     listener
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("set timeout");
-    let maildir = Regex::new(r"/new/[0-9]+\.[^ :/\x22]+").expect("maildir regex");
+    // Maildir unique names and directory-folder inode codes differ between
+    // two runs of procmail itself (as in `normalise_names`).
+    let varying = Regex::new(r"/new/[0-9]+\.[^ :/\x22]+|/msg\.[A-Za-z0-9_-]+")
+        .expect("varying-name regex");
     let mask = |b: &[u8]| -> String {
         let b = replace_all(b, w.as_os_str().as_bytes(), b"$W");
         let s = String::from_utf8_lossy(&b).into_owned();
         let mut out = String::new();
         let mut last = 0;
-        for m in maildir.find_iter(&s) {
+        for m in varying.find_iter(&s) {
             out.push_str(&s[last..m.start()]);
-            out.push_str("/new/NAME");
+            out.push_str(if s[m.start()..].starts_with("/new/") {
+                "/new/NAME"
+            } else {
+                "/msg.INODE"
+            });
             last = m.end();
         }
         out.push_str(&s[last..]);
