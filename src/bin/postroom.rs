@@ -5,29 +5,21 @@ use postroom::cli::postroom::{Cli, Command, QueueAction};
 use postroom::daemon;
 
 fn main() {
-    // Installed as /usr/sbin/sendmail or mailq (a symlink): sendmail's
-    // command line, not ours.
+    // Installed under a tool's name (a symlink): that tool's command
+    // line, not ours. `postroom formail ...` skips clap too, so that every
+    // argument reaches formail's parser as it was given (clap would take a
+    // `--` for itself).
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if argv
-        .first()
-        .is_some_and(|a| postroom::submit::is_sendmail_name(a))
-    {
+    let arg0 = argv.first().map_or(std::ffi::OsStr::new(""), |a| a.as_os_str());
+    let rest = argv.get(1..).unwrap_or_default();
+    if postroom::submit::is_sendmail_name(arg0) {
         std::process::exit(postroom::submit::main_argv(&argv));
     }
-    if argv
-        .first()
-        .is_some_and(|a| postroom::vacation::is_vacation_name(a))
-    {
-        std::process::exit(postroom::vacation::main_argv(&argv));
+    if postroom::vacation::is_vacation_name(arg0) {
+        std::process::exit(postroom::vacation::main(rest));
     }
-    // Linked as formail: formail's command line. `postroom formail ...`
-    // skips clap too, so that every argument reaches formail's parser as
-    // it was given (clap would take a `--` for itself).
-    if argv
-        .first()
-        .is_some_and(|a| postroom::formail::is_formail_name(a))
-    {
-        std::process::exit(postroom::formail::main_argv(&argv));
+    if postroom::formail::is_formail_name(arg0) {
+        std::process::exit(postroom::formail::main(rest));
     }
     if argv.get(1).is_some_and(|a| a == "formail") {
         std::process::exit(postroom::formail::main(&argv[2..]));

@@ -83,8 +83,3 @@ fn open_cache(p: &Path) -> std::io::Result<std::fs::File> {
         .open(p)
 }
 
-/// The whole command line, `argv[0]` included (for `postroom` installed
-/// or linked as `formail`).
-pub fn main_argv(argv: &[OsString]) -> i32 {
-    main(argv.get(1..).unwrap_or_default())
-}

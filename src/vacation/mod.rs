@@ -51,11 +51,6 @@ pub fn is_vacation_name(arg0: &OsStr) -> bool {
     Path::new(arg0).file_name().unwrap_or(arg0) == "vacation"
 }
 
-/// The whole command, `argv[0]` included.
-pub fn main_argv(argv: &[OsString]) -> i32 {
-    main(argv.get(1..).unwrap_or_default())
-}
-
 /// `vacation ARGS`: parses, acts, logs, returns the exit code.
 pub fn main(args: &[OsString]) -> i32 {
     let opts = match args::parse(args) {
