@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::deliver::zygote::{Request, ZygoteError, Zygotes};
 use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
-use crate::queue::spool::QueueId;
+use crate::queue::spool::{self, QueueId};
 use crate::queue::{Clock, Corrupt, Queue, QueueError};
 use crate::route::lists::List;
 use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
@@ -278,7 +278,7 @@ impl<'a> Runner<'a> {
     pub fn run_until(&self, clock: &dyn Clock, interval: Duration, stop: &AtomicBool) -> Summary {
         let mut total = Summary::default();
         while !stop.load(Ordering::SeqCst) {
-            total.add(self.run_once(unix(clock.now())));
+            total.add(self.run_once(spool::unix(clock.now())));
             let start = Instant::now();
             while start.elapsed() < interval && !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100).min(interval));
@@ -739,12 +739,6 @@ pub fn from_reply(reply: &crate::status::Reply) -> Failure {
     }
 }
 
-/// Unix seconds of a time (0 before 1970).
-fn unix(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Where the header ends in `message`: the offset of the empty line (LF
 /// line ends), or the length when there is no body.
 fn header_end(message: &[u8]) -> usize {
@@ -1003,13 +997,15 @@ impl Exec {
         }
     }
 
-    /// The `deliver` command for a mailbox user.
+    /// The `deliver` command for a mailbox user, and the identity to run
+    /// it as: system users' `deliver -d` switches itself; virtual users
+    /// get the shared identity, if we are root.
     fn mailbox(
         &self,
         user: &[u8],
         detail: Option<&[u8]>,
         sender: &str,
-    ) -> Result<Command, Outcome> {
+    ) -> Result<(Command, Option<Id>), Outcome> {
         let name = String::from_utf8_lossy(user).into_owned();
         let Some(u) = self.users.lookup(user) else {
             return Err(Outcome::perm(
@@ -1031,7 +1027,7 @@ impl Exec {
                 c.arg("-a").arg(std::ffi::OsStr::from_bytes_lossy(d));
             }
             c.arg("-d").arg(&name);
-            return Ok(c);
+            return Ok((c, None));
         }
         // A virtual user shares our uid: `deliver -m` with the user's own
         // rcfile, HOME and MAILDIR (route::users). They are given as
@@ -1066,7 +1062,8 @@ impl Exec {
             // `-m rcfile arg`: the detail is $1, as `-a detail` makes it.
             c.arg(std::ffi::OsStr::from_bytes_lossy(d));
         }
-        Ok(c)
+        let id = self.virtual_id.filter(|_| nix::unistd::geteuid().is_root());
+        Ok((c, id))
     }
 
     /// Runs `cmd` with `input` on stdin, within the time limit, keeping
@@ -1236,17 +1233,7 @@ impl LocalDelivery for Exec {
         match &job.target.delivery {
             Delivery::Mailbox { user, detail } => {
                 match self.mailbox(user, detail.as_deref(), job.sender) {
-                    Ok(cmd) => {
-                        // System users: deliver -d switches itself; virtual
-                        // users: the shared identity, if we are root.
-                        let id = match self.users.lookup(user) {
-                            Some(u) if u.uid.is_none() && nix::unistd::geteuid().is_root() => {
-                                self.virtual_id
-                            }
-                            _ => None,
-                        };
-                        self.run(cmd, id, job.message, "deliver")
-                    }
+                    Ok((cmd, id)) => self.run(cmd, id, job.message, "deliver"),
                     Err(o) => o,
                 }
             }

@@ -403,9 +403,7 @@ fn lane(domain: &[u8], n: usize) -> usize {
 
 /// Seconds since 1970.
 pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::queue::spool::unix(std::time::SystemTime::now())
 }
 
 #[cfg(test)]
