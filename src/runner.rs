@@ -518,6 +518,9 @@ impl<'a> Runner<'a> {
         // permanent failure is reported.
         let mut perm = None;
         let mut forwards: Vec<&Target> = Vec::new();
+        // The message as the last list's copies show it: a list's members
+        // follow one another, so it is made once per list, not per member.
+        let mut listed: Option<(&List, Vec<u8>)> = None;
         for t in &targets {
             let key = t.delivery.key();
             if done.contains(&key) {
@@ -535,11 +538,12 @@ impl<'a> Runner<'a> {
                         Some(s) => String::from_utf8_lossy(s).into_owned(),
                         None => entry.envelope.sender.clone(),
                     };
-                    let listed;
-                    let message = match &t.list {
+                    let message = match t.list.as_deref() {
                         Some(list) => {
-                            listed = with_list_fields(message, list);
-                            &listed[..]
+                            if listed.as_ref().is_none_or(|(l, _)| *l != list) {
+                                listed = Some((list, with_list_fields(message, list)));
+                            }
+                            listed.as_ref().map_or(message, |(_, m)| m)
                         }
                         None => message,
                     };
@@ -684,11 +688,7 @@ impl<'a> Runner<'a> {
                 ret_headers: false,
             };
             // The line ends of the message as queued (CRLF from SMTP).
-            let crlf = message
-                .iter()
-                .position(|&b| b == b'\n')
-                .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
-            let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            let eol = eol(message);
             let mut copy =
                 format!("Delivered-To: {}", rcpt.replace(['\r', '\n'], " ")).into_bytes();
             copy.extend_from_slice(eol);
@@ -739,19 +739,34 @@ pub fn from_reply(reply: &crate::status::Reply) -> Failure {
     }
 }
 
-/// Where the header ends in `message`: the offset of the empty line (LF
-/// line ends), or the length when there is no body.
+/// Where the header ends in `message`: the offset of its first empty
+/// line (LF or CRLF), or the length when there is none.
 fn header_end(message: &[u8]) -> usize {
-    if message.starts_with(b"\n") {
-        return 0;
+    let mut end = 0;
+    while end < message.len()
+        && !message[end..].starts_with(b"\n")
+        && !message[end..].starts_with(b"\r\n")
+    {
+        end = message[end..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |p| end + p + 1);
     }
-    message
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map_or(message.len(), |p| p + 1)
+    end
 }
 
-/// The header fields of an LF message, each with its continuation lines.
+/// The line end of `message` as queued: CRLF when its first line ends so
+/// (SMTP), LF otherwise.
+fn eol(message: &[u8]) -> &'static [u8] {
+    let crlf = message
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
+    if crlf { b"\r\n" } else { b"\n" }
+}
+
+/// The header fields of a header (LF or CRLF), each with its continuation
+/// lines and line ends.
 fn fields(header: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<&[u8]> = Vec::new();
     let mut start = 0;
@@ -785,23 +800,8 @@ fn is_field(field: &[u8], name: &[u8]) -> bool {
 /// `List-*` and `Precedence:` fields dropped and the list's fields added at
 /// the end of the header, in the message's own line ends (CRLF or LF).
 fn with_list_fields(message: &[u8], list: &List) -> Vec<u8> {
-    let crlf = message
-        .iter()
-        .position(|&b| b == b'\n')
-        .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
-    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-    // The header ends at the first empty line (LF or CRLF), or with the
-    // message.
-    let mut end = 0;
-    while end < message.len()
-        && !message[end..].starts_with(b"\n")
-        && !message[end..].starts_with(b"\r\n")
-    {
-        end = message[end..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(message.len(), |p| end + p + 1);
-    }
+    let eol = eol(message);
+    let end = header_end(message);
     let mut out = Vec::with_capacity(message.len() + list.fields.len() + 64);
     for f in fields(&message[..end]) {
         let name = f.iter().position(|&b| b == b':').map_or(f, |p| &f[..p]);
@@ -820,32 +820,26 @@ fn with_list_fields(message: &[u8], list: &List) -> Vec<u8> {
     out
 }
 
-/// CRLF line ends turned into LF (mta-semantics A.10: the agent gets LF).
-fn to_lf(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len());
+/// Appends `src` to `out` with its CRLF line ends turned into LF
+/// (mta-semantics A.10: the agent gets LF).
+fn extend_lf(out: &mut Vec<u8>, src: &[u8]) {
     let mut start = 0;
     // Whole runs between CRLFs are copied at once.
-    for (i, w) in message.windows(2).enumerate() {
+    for (i, w) in src.windows(2).enumerate() {
         if w == b"\r\n" {
-            out.extend_from_slice(&message[start..i]);
+            out.extend_from_slice(&src[start..i]);
             start = i + 1;
         }
     }
-    out.extend_from_slice(&message[start..]);
-    out
+    out.extend_from_slice(&src[start..]);
 }
 
 /// Whether the message already carries `Delivered-To: rcpt` (mta-semantics
 /// B.7 loop detection; case-insensitive, blanks and angle brackets
 /// ignored).
 pub fn has_delivered_to(message: &[u8], rcpt: &str) -> bool {
-    // Only the header matters: it ends at the first empty line, LF or CRLF.
-    let raw_end = message
-        .windows(3)
-        .position(|w| w == b"\n\r\n" || w.starts_with(b"\n\n"))
-        .map_or(message.len(), |p| p + 1);
-    let msg = to_lf(&message[..raw_end]);
-    let head = &msg[..header_end(&msg)];
+    // Only the header matters.
+    let head = &message[..header_end(message)];
     fields(head).iter().any(|f| {
         is_field(f, b"Delivered-To")
             && f[13..]
@@ -862,22 +856,22 @@ pub fn has_delivered_to(message: &[u8], rcpt: &str) -> bool {
 /// `X-Original-To: original` and `Delivered-To: rcpt` prepended in
 /// Postfix's order.
 pub fn local_copy(message: &[u8], sender: &str, original: &str, rcpt: &str) -> Vec<u8> {
-    let msg = to_lf(message);
-    let end = header_end(&msg);
+    let end = header_end(message);
     let clean = |s: &str| s.replace(['\r', '\n'], " ");
-    let mut out = format!(
+    let trace = format!(
         "Return-Path: <{}>\nX-Original-To: {}\nDelivered-To: {}\n",
         clean(sender),
         clean(original),
         clean(rcpt)
-    )
-    .into_bytes();
-    for f in fields(&msg[..end]) {
+    );
+    let mut out = Vec::with_capacity(trace.len() + message.len());
+    out.extend_from_slice(trace.as_bytes());
+    for f in fields(&message[..end]) {
         if !is_field(f, b"Return-Path") {
-            out.extend_from_slice(f);
+            extend_lf(&mut out, f);
         }
     }
-    out.extend_from_slice(&msg[end..]);
+    extend_lf(&mut out, &message[end..]);
     out
 }
 
@@ -1399,7 +1393,9 @@ mod tests {
             (b"\r\n", b"\n"),
             (b"no line end", b"no line end"),
         ] {
-            assert_eq!(to_lf(input), want, "{:?}", String::from_utf8_lossy(input));
+            let mut got = Vec::new();
+            extend_lf(&mut got, input);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
         }
     }
 
