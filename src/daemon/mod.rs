@@ -479,13 +479,10 @@ fn log_summary(log: &server::Log, what: &str, s: &Summary) {
 /// Logs the queue entries that opening the spool moved to `corrupt/`
 /// (never deleted; this line is their report).
 fn report_corrupt(who: &str, corrupt: &[crate::queue::Corrupt]) {
-    for c in corrupt {
-        eprintln!(
-            "{who}: corrupt: {} moved to {}: {}",
-            c.name,
-            c.moved_to.display(),
-            c.reason
-        );
+    let mut sum = Summary::default();
+    crate::runner::report_corrupt(corrupt, &mut sum);
+    for line in sum.errors {
+        eprintln!("{who}: {line}");
     }
 }
 
