@@ -23,7 +23,9 @@
 //! recipients stay deferred until the relay client exists.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read as _, Write as _};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -939,7 +941,7 @@ pub struct Exec {
     /// that `postroom sendmail` finds this server). Not the environment:
     /// procmail clears it at start-up (procmail(1), `-p`), and a default
     /// like SENDMAIL's wins over it; assignments win over both.
-    pub vars: Vec<(String, std::ffi::OsString)>,
+    pub vars: Vec<(String, OsString)>,
 }
 
 /// An identity to run a child as: uid and gid.
@@ -1018,7 +1020,7 @@ impl Exec {
             // local_procmail); as root deliver switches to the user itself,
             // so we never run the user's rcfile as root.
             if let Some(d) = detail {
-                c.arg("-a").arg(std::ffi::OsStr::from_bytes_lossy(d));
+                c.arg("-a").arg(OsStr::from_bytes(d));
             }
             c.arg("-d").arg(&name);
             return Ok((c, None));
@@ -1035,8 +1037,8 @@ impl Exec {
         } else {
             Path::new("/dev/null")
         };
-        let mut assign = |var: &str, p: &std::ffi::OsStr| {
-            let mut a = std::ffi::OsString::from(format!("{var}="));
+        let mut assign = |var: &str, p: &OsStr| {
+            let mut a = OsString::from(format!("{var}="));
             a.push(p);
             c.env(var, p);
             a
@@ -1054,7 +1056,7 @@ impl Exec {
         c.arg(rcfile);
         if let Some(d) = detail {
             // `-m rcfile arg`: the detail is $1, as `-a detail` makes it.
-            c.arg(std::ffi::OsStr::from_bytes_lossy(d));
+            c.arg(OsStr::from_bytes(d));
         }
         let id = self.virtual_id.filter(|_| nix::unistd::geteuid().is_root());
         Ok((c, id))
@@ -1067,10 +1069,7 @@ impl Exec {
         if let Some(z) = &self.zygotes
             && cmd.get_program() == self.deliver.as_os_str()
         {
-            use std::os::unix::ffi::OsStrExt as _;
-            let pair = |k: &std::ffi::OsStr, v: &std::ffi::OsStr| {
-                [k.as_bytes(), b"=", v.as_bytes()].concat()
-            };
+            let pair = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
             let req = Request {
                 argv: std::iter::once(cmd.get_program())
                     .chain(cmd.get_args())
@@ -1211,17 +1210,6 @@ fn null_sender(sender: &str) -> &str {
     }
 }
 
-/// Lossy byte-to-`OsStr` conversion, here only for readability.
-trait FromBytesLossy {
-    fn from_bytes_lossy(b: &[u8]) -> &std::ffi::OsStr;
-}
-
-impl FromBytesLossy for std::ffi::OsStr {
-    fn from_bytes_lossy(b: &[u8]) -> &std::ffi::OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
-}
-
 impl LocalDelivery for Exec {
     fn deliver(&self, job: &Job<'_>) -> Outcome {
         match &job.target.delivery {
@@ -1249,8 +1237,8 @@ impl LocalDelivery for Exec {
                     Err(o) => return o,
                 };
                 let mut c = Command::new(&self.deliver);
-                let mut def = std::ffi::OsString::from("DEFAULT=");
-                def.push(std::ffi::OsStr::from_bytes_lossy(path));
+                let mut def = OsString::from("DEFAULT=");
+                def.push(OsStr::from_bytes(path));
                 c.env_clear()
                     .env("PATH", "/usr/local/bin:/usr/bin:/bin")
                     .arg("-f")
@@ -1265,7 +1253,7 @@ impl LocalDelivery for Exec {
                     Ok(id) => id,
                     Err(o) => return o,
                 };
-                let cmd = std::ffi::OsStr::from_bytes_lossy(command);
+                let cmd = OsStr::from_bytes(command);
                 // A.10: /bin/sh -c only when the command needs a shell,
                 // otherwise split at blanks and run directly (Postfix).
                 let mut c = if route::needs_shell(command) {
@@ -1276,7 +1264,7 @@ impl LocalDelivery for Exec {
                     let mut words = command
                         .split(|b| *b == b' ' || *b == b'\t')
                         .filter(|w| !w.is_empty())
-                        .map(std::ffi::OsStr::from_bytes_lossy);
+                        .map(OsStr::from_bytes);
                     let Some(prog) = words.next() else {
                         return Outcome::perm((3, 0), sysexits::EX_USAGE, "empty pipe command");
                     };
