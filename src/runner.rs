@@ -421,7 +421,12 @@ impl<'a> Runner<'a> {
             }
             message = Some(msg);
         }
-        let entry = self.queue.entry(id)?;
+        // Read again only when the reports above changed it.
+        let entry = if unreported.is_empty() {
+            entry
+        } else {
+            self.queue.entry(id)?
+        };
         if !entry.warned && self.queue.schedule().should_warn(entry.arrival, now) {
             let msg = match message {
                 Some(m) => m,
@@ -442,7 +447,8 @@ impl<'a> Runner<'a> {
             // deferred): at most one warning per message (B.9).
             self.queue.mark_warned(id)?;
         }
-        let entry = self.queue.entry(id)?;
+        // `mark_warned` changes no recipient's state, so `entry` still
+        // says whether they are all done.
         if entry.recipients.iter().all(|r| {
             matches!(
                 r.state,
