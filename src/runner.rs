@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::deliver::zygote::{Request, ZygoteError, Zygotes};
+use crate::deliver::zygote::{Ended, Request, ZygoteError, Zygotes};
 use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
 use crate::queue::spool::{self, QueueId};
@@ -1090,11 +1090,7 @@ impl Exec {
                 message: input.to_vec(),
             };
             return match z.run(&req, self.time_limit) {
-                Ok(Some(end)) => {
-                    let err = String::from_utf8_lossy(&end.stderr).replace(['\r', '\n', '\t'], " ");
-                    prefixed(outcome_of_exit(end.code, &err), what)
-                }
-                Ok(None) => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
+                Ok(end) => ended(end, what),
                 // Nothing ran: deliver the ordinary way.
                 Err(ZygoteError::NotStarted(_)) => self.spawn(cmd, id, input, what),
                 // It may have run: the next attempt tries again (a
@@ -1178,31 +1174,31 @@ impl Exec {
         };
         let _ = waiter.join();
         let _ = writer.join();
-        let err = reader.join().unwrap_or_default();
-        let err = String::from_utf8_lossy(&err).replace(['\r', '\n', '\t'], " ");
-        match status {
-            None => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
-            Some(s) => prefixed(outcome_of_exit(s.code(), &err), what),
-        }
+        let stderr = reader.join().unwrap_or_default();
+        ended(
+            status.map(|s| Ended {
+                code: s.code(),
+                stderr,
+            }),
+            what,
+        )
     }
 }
 
-/// A failure's reason with what failed in front.
-fn prefixed(outcome: Outcome, what: &str) -> Outcome {
-    match outcome {
-        Outcome::Failed {
-            class,
-            detail,
-            exit,
-            reason,
-        } => Outcome::Failed {
-            class,
-            detail,
-            exit,
-            reason: format!("{what}: {reason}"),
-        },
-        ok => ok,
+/// What the end of an agent run as `what` means, in a zygote or not:
+/// `None` is a kill after the time limit (temporary), otherwise
+/// [`outcome_of_exit`] of its status and stderr, with `what` in front of
+/// a failure's reason.
+fn ended(end: Option<Ended>, what: &str) -> Outcome {
+    let Some(end) = end else {
+        return Outcome::temp((4, 7), format!("{what}: killed after the time limit"));
+    };
+    let err = String::from_utf8_lossy(&end.stderr).replace(['\r', '\n', '\t'], " ");
+    let mut outcome = outcome_of_exit(end.code, &err);
+    if let Outcome::Failed { reason, .. } = &mut outcome {
+        *reason = format!("{what}: {reason}");
     }
+    outcome
 }
 
 /// The `-f` value: the null sender is `MAILER-DAEMON` in the From_ line, as
