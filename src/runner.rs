@@ -19,8 +19,8 @@
 //! It never runs user code as root: system users are delivered by
 //! `deliver -d user` (which switches to the user), virtual users by
 //! `deliver -m` under the server's own uid, and files and pipes as the
-//! target's `run_as` (A.6.2). It never speaks SMTP: forwards and relay
-//! recipients stay deferred until the relay client exists.
+//! target's `run_as` (A.6.2). It never speaks SMTP itself: remote
+//! recipients go to a [`Relay`], forwards are queued as new entries.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
