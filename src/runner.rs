@@ -19,21 +19,23 @@
 //! It never runs user code as root: system users are delivered by
 //! `deliver -d user` (which switches to the user), virtual users by
 //! `deliver -m` under the server's own uid, and files and pipes as the
-//! target's `run_as` (A.6.2). It never speaks SMTP: forwards and relay
-//! recipients stay deferred until the relay client exists.
+//! target's `run_as` (A.6.2). It never speaks SMTP itself: remote
+//! recipients go to a [`Relay`], forwards are queued as new entries.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read as _, Write as _};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::deliver::zygote::{Request, ZygoteError, Zygotes};
+use crate::deliver::zygote::{Ended, Request, ZygoteError, Zygotes};
 use crate::queue::bounce::{self, BounceConfig, Kind};
 use crate::queue::entry::{Attempt, Entry, Failure, State};
-use crate::queue::spool::QueueId;
+use crate::queue::spool::{self, QueueId};
 use crate::queue::{Clock, Corrupt, Queue, QueueError};
 use crate::route::lists::List;
 use crate::route::{self, Delivery, Resolution, RunAs, Target, Users};
@@ -278,7 +280,7 @@ impl<'a> Runner<'a> {
     pub fn run_until(&self, clock: &dyn Clock, interval: Duration, stop: &AtomicBool) -> Summary {
         let mut total = Summary::default();
         while !stop.load(Ordering::SeqCst) {
-            total.add(self.run_once(unix(clock.now())));
+            total.add(self.run_once(spool::unix(clock.now())));
             let start = Instant::now();
             while start.elapsed() < interval && !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100).min(interval));
@@ -419,7 +421,12 @@ impl<'a> Runner<'a> {
             }
             message = Some(msg);
         }
-        let entry = self.queue.entry(id)?;
+        // Read again only when the reports above changed it.
+        let entry = if unreported.is_empty() {
+            entry
+        } else {
+            self.queue.entry(id)?
+        };
         if !entry.warned && self.queue.schedule().should_warn(entry.arrival, now) {
             let msg = match message {
                 Some(m) => m,
@@ -440,7 +447,8 @@ impl<'a> Runner<'a> {
             // deferred): at most one warning per message (B.9).
             self.queue.mark_warned(id)?;
         }
-        let entry = self.queue.entry(id)?;
+        // `mark_warned` changes no recipient's state, so `entry` still
+        // says whether they are all done.
         if entry.recipients.iter().all(|r| {
             matches!(
                 r.state,
@@ -518,6 +526,9 @@ impl<'a> Runner<'a> {
         // permanent failure is reported.
         let mut perm = None;
         let mut forwards: Vec<&Target> = Vec::new();
+        // The message as the last list's copies show it: a list's members
+        // follow one another, so it is made once per list, not per member.
+        let mut listed: Option<(&List, Vec<u8>)> = None;
         for t in &targets {
             let key = t.delivery.key();
             if done.contains(&key) {
@@ -535,11 +546,12 @@ impl<'a> Runner<'a> {
                         Some(s) => String::from_utf8_lossy(s).into_owned(),
                         None => entry.envelope.sender.clone(),
                     };
-                    let listed;
-                    let message = match &t.list {
+                    let message = match t.list.as_deref() {
                         Some(list) => {
-                            listed = with_list_fields(message, list);
-                            &listed[..]
+                            if listed.as_ref().is_none_or(|(l, _)| *l != list) {
+                                listed = Some((list, with_list_fields(message, list)));
+                            }
+                            listed.as_ref().map_or(message, |(_, m)| m)
                         }
                         None => message,
                     };
@@ -684,11 +696,7 @@ impl<'a> Runner<'a> {
                 ret_headers: false,
             };
             // The line ends of the message as queued (CRLF from SMTP).
-            let crlf = message
-                .iter()
-                .position(|&b| b == b'\n')
-                .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
-            let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            let eol = eol(message);
             let mut copy =
                 format!("Delivered-To: {}", rcpt.replace(['\r', '\n'], " ")).into_bytes();
             copy.extend_from_slice(eol);
@@ -739,25 +747,34 @@ pub fn from_reply(reply: &crate::status::Reply) -> Failure {
     }
 }
 
-/// Unix seconds of a time (0 before 1970).
-fn unix(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Where the header ends in `message`: the offset of the empty line (LF
-/// line ends), or the length when there is no body.
+/// Where the header ends in `message`: the offset of its first empty
+/// line (LF or CRLF), or the length when there is none.
 fn header_end(message: &[u8]) -> usize {
-    if message.starts_with(b"\n") {
-        return 0;
+    let mut end = 0;
+    while end < message.len()
+        && !message[end..].starts_with(b"\n")
+        && !message[end..].starts_with(b"\r\n")
+    {
+        end = message[end..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |p| end + p + 1);
     }
-    message
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map_or(message.len(), |p| p + 1)
+    end
 }
 
-/// The header fields of an LF message, each with its continuation lines.
+/// The line end of `message` as queued: CRLF when its first line ends so
+/// (SMTP), LF otherwise.
+fn eol(message: &[u8]) -> &'static [u8] {
+    let crlf = message
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
+    if crlf { b"\r\n" } else { b"\n" }
+}
+
+/// The header fields of a header (LF or CRLF), each with its continuation
+/// lines and line ends.
 fn fields(header: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<&[u8]> = Vec::new();
     let mut start = 0;
@@ -791,23 +808,8 @@ fn is_field(field: &[u8], name: &[u8]) -> bool {
 /// `List-*` and `Precedence:` fields dropped and the list's fields added at
 /// the end of the header, in the message's own line ends (CRLF or LF).
 fn with_list_fields(message: &[u8], list: &List) -> Vec<u8> {
-    let crlf = message
-        .iter()
-        .position(|&b| b == b'\n')
-        .is_some_and(|p| p > 0 && message[p - 1] == b'\r');
-    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-    // The header ends at the first empty line (LF or CRLF), or with the
-    // message.
-    let mut end = 0;
-    while end < message.len()
-        && !message[end..].starts_with(b"\n")
-        && !message[end..].starts_with(b"\r\n")
-    {
-        end = message[end..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(message.len(), |p| end + p + 1);
-    }
+    let eol = eol(message);
+    let end = header_end(message);
     let mut out = Vec::with_capacity(message.len() + list.fields.len() + 64);
     for f in fields(&message[..end]) {
         let name = f.iter().position(|&b| b == b':').map_or(f, |p| &f[..p]);
@@ -826,32 +828,26 @@ fn with_list_fields(message: &[u8], list: &List) -> Vec<u8> {
     out
 }
 
-/// CRLF line ends turned into LF (mta-semantics A.10: the agent gets LF).
-fn to_lf(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len());
+/// Appends `src` to `out` with its CRLF line ends turned into LF
+/// (mta-semantics A.10: the agent gets LF).
+fn extend_lf(out: &mut Vec<u8>, src: &[u8]) {
     let mut start = 0;
     // Whole runs between CRLFs are copied at once.
-    for (i, w) in message.windows(2).enumerate() {
+    for (i, w) in src.windows(2).enumerate() {
         if w == b"\r\n" {
-            out.extend_from_slice(&message[start..i]);
+            out.extend_from_slice(&src[start..i]);
             start = i + 1;
         }
     }
-    out.extend_from_slice(&message[start..]);
-    out
+    out.extend_from_slice(&src[start..]);
 }
 
 /// Whether the message already carries `Delivered-To: rcpt` (mta-semantics
 /// B.7 loop detection; case-insensitive, blanks and angle brackets
 /// ignored).
 pub fn has_delivered_to(message: &[u8], rcpt: &str) -> bool {
-    // Only the header matters: it ends at the first empty line, LF or CRLF.
-    let raw_end = message
-        .windows(3)
-        .position(|w| w == b"\n\r\n" || w.starts_with(b"\n\n"))
-        .map_or(message.len(), |p| p + 1);
-    let msg = to_lf(&message[..raw_end]);
-    let head = &msg[..header_end(&msg)];
+    // Only the header matters.
+    let head = &message[..header_end(message)];
     fields(head).iter().any(|f| {
         is_field(f, b"Delivered-To")
             && f[13..]
@@ -868,22 +864,22 @@ pub fn has_delivered_to(message: &[u8], rcpt: &str) -> bool {
 /// `X-Original-To: original` and `Delivered-To: rcpt` prepended in
 /// Postfix's order.
 pub fn local_copy(message: &[u8], sender: &str, original: &str, rcpt: &str) -> Vec<u8> {
-    let msg = to_lf(message);
-    let end = header_end(&msg);
+    let end = header_end(message);
     let clean = |s: &str| s.replace(['\r', '\n'], " ");
-    let mut out = format!(
+    let trace = format!(
         "Return-Path: <{}>\nX-Original-To: {}\nDelivered-To: {}\n",
         clean(sender),
         clean(original),
         clean(rcpt)
-    )
-    .into_bytes();
-    for f in fields(&msg[..end]) {
+    );
+    let mut out = Vec::with_capacity(trace.len() + message.len());
+    out.extend_from_slice(trace.as_bytes());
+    for f in fields(&message[..end]) {
         if !is_field(f, b"Return-Path") {
-            out.extend_from_slice(f);
+            extend_lf(&mut out, f);
         }
     }
-    out.extend_from_slice(&msg[end..]);
+    extend_lf(&mut out, &message[end..]);
     out
 }
 
@@ -951,7 +947,7 @@ pub struct Exec {
     /// that `postroom sendmail` finds this server). Not the environment:
     /// procmail clears it at start-up (procmail(1), `-p`), and a default
     /// like SENDMAIL's wins over it; assignments win over both.
-    pub vars: Vec<(String, std::ffi::OsString)>,
+    pub vars: Vec<(String, OsString)>,
 }
 
 /// An identity to run a child as: uid and gid.
@@ -1003,13 +999,15 @@ impl Exec {
         }
     }
 
-    /// The `deliver` command for a mailbox user.
+    /// The `deliver` command for a mailbox user, and the identity to run
+    /// it as: system users' `deliver -d` switches itself; virtual users
+    /// get the shared identity, if we are root.
     fn mailbox(
         &self,
         user: &[u8],
         detail: Option<&[u8]>,
         sender: &str,
-    ) -> Result<Command, Outcome> {
+    ) -> Result<(Command, Option<Id>), Outcome> {
         let name = String::from_utf8_lossy(user).into_owned();
         let Some(u) = self.users.lookup(user) else {
             return Err(Outcome::perm(
@@ -1028,10 +1026,10 @@ impl Exec {
             // local_procmail); as root deliver switches to the user itself,
             // so we never run the user's rcfile as root.
             if let Some(d) = detail {
-                c.arg("-a").arg(std::ffi::OsStr::from_bytes_lossy(d));
+                c.arg("-a").arg(OsStr::from_bytes(d));
             }
             c.arg("-d").arg(&name);
-            return Ok(c);
+            return Ok((c, None));
         }
         // A virtual user shares our uid: `deliver -m` with the user's own
         // rcfile, HOME and MAILDIR (route::users). They are given as
@@ -1045,8 +1043,8 @@ impl Exec {
         } else {
             Path::new("/dev/null")
         };
-        let mut assign = |var: &str, p: &std::ffi::OsStr| {
-            let mut a = std::ffi::OsString::from(format!("{var}="));
+        let mut assign = |var: &str, p: &OsStr| {
+            let mut a = OsString::from(format!("{var}="));
             a.push(p);
             c.env(var, p);
             a
@@ -1064,9 +1062,10 @@ impl Exec {
         c.arg(rcfile);
         if let Some(d) = detail {
             // `-m rcfile arg`: the detail is $1, as `-a detail` makes it.
-            c.arg(std::ffi::OsStr::from_bytes_lossy(d));
+            c.arg(OsStr::from_bytes(d));
         }
-        Ok(c)
+        let id = self.virtual_id.filter(|_| nix::unistd::geteuid().is_root());
+        Ok((c, id))
     }
 
     /// Runs `cmd` with `input` on stdin, within the time limit, keeping
@@ -1076,10 +1075,7 @@ impl Exec {
         if let Some(z) = &self.zygotes
             && cmd.get_program() == self.deliver.as_os_str()
         {
-            use std::os::unix::ffi::OsStrExt as _;
-            let pair = |k: &std::ffi::OsStr, v: &std::ffi::OsStr| {
-                [k.as_bytes(), b"=", v.as_bytes()].concat()
-            };
+            let pair = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
             let req = Request {
                 argv: std::iter::once(cmd.get_program())
                     .chain(cmd.get_args())
@@ -1094,11 +1090,7 @@ impl Exec {
                 message: input.to_vec(),
             };
             return match z.run(&req, self.time_limit) {
-                Ok(Some(end)) => {
-                    let err = String::from_utf8_lossy(&end.stderr).replace(['\r', '\n', '\t'], " ");
-                    prefixed(outcome_of_exit(end.code, &err), what)
-                }
-                Ok(None) => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
+                Ok(end) => ended(end, what),
                 // Nothing ran: deliver the ordinary way.
                 Err(ZygoteError::NotStarted(_)) => self.spawn(cmd, id, input, what),
                 // It may have run: the next attempt tries again (a
@@ -1182,31 +1174,31 @@ impl Exec {
         };
         let _ = waiter.join();
         let _ = writer.join();
-        let err = reader.join().unwrap_or_default();
-        let err = String::from_utf8_lossy(&err).replace(['\r', '\n', '\t'], " ");
-        match status {
-            None => Outcome::temp((4, 7), format!("{what}: killed after the time limit")),
-            Some(s) => prefixed(outcome_of_exit(s.code(), &err), what),
-        }
+        let stderr = reader.join().unwrap_or_default();
+        ended(
+            status.map(|s| Ended {
+                code: s.code(),
+                stderr,
+            }),
+            what,
+        )
     }
 }
 
-/// A failure's reason with what failed in front.
-fn prefixed(outcome: Outcome, what: &str) -> Outcome {
-    match outcome {
-        Outcome::Failed {
-            class,
-            detail,
-            exit,
-            reason,
-        } => Outcome::Failed {
-            class,
-            detail,
-            exit,
-            reason: format!("{what}: {reason}"),
-        },
-        ok => ok,
+/// What the end of an agent run as `what` means, in a zygote or not:
+/// `None` is a kill after the time limit (temporary), otherwise
+/// [`outcome_of_exit`] of its status and stderr, with `what` in front of
+/// a failure's reason.
+fn ended(end: Option<Ended>, what: &str) -> Outcome {
+    let Some(end) = end else {
+        return Outcome::temp((4, 7), format!("{what}: killed after the time limit"));
+    };
+    let err = String::from_utf8_lossy(&end.stderr).replace(['\r', '\n', '\t'], " ");
+    let mut outcome = outcome_of_exit(end.code, &err);
+    if let Outcome::Failed { reason, .. } = &mut outcome {
+        *reason = format!("{what}: {reason}");
     }
+    outcome
 }
 
 /// The `-f` value: the null sender is `MAILER-DAEMON` in the From_ line, as
@@ -1220,33 +1212,12 @@ fn null_sender(sender: &str) -> &str {
     }
 }
 
-/// Lossy byte-to-`OsStr` conversion, here only for readability.
-trait FromBytesLossy {
-    fn from_bytes_lossy(b: &[u8]) -> &std::ffi::OsStr;
-}
-
-impl FromBytesLossy for std::ffi::OsStr {
-    fn from_bytes_lossy(b: &[u8]) -> &std::ffi::OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
-}
-
 impl LocalDelivery for Exec {
     fn deliver(&self, job: &Job<'_>) -> Outcome {
         match &job.target.delivery {
             Delivery::Mailbox { user, detail } => {
                 match self.mailbox(user, detail.as_deref(), job.sender) {
-                    Ok(cmd) => {
-                        // System users: deliver -d switches itself; virtual
-                        // users: the shared identity, if we are root.
-                        let id = match self.users.lookup(user) {
-                            Some(u) if u.uid.is_none() && nix::unistd::geteuid().is_root() => {
-                                self.virtual_id
-                            }
-                            _ => None,
-                        };
-                        self.run(cmd, id, job.message, "deliver")
-                    }
+                    Ok((cmd, id)) => self.run(cmd, id, job.message, "deliver"),
                     Err(o) => o,
                 }
             }
@@ -1268,8 +1239,8 @@ impl LocalDelivery for Exec {
                     Err(o) => return o,
                 };
                 let mut c = Command::new(&self.deliver);
-                let mut def = std::ffi::OsString::from("DEFAULT=");
-                def.push(std::ffi::OsStr::from_bytes_lossy(path));
+                let mut def = OsString::from("DEFAULT=");
+                def.push(OsStr::from_bytes(path));
                 c.env_clear()
                     .env("PATH", "/usr/local/bin:/usr/bin:/bin")
                     .arg("-f")
@@ -1284,7 +1255,7 @@ impl LocalDelivery for Exec {
                     Ok(id) => id,
                     Err(o) => return o,
                 };
-                let cmd = std::ffi::OsStr::from_bytes_lossy(command);
+                let cmd = OsStr::from_bytes(command);
                 // A.10: /bin/sh -c only when the command needs a shell,
                 // otherwise split at blanks and run directly (Postfix).
                 let mut c = if route::needs_shell(command) {
@@ -1295,7 +1266,7 @@ impl LocalDelivery for Exec {
                     let mut words = command
                         .split(|b| *b == b' ' || *b == b'\t')
                         .filter(|w| !w.is_empty())
-                        .map(std::ffi::OsStr::from_bytes_lossy);
+                        .map(OsStr::from_bytes);
                     let Some(prog) = words.next() else {
                         return Outcome::perm((3, 0), sysexits::EX_USAGE, "empty pipe command");
                     };
@@ -1412,7 +1383,9 @@ mod tests {
             (b"\r\n", b"\n"),
             (b"no line end", b"no line end"),
         ] {
-            assert_eq!(to_lf(input), want, "{:?}", String::from_utf8_lossy(input));
+            let mut got = Vec::new();
+            extend_lf(&mut got, input);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
         }
     }
 

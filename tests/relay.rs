@@ -135,10 +135,6 @@ fn queue_listing(dir: &Dir) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn start(dir: &Dir) -> Smtpd {
-    Smtpd::start(dir)
-}
-
 /// A sink on `port` writing into `dir/rel`.
 fn sink_on(dir: &Dir, rel: &str, port: u16, args: &[&str]) -> Server {
     std::fs::create_dir_all(dir.join(rel)).unwrap();
@@ -158,7 +154,7 @@ fn a_down_primary_gets_the_backlog_in_arrival_order_over_one_connection_when_it_
     // Backoff doubling up to 4 s: the oldest entries, tried most often,
     // are due last, so their own retry times would send them last.
     relay_config(&dir, port, &[("max_backoff", "4")]);
-    let server = start(&dir);
+    let server = Smtpd::start(&dir);
     // Staggered, so that their retry times (each entry's own backoff,
     // with jitter) interleave while the primary is down.
     for n in 1..=5 {
@@ -244,7 +240,7 @@ fn a_remote_refusal_comes_back_as_a_dsn_in_the_local_senders_mailbox() {
     let port = free_port();
     relay_config(&dir, port, &[]);
     let _primary = sink_on(&dir, "primary", port, &["--refuse", "nobody@relay.test"]);
-    let server = start(&dir);
+    let server = Smtpd::start(&dir);
     send_one(
         &server,
         "bob@example.test",
@@ -285,7 +281,7 @@ fn a_forward_from_an_rcfile_goes_out_through_postroom_sendmail() {
         format!("DEFAULT={}/\n:0 c\n! friend@relay.test\n", inbox.display()),
     );
     let _primary = sink_on(&dir, "primary", port, &[]);
-    let server = start(&dir);
+    let server = Smtpd::start(&dir);
     send_one(
         &server,
         "sender@client.test",
@@ -317,7 +313,7 @@ fn kill_9_during_a_relay_then_restart_delivers_exactly_once() {
     relay_config(&dir, port, &[("smtp_data_done_timeout", "60")]);
     let log = dir.join("faulty.log");
     let stall = faulty_on("stall-dot", port, &log);
-    let mut server = start(&dir);
+    let mut server = Smtpd::start(&dir);
     send_one(&server, "sender@client.test", "x@relay.test", "once");
     // The primary has the whole message and has not answered the dot.
     let start_wait = Instant::now();
@@ -333,7 +329,7 @@ fn kill_9_during_a_relay_then_restart_delivers_exactly_once() {
     drop(stall);
     // The primary comes back well; the restarted server sends it once.
     let _primary = sink_on(&dir, "primary", port, &[]);
-    let server = start(&dir);
+    let server = Smtpd::start(&dir);
     wait_count(&dir, "primary", 2, 30);
     // A second copy would come within a few retries.
     std::thread::sleep(Duration::from_secs(3));
@@ -373,7 +369,7 @@ fn misbehaving_primary_bounces_at_the_end_of_the_lifetime(
     relay_config(&dir, port, &[("max_lifetime", "6")]);
     let log = dir.join("faulty.log");
     let _primary = faulty_on(mode, port, &log);
-    let server = start(&dir);
+    let server = Smtpd::start(&dir);
     send_one(
         &server,
         "bob@example.test",
@@ -427,7 +423,7 @@ fn a_flush_sends_to_a_primary_that_is_back_before_its_retry_time() {
     let dir = Dir::new("relay-flush");
     let port = free_port();
     relay_config(&dir, port, &[("min_backoff", "1h"), ("max_backoff", "1h")]);
-    let server = start(&dir);
+    let server = Smtpd::start(&dir);
     send_one(&server, "sender@client.test", "x@relay.test", "flushed");
     let start_wait = Instant::now();
     while !queue_listing(&dir).contains("deferred x@relay.test") {

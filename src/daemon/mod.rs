@@ -59,7 +59,7 @@ fn report(diags: &[Diagnostic], src: &[u8]) -> usize {
 pub fn check(config: Option<&Path>, rcfiles: &[PathBuf]) -> i32 {
     let mut errors = check_rcfiles(rcfiles);
     if let Some(dir) = config {
-        errors += check_config(dir).3;
+        errors += check_config(dir).2;
     }
     if errors > 0 {
         eprintln!("{errors} error(s)");
@@ -89,17 +89,9 @@ fn check_rcfiles(files: &[PathBuf]) -> usize {
 
 /// `postroom check --config DIR`: the settings file and every table, all
 /// problems reported (OpenSMTPD: every error before refusing to start).
-/// Returns the settings, the runner's settings and the tables as loaded
-/// and the number of errors.
-fn check_config(
-    dir: &Path,
-) -> (
-    settings::Settings,
-    RunnerSettings,
-    crate::route::Loaded,
-    usize,
-) {
-    let (s, r, diags, src) = load_settings(dir);
+/// Returns the settings and the tables as loaded and the number of errors.
+fn check_config(dir: &Path) -> (settings::Settings, crate::route::Loaded, usize) {
+    let (s, diags, src) = settings::load(dir);
     let mut errors = report(&diags, &src);
     let loaded = crate::route::load(dir, &s.route_options());
     if !loaded.diagnostics.is_empty() {
@@ -110,15 +102,7 @@ fn check_config(
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    (s, r, loaded, errors)
-}
-
-/// Reads `dir/postroom.conf` (`smtp::settings`): the server's settings,
-/// the runner's, the diagnostics and the file's bytes to render them against.
-fn load_settings(dir: &Path) -> (settings::Settings, RunnerSettings, Vec<Diagnostic>, Vec<u8>) {
-    let (s, diags, src) = settings::load(dir);
-    let r = s.runner.clone();
-    (s, r, diags, src)
+    (s, loaded, errors)
 }
 
 /// Set by SIGTERM and SIGINT: stop the server and the runner.
@@ -132,7 +116,8 @@ extern "C" fn on_stop(_: libc::c_int) {
 /// delivery pool, serve until SIGTERM or SIGINT.
 pub fn smtpd(dir: &Path) -> i32 {
     let dir = &absolute(dir);
-    let (s, r, loaded, errors) = check_config(dir);
+    let (s, loaded, errors) = check_config(dir);
+    let r = s.runner.clone();
     if errors > 0 {
         eprintln!(
             "postroom smtpd: {errors} error(s) in {}, not starting",
@@ -176,14 +161,7 @@ pub fn smtpd(dir: &Path) -> i32 {
     let log = server::stderr_log();
     let opts = s.route_options();
     let tables = server::Tables::new(loaded.config);
-    let agents = Agents::new(
-        dir,
-        &s,
-        r.clone(),
-        tables.clone(),
-        deliver.clone(),
-        log.clone(),
-    );
+    let agents = Agents::new(dir, &s, tables.clone(), deliver.clone(), log.clone());
     // Everything queued goes through `kicking`: the server's messages and
     // the runner's DSNs reach the pool at once.
     let (kicking, kicks) = pool::Kicking::new(spool.clone());
@@ -369,11 +347,11 @@ impl Agents {
     fn new(
         dir: &Path,
         s: &settings::Settings,
-        r: RunnerSettings,
         tables: server::Tables,
         deliver: PathBuf,
         log: server::Log,
     ) -> Agents {
+        let r = s.runner.clone();
         let relay = relay::SmtpRelay::new(
             tables.clone(),
             s.relay.smart_host.clone(),
@@ -501,13 +479,10 @@ fn log_summary(log: &server::Log, what: &str, s: &Summary) {
 /// Logs the queue entries that opening the spool moved to `corrupt/`
 /// (never deleted; this line is their report).
 fn report_corrupt(who: &str, corrupt: &[crate::queue::Corrupt]) {
-    for c in corrupt {
-        eprintln!(
-            "{who}: corrupt: {} moved to {}: {}",
-            c.name,
-            c.moved_to.display(),
-            c.reason
-        );
+    let mut sum = Summary::default();
+    crate::runner::report_corrupt(corrupt, &mut sum);
+    for line in sum.errors {
+        eprintln!("{who}: {line}");
     }
 }
 
@@ -515,11 +490,11 @@ fn report_corrupt(who: &str, corrupt: &[crate::queue::Corrupt]) {
 /// the spool cannot be read.
 pub fn queue_list(dir: &Path) -> i32 {
     let dir = &absolute(dir);
-    let (s, r, diags, src) = load_settings(dir);
+    let (s, diags, src) = settings::load(dir);
     if report(&diags, &src) > 0 {
         return 78;
     }
-    match Spool::open(&s.spool, r.schedule, Arc::new(SystemClock)) {
+    match Spool::open(&s.spool, s.runner.schedule, Arc::new(SystemClock)) {
         Ok((spool, recovery)) => match spool.entries() {
             Ok(mut listing) => {
                 // Entries the opening just moved aside are reported here,
@@ -560,14 +535,14 @@ pub fn queue_list(dir: &Path) -> i32 {
 /// marker its runner polls for; otherwise run the queue once here.
 pub fn queue_flush(dir: &Path) -> i32 {
     let dir = &absolute(dir);
-    let (s, r, loaded, errors) = check_config(dir);
+    let (s, loaded, errors) = check_config(dir);
     if errors > 0 {
         return 78;
     }
-    match Spool::open(&s.spool, r.schedule.clone(), Arc::new(SystemClock)) {
+    match Spool::open(&s.spool, s.runner.schedule.clone(), Arc::new(SystemClock)) {
         Ok((spool, recovery)) => {
             report_corrupt("postroom queue", &recovery.corrupt);
-            let deliver = match deliver_binary(&r) {
+            let deliver = match deliver_binary(&s.runner) {
                 Ok(d) => d,
                 Err(e) => {
                     eprintln!("postroom queue: {e}");
@@ -576,7 +551,7 @@ pub fn queue_flush(dir: &Path) -> i32 {
             };
             let tables = server::Tables::new(loaded.config);
             let log: server::Log = Arc::new(|l| eprintln!("postroom queue: {l}"));
-            let agents = Agents::new(dir, &s, r, tables, deliver, log.clone());
+            let agents = Agents::new(dir, &s, tables, deliver, log.clone());
             let sum = agents.with_runner(&spool, |runner| runner.flush(pool::unix_now()));
             log_summary(&log, "flush", &sum);
             println!(

@@ -8,8 +8,8 @@
 //! handed out (arrival order: a backlog reaches a primary that comes back
 //! in the order it was queued, over the relay's cached connection), and a
 //! destination that stalls holds up one lane, never local delivery.
-//! Entries are handed out entries the server (or the runner, for a
-//! DSN) has just queued arrive by channel and are handed out at once
+//! Entries the server (or the runner, for a DSN) has just queued arrive
+//! by channel and are handed out at once
 //! (sendmail's `DeliveryMode=background`, Postfix's incoming queue); every
 //! `queue_interval`, and on a flush, the spool is listed and every due
 //! entry is handed out. An entry is with at most one worker at a time (the
@@ -403,9 +403,7 @@ fn lane(domain: &[u8], n: usize) -> usize {
 
 /// Seconds since 1970.
 pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::queue::spool::unix(std::time::SystemTime::now())
 }
 
 #[cfg(test)]

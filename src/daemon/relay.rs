@@ -68,15 +68,8 @@ impl SmtpRelay {
     /// ones kept too long.
     fn take_idle(&self, dest: &Dest) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let stale: Vec<Dest> = idle
-            .iter()
-            .filter(|(_, (_, since))| since.elapsed() > IDLE)
-            .map(|(d, _)| d.clone())
-            .collect();
-        for d in stale {
-            if let Some((c, _)) = idle.remove(&d) {
-                c.quit();
-            }
+        for (_, (c, _)) in idle.extract_if(|_, (_, since)| since.elapsed() > IDLE) {
+            c.quit();
         }
         idle.remove(dest)
             .map(|(c, _)| c)

@@ -73,11 +73,16 @@ fn put_u32(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
 }
 
+/// `s` with its u32 length in front.
+fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    put_u32(out, s.len());
+    out.extend_from_slice(s);
+}
+
 fn put_list(out: &mut Vec<u8>, list: &[Vec<u8>]) {
     put_u32(out, list.len());
     for s in list {
-        put_u32(out, s.len());
-        out.extend_from_slice(s);
+        put_bytes(out, s);
     }
 }
 
@@ -93,23 +98,25 @@ fn get_bytes(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// What [`put_bytes`] wrote.
+fn get_sized(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let len = get_u32(r)? as usize;
+    get_bytes(r, len)
+}
+
 fn get_list(r: &mut impl Read) -> io::Result<Vec<Vec<u8>>> {
     let n = get_u32(r)? as usize;
     if n > 100_000 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "list too long"));
     }
-    (0..n)
-        .map(|_| {
-            let len = get_u32(r)? as usize;
-            get_bytes(r, len)
-        })
-        .collect()
+    (0..n).map(|_| get_sized(r)).collect()
 }
 
 impl Request {
-    /// The request as sent on the socket.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.message.len() + 512);
+    /// Writes the request as sent on the socket. The message follows the
+    /// rest as it is: it is not copied into one buffer with it.
+    pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        let mut out = Vec::with_capacity(512);
         out.extend_from_slice(MAGIC);
         put_list(&mut out, &self.argv);
         put_list(&mut out, &self.env);
@@ -117,8 +124,8 @@ impl Request {
         out.extend_from_slice(&(uid as u32).to_le_bytes());
         out.extend_from_slice(&gid.to_le_bytes());
         out.extend_from_slice(&(self.message.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.message);
-        out
+        w.write_all(&out)?;
+        w.write_all(&self.message)
     }
 
     /// Reads one request; `Ok(None)` at a clean end of the stream.
@@ -229,20 +236,15 @@ fn answer(sock: &mut UnixStream, req: Request) -> io::Result<()> {
     // of caution, not of necessity).
     let env: Vec<CString> = req
         .env
-        .iter()
-        .filter_map(|e| CString::new(e.clone()).ok())
+        .into_iter()
+        .filter_map(|e| CString::new(e).ok())
         .collect();
     // argv[0] as this program was started: a wrapper script that execs
     // deliver (what the client started) is not the name deliver sees, and
     // the name decides how procmail's options are read (`-d` implied).
     let argv: Vec<OsString> = std::env::args_os()
         .take(1)
-        .chain(
-            req.argv
-                .iter()
-                .skip(1)
-                .map(|a| OsString::from_vec(a.clone())),
-        )
+        .chain(req.argv.into_iter().skip(1).map(OsString::from_vec))
         .collect();
     let sock_fd = sock.as_raw_fd();
     // SAFETY: fork in a single-threaded process; the child below runs the
@@ -277,15 +279,13 @@ fn answer(sock: &mut UnixStream, req: Request) -> io::Result<()> {
     errors.take(STDERR_KEEP as u64).read_to_end(&mut kept)?;
     let mut out = vec![b'S'];
     out.extend_from_slice(&code.to_le_bytes());
-    put_u32(&mut out, kept.len());
-    out.extend_from_slice(&kept);
+    put_bytes(&mut out, &kept);
     sock.write_all(&out)
 }
 
 fn refuse(sock: &mut UnixStream, why: &str) -> io::Result<()> {
     let mut out = vec![b'E'];
-    put_u32(&mut out, why.len());
-    out.extend_from_slice(why.as_bytes());
+    put_bytes(&mut out, why.as_bytes());
     sock.write_all(&out)
 }
 
@@ -392,16 +392,14 @@ impl Zygote {
         self.sock
             .set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(ZygoteError::NotStarted)?;
-        self.sock
-            .write_all(&req.encode())
+        req.write_to(&mut self.sock)
             .map_err(ZygoteError::NotStarted)?;
         let mut tag = [0u8; 1];
         self.sock.read_exact(&mut tag)?;
         match tag[0] {
             b'P' => {}
             b'E' => {
-                let n = get_u32(&mut self.sock)? as usize;
-                let text = get_bytes(&mut self.sock, n)?;
+                let text = get_sized(&mut self.sock)?;
                 return Err(ZygoteError::Refused(
                     String::from_utf8_lossy(&text).into_owned(),
                 ));
@@ -535,11 +533,14 @@ mod tests {
             id: Some((0, 5)),
             message: b"From: a\n\nbody\0\n".to_vec(),
         };
-        let bytes = want.encode();
+        let mut bytes = Vec::new();
+        want.write_to(&mut bytes).unwrap();
         let got = Request::decode(&mut &bytes[..]).unwrap().unwrap();
         assert_eq!(got, want);
         let none = Request::default();
-        let got = Request::decode(&mut &none.encode()[..]).unwrap().unwrap();
+        let mut none_bytes = Vec::new();
+        none.write_to(&mut none_bytes).unwrap();
+        let got = Request::decode(&mut &none_bytes[..]).unwrap().unwrap();
         assert_eq!(got, none);
         assert!(Request::decode(&mut &b""[..]).unwrap().is_none());
         assert!(Request::decode(&mut &b"XXXX"[..]).is_err());

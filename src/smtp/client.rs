@@ -747,26 +747,22 @@ impl Connection {
     fn command(&mut self, bytes: &[u8], timeout: Duration, what: &str) -> Result<(), Failure> {
         let deadline = Instant::now() + timeout;
         let mut rest = bytes;
-        let fail = |c: &mut Connection, why: String| {
-            c.usable = false;
-            Err(c.lost(&format!("sending {what}"), &why))
-        };
+        let doing = || format!("sending {what}");
+        let timed_out = || format!("timed out after {}", secs(timeout));
         while !rest.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return fail(self, format!("timed out after {}", secs(timeout)));
+                return Err(self.broken(&doing(), &timed_out()));
             }
             if let Err(e) = self.stream.set_write_timeout(Some(left)) {
-                return fail(self, e.to_string());
+                return Err(self.broken(&doing(), &e.to_string()));
             }
             match self.stream.write(rest) {
-                Ok(0) => return fail(self, "closed by the server".to_string()),
+                Ok(0) => return Err(self.broken(&doing(), "closed by the server")),
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {
-                    return fail(self, format!("timed out after {}", secs(timeout)));
-                }
-                Err(e) => return fail(self, e.to_string()),
+                Err(e) if is_timeout(&e) => return Err(self.broken(&doing(), &timed_out())),
+                Err(e) => return Err(self.broken(&doing(), &e.to_string())),
             }
         }
         Ok(())
@@ -802,37 +798,20 @@ impl Connection {
                 Parse::Incomplete => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let timed_out = |c: &mut Connection| {
-                c.usable = false;
-                c.lost(
-                    &format!("waiting for the reply to {what}"),
-                    &format!("timed out after {}", secs(timeout)),
-                )
-            };
+            let doing = || format!("waiting for the reply to {what}");
+            let timed_out = || format!("timed out after {}", secs(timeout));
             if left.is_zero() {
-                return Err(timed_out(self));
+                return Err(self.broken(&doing(), &timed_out()));
             }
             if let Err(e) = self.stream.set_read_timeout(Some(left)) {
-                self.usable = false;
-                return Err(self.lost(&format!("waiting for the reply to {what}"), &e.to_string()));
+                return Err(self.broken(&doing(), &e.to_string()));
             }
             match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.usable = false;
-                    return Err(self.lost(
-                        &format!("waiting for the reply to {what}"),
-                        "closed by the server",
-                    ));
-                }
+                Ok(0) => return Err(self.broken(&doing(), "closed by the server")),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(timed_out(self)),
-                Err(e) => {
-                    self.usable = false;
-                    return Err(
-                        self.lost(&format!("waiting for the reply to {what}"), &e.to_string())
-                    );
-                }
+                Err(e) if is_timeout(&e) => return Err(self.broken(&doing(), &timed_out())),
+                Err(e) => return Err(self.broken(&doing(), &e.to_string())),
             }
         }
     }
@@ -883,6 +862,12 @@ impl Connection {
             ),
             Some(&self.host),
         )
+    }
+
+    /// [`Connection::lost`], and the connection is unusable from now on.
+    fn broken(&mut self, doing: &str, why: &str) -> Failure {
+        self.usable = false;
+        self.lost(doing, why)
     }
 
     /// A failure decided here, before the server was asked.
