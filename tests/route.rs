@@ -71,7 +71,7 @@ fn options() -> Options {
         host_name: b"mx.example.test".to_vec(),
         smarthost: false,
         trusted_includes: vec!["lists/trusted.members".into()],
-        lists: Vec::new(),
+        ..Options::default()
     }
 }
 

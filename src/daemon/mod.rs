@@ -59,7 +59,7 @@ fn report(diags: &[Diagnostic], src: &[u8]) -> usize {
 pub fn check(config: Option<&Path>, rcfiles: &[PathBuf]) -> i32 {
     let mut errors = check_rcfiles(rcfiles);
     if let Some(dir) = config {
-        errors += check_config(dir).2;
+        errors += check_config(dir).3;
     }
     if errors > 0 {
         eprintln!("{errors} error(s)");
@@ -90,10 +90,19 @@ fn check_rcfiles(files: &[PathBuf]) -> usize {
 /// `postroom check --config DIR`: the settings file and every table, all
 /// problems reported (OpenSMTPD: every error before refusing to start).
 /// Returns the settings and the tables as loaded and the number of errors.
-fn check_config(dir: &Path) -> (settings::Settings, crate::route::Loaded, usize) {
+fn check_config(
+    dir: &Path,
+) -> (
+    settings::Settings,
+    crate::route::Options,
+    crate::route::Loaded,
+    usize,
+) {
     let (s, diags, src) = settings::load(dir);
     let mut errors = report(&diags, &src);
-    let loaded = crate::route::load(dir, &s.route_options());
+    let mut opts = s.route_options();
+    opts.settings_source = src;
+    let loaded = crate::route::load(dir, &opts);
     if !loaded.diagnostics.is_empty() {
         eprintln!("{}", loaded.render());
     }
@@ -102,7 +111,7 @@ fn check_config(dir: &Path) -> (settings::Settings, crate::route::Loaded, usize)
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    (s, loaded, errors)
+    (s, opts, loaded, errors)
 }
 
 /// Set by SIGTERM and SIGINT: stop the server and the runner.
@@ -116,7 +125,7 @@ extern "C" fn on_stop(_: libc::c_int) {
 /// delivery pool, serve until SIGTERM or SIGINT.
 pub fn smtpd(dir: &Path) -> i32 {
     let dir = &absolute(dir);
-    let (s, loaded, errors) = check_config(dir);
+    let (s, opts, loaded, errors) = check_config(dir);
     let r = s.runner.clone();
     if errors > 0 {
         eprintln!(
@@ -159,7 +168,6 @@ pub fn smtpd(dir: &Path) -> i32 {
         }
     };
     let log = server::stderr_log();
-    let opts = s.route_options();
     let tables = server::Tables::new(loaded.config);
     let agents = Agents::new(dir, &s, tables.clone(), deliver.clone(), log.clone());
     // Everything queued goes through `kicking`: the server's messages and
@@ -535,7 +543,7 @@ pub fn queue_list(dir: &Path) -> i32 {
 /// marker its runner polls for; otherwise run the queue once here.
 pub fn queue_flush(dir: &Path) -> i32 {
     let dir = &absolute(dir);
-    let (s, loaded, errors) = check_config(dir);
+    let (s, _, loaded, errors) = check_config(dir);
     if errors > 0 {
         return 78;
     }

@@ -75,6 +75,10 @@ pub struct Options {
     pub trusted_includes: Vec<PathBuf>,
     /// The aliases that are mailing lists (postroom.conf's `list` lines).
     pub lists: Vec<ListSpec>,
+    /// postroom.conf as the settings were read from it: the `list` lines'
+    /// spans point into it (only to show them in diagnostics; routing
+    /// never reads that file, and a reload keeps the lines it started with).
+    pub settings_source: Vec<u8>,
 }
 
 /// One `:include:` file as loaded.
@@ -345,8 +349,10 @@ pub fn load(dir: &Path, opts: &Options) -> Loaded {
         config.mailertable = t;
     }
     if !opts.lists.is_empty() {
-        // Only to show the `list` lines in diagnostics.
-        let _ = read(super::lists::SETTINGS_FILE, &mut diags);
+        sources.insert(
+            super::lists::SETTINGS_FILE.to_string(),
+            opts.settings_source.clone(),
+        );
         load_lists(&mut config, &opts.lists, &mut diags);
     }
     load_includes(&mut config, opts, &mut diags, &mut sources);
@@ -555,7 +561,6 @@ mod tests {
         )
         .unwrap();
         let conf = "list = team@mx.example.test\nlist = ops@mx.example.test\nlist = ghost@mx.example.test\nlist = far@elsewhere.test\n";
-        std::fs::write(dir.path().join("postroom.conf"), conf).unwrap();
         let lists = conf
             .lines()
             .scan(0, |at, line| {
@@ -567,6 +572,7 @@ mod tests {
         let opts = Options {
             host_name: b"mx.example.test".to_vec(),
             lists,
+            settings_source: conf.as_bytes().to_vec(),
             ..Options::default()
         };
         let loaded = load(dir.path(), &opts);

@@ -231,6 +231,8 @@ impl Settings {
             smarthost: self.relay.smart_host.is_some(),
             trusted_includes: self.trusted_includes.clone(),
             lists: self.lists.clone(),
+            // The caller that read the file sets it (`daemon`).
+            settings_source: Vec::new(),
         }
     }
 }
