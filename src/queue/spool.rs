@@ -421,8 +421,9 @@ impl Spool {
     }
 
     /// Loads an entry, checking that it is whole: a parsable envelope for
-    /// this id and a message of the recorded size.
-    fn load(&self, id: &QueueId) -> Result<Entry, String> {
+    /// this id and a message of the recorded size; `None` when there is
+    /// no such entry.
+    fn load(&self, id: &QueueId) -> Result<Option<Entry>, String> {
         read_entry(&self.dir("active"), id)
     }
 
@@ -451,13 +452,11 @@ impl Spool {
 
     /// Loads `id` or, if it is unreadable, moves it aside and says so.
     fn load_or_quarantine(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        if !self.entry_path(id).exists() {
-            return Err(QueueError::NotFound(id.clone()));
+        match self.load(id) {
+            Ok(Some(entry)) => Ok(entry),
+            Ok(None) => Err(QueueError::NotFound(id.clone())),
+            Err(reason) => Err(QueueError::Corrupt(self.quarantine(id.as_str(), reason)?)),
         }
-        self.load(id).or_else(|reason| {
-            let c = self.quarantine(id.as_str(), reason)?;
-            Err(QueueError::Corrupt(c))
-        })
     }
 
     /// Reads the entry, lets `f` change it, and writes it back durably:
@@ -734,10 +733,15 @@ fn read_head(path: &Path) -> io::Result<(Option<Vec<u8>>, u64)> {
 /// Reads entry `id` from the directory `active` without any lock (the
 /// owner's lock, or none for a reader beside a running server: every file
 /// of an entry is replaced by a rename, so a reader sees an old or a new
-/// state, never half of one). Checks that it is whole.
-pub fn read_entry(active: &Path, id: &QueueId) -> Result<Entry, String> {
+/// state, never half of one). Checks that it is whole; `None` when the
+/// entry's file does not exist.
+pub fn read_entry(active: &Path, id: &QueueId) -> Result<Option<Entry>, String> {
     let path = active.join(id.as_str());
-    let (head, size) = read_head(&path).map_err(|e| format!("entry: {e}"))?;
+    let (head, size) = match read_head(&path) {
+        Ok(got) => got,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("entry: {e}")),
+    };
     let Some(head) = head else {
         return Err("entry: no complete envelope at its start".to_string());
     };
@@ -758,7 +762,7 @@ pub fn read_entry(active: &Path, id: &QueueId) -> Result<Entry, String> {
             entry.size
         ));
     }
-    Ok(entry)
+    Ok(Some(entry))
 }
 
 /// The entries under `root/active/`, read without the spool's lock and
@@ -779,8 +783,9 @@ pub fn read_unlocked(root: &Path) -> Result<(Listing, Vec<(String, String)>), St
             Err(e) => Err(e.to_string()),
         };
         match read {
-            Ok(e) => listing.entries.push(e),
+            Ok(Some(e)) => listing.entries.push(e),
             // Removed between the listing and the read: delivered.
+            Ok(None) => {}
             Err(_) if !active.join(&name).exists() => {}
             Err(why) => bad.push((name, why)),
         }
@@ -830,8 +835,9 @@ impl Queue for Spool {
                 Err(e) => Err(e.to_string()),
             };
             match loaded {
-                Ok(entry) => listing.entries.push(entry),
+                Ok(Some(entry)) => listing.entries.push(entry),
                 // Removed by a delivery since the directory was read.
+                Ok(None) => {}
                 Err(_) if !active.join(&name).exists() => {}
                 Err(reason) => listing.corrupt.push(self.quarantine(&name, reason)?),
             }
