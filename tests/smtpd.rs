@@ -531,14 +531,21 @@ fn read_reply(r: &mut BufReader<TcpStream>) -> String {
     }
 }
 
+/// Connects to `addr`, replies awaited 10 s at most; returns the writer,
+/// the reader and the greeting.
+fn connect(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>, String) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let greeting = read_reply(&mut r);
+    (w, r, greeting)
+}
+
 /// Connects and goes as far as the `354` after DATA for one message to
 /// alice, asserting each reply; returns the writer and the reader.
 fn open_data(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    read_reply(&mut r);
+    let (mut w, mut r, _) = connect(addr);
     for (c, want) in [
         ("EHLO client.test", "250 "),
         ("MAIL FROM:<s@client.test>", "250 "),
@@ -555,10 +562,7 @@ fn open_data(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
 /// Sends each command alone and waits for its reply; returns the last
 /// line of every reply, the greeting first.
 fn converse(addr: SocketAddr, commands: &[&str]) -> Vec<String> {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
+    let (mut w, mut r, greeting) = connect(addr);
     let last = |reply: String| {
         reply
             .trim_end()
@@ -567,7 +571,7 @@ fn converse(addr: SocketAddr, commands: &[&str]) -> Vec<String> {
             .unwrap_or("")
             .to_string()
     };
-    let mut out = vec![last(read_reply(&mut r))];
+    let mut out = vec![last(greeting)];
     for c in commands {
         w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
         out.push(last(read_reply(&mut r)));
@@ -628,11 +632,7 @@ fn past_ten_errors_each_reply_waits_a_second() {
     let dir = Dir::new("smtpd-soft");
     config(&dir, "");
     let server = Smtpd::start(&dir);
-    let s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    read_reply(&mut r);
+    let (mut w, mut r, _) = connect(server.addr);
     for i in 1..=10 {
         let start = Instant::now();
         w.write_all(b"BOGUS\r\n").unwrap();
@@ -1072,11 +1072,7 @@ fn kill_9_right_after_the_250_and_the_message_is_still_delivered() {
     example_config(&dir);
     let mut server = start_example(&dir);
     // The 250 to the dot, then SIGKILL before QUIT: no chance to tidy up.
-    let s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    read_reply(&mut r);
+    let (mut w, mut r, _) = connect(server.addr);
     let mut last = String::new();
     for c in [
         "EHLO client.test",

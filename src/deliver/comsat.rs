@@ -8,7 +8,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 
-use crate::rc::vars::parse_num;
+use crate::rc::vars::{parse_num, strtol};
 
 /// The biff service's port: procmail's default, never looked up.
 const BIFF_PORT: u16 = 512;
@@ -46,32 +46,13 @@ pub fn target(comsat: Option<&[u8]>) -> Option<SocketAddrV4> {
     };
     let port = if service.is_empty() {
         BIFF_PORT
-    } else if let Some(n) = leading_number(service) {
+    } else if let Some(n) = strtol(service) {
         // procmail keeps the low 16 bits (`(short)` of a long).
         n as u16
     } else {
         lookup_service(service)?
     };
     Some(SocketAddrV4::new(ip, port))
-}
-
-/// strtol(3) in base 10 over `s`: `None` when no digit was read.
-fn leading_number(s: &[u8]) -> Option<i64> {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace())?;
-    let rest = &s[start..];
-    let (neg, digits) = match rest.first() {
-        Some(b'-') => (true, &rest[1..]),
-        Some(b'+') => (false, &rest[1..]),
-        _ => (false, rest),
-    };
-    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-    if n == 0 {
-        return None;
-    }
-    let v = digits[..n].iter().fold(0i64, |v, &d| {
-        v.saturating_mul(10).saturating_add(i64::from(d - b'0'))
-    });
-    Some(if neg { -v } else { v })
 }
 
 /// The first IPv4 address of `host` (procmail uses gethostbyname).

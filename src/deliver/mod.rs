@@ -407,10 +407,10 @@ pub fn postmark_line(sender: &[u8]) -> Vec<u8> {
 fn startup_env(
     inv: &Invocation,
     u: &user::User,
-    filter: bool,
     maildir: &[u8],
     hostname: &[u8],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let filter = matches!(inv.mode, Mode::Filter { .. });
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(24);
     let unsafe_name = |n: &[u8]| {
         n.starts_with(b"LD_")
@@ -527,6 +527,30 @@ fn prepare_message(
     (msg, protect)
 }
 
+/// Starts one delivery as `u`, as every mode does: the message prepared
+/// (`-d` mode when `invoker`, who ran us, is given; else `u` did), a
+/// [`Host`], the start-up environment with `MAILDIR` set to `maildir`, and
+/// the evaluator set up from the command line (`-m`: no `DEFAULT` unless
+/// an rcfile cannot be read, §1.4); `go` takes it from there.
+fn with_eval(
+    inv: &Invocation,
+    bytes: Vec<u8>,
+    u: &user::User,
+    invoker: Option<&[u8]>,
+    maildir: &[u8],
+    go: impl FnOnce(&mut Eval<'_>) -> i32,
+) -> i32 {
+    let (msg, protect) = prepare_message(inv, bytes, invoker.is_some(), invoker.unwrap_or(&u.name));
+    let mut host = Host::new();
+    let env = startup_env(inv, u, maildir, &host.host);
+    let mut ev = Eval::new(&mut host, msg, env);
+    ev.protect = protect;
+    ev.berkeley = inv.berkeley;
+    ev.soft_fail = inv.soft_fail;
+    ev.default_enabled = !matches!(inv.mode, Mode::Filter { .. });
+    go(&mut ev)
+}
+
 /// Runs `deliver` for a parsed command line; returns the exit status.
 pub fn run(inv: Invocation) -> i32 {
     for w in &inv.warnings {
@@ -587,16 +611,10 @@ pub fn run(inv: Invocation) -> i32 {
             } else {
                 b".".to_vec()
             };
-            let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
-            let mut host = Host::new();
-            let env = startup_env(&inv, &me, true, &maildir, &host.host);
-            let mut ev = Eval::new(&mut host, msg, env);
-            ev.protect = protect;
-            ev.berkeley = inv.berkeley;
-            ev.soft_fail = inv.soft_fail;
-            ev.default_enabled = false;
-            ev.set_args(inv.arg0.clone(), positional);
-            run_rcfiles(&mut ev, &inv, &[rcfile], &me, false)
+            with_eval(&inv, bytes, &me, None, &maildir, |ev| {
+                ev.set_args(inv.arg0.clone(), positional);
+                run_rcfiles(ev, &inv, &[rcfile], &me, false)
+            })
         }
         Mode::Rcfiles(files) => {
             let me = user::current();
@@ -605,30 +623,21 @@ pub fn run(inv: Invocation) -> i32 {
             } else {
                 me.home.as_os_str().as_bytes().to_vec()
             };
-            let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
-            let mut host = Host::new();
-            let env = startup_env(&inv, &me, false, &maildir, &host.host);
-            let mut ev = Eval::new(&mut host, msg, env);
-            ev.protect = protect;
-            ev.berkeley = inv.berkeley;
-            ev.soft_fail = inv.soft_fail;
-            ev.set_args(inv.arg0.clone(), inv.args.clone());
-            let files: Vec<Vec<u8>> = files.iter().map(|f| home_relative(f, &me.home)).collect();
-            run_rcfiles(&mut ev, &inv, &files, &me, false)
+            with_eval(&inv, bytes, &me, None, &maildir, |ev| {
+                ev.set_args(inv.arg0.clone(), inv.args.clone());
+                let files: Vec<Vec<u8>> =
+                    files.iter().map(|f| home_relative(f, &me.home)).collect();
+                run_rcfiles(ev, &inv, &files, &me, false)
+            })
         }
         _ => {
             let me = user::current();
-            let (msg, protect) = prepare_message(&inv, bytes, false, &me.name);
-            let mut host = Host::new();
-            let home = me.home.as_os_str().as_bytes().to_vec();
-            let env = startup_env(&inv, &me, false, &home, &host.host);
-            let mut ev = Eval::new(&mut host, msg, env);
-            ev.protect = protect;
-            ev.berkeley = inv.berkeley;
-            ev.soft_fail = inv.soft_fail;
-            ev.set_args(inv.arg0.clone(), inv.args.clone());
-            let rc = home_relative(b".procmailrc", &me.home);
-            run_rcfiles(&mut ev, &inv, &[rc], &me, !inv.preserve_env)
+            let home = me.home.as_os_str().as_bytes();
+            with_eval(&inv, bytes, &me, None, home, |ev| {
+                ev.set_args(inv.arg0.clone(), inv.args.clone());
+                let rc = home_relative(b".procmailrc", &me.home);
+                run_rcfiles(ev, &inv, &[rc], &me, !inv.preserve_env)
+            })
         }
     }
 }
@@ -803,15 +812,10 @@ fn deliver_as(inv: &Invocation, bytes: Vec<u8>, u: &user::User, invoker: &[u8]) 
         eprintln!("procmail: {e}");
         return e.exit_code();
     }
-    let (msg, protect) = prepare_message(inv, bytes, true, invoker);
-    let mut host = Host::new();
-    let home = u.home.as_os_str().as_bytes().to_vec();
-    let env = startup_env(inv, u, false, &home, &host.host);
-    let mut ev = Eval::new(&mut host, msg, env);
-    ev.protect = protect;
-    ev.berkeley = inv.berkeley;
-    ev.soft_fail = inv.soft_fail;
-    ev.set_args(inv.arg0.clone(), inv.args.clone());
-    let rc = home_relative(b".procmailrc", &u.home);
-    run_rcfiles(&mut ev, inv, &[rc], u, true)
+    let home = u.home.as_os_str().as_bytes();
+    with_eval(inv, bytes, u, Some(invoker), home, |ev| {
+        ev.set_args(inv.arg0.clone(), inv.args.clone());
+        let rc = home_relative(b".procmailrc", &u.home);
+        run_rcfiles(ev, inv, &[rc], u, true)
+    })
 }

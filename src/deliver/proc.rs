@@ -388,7 +388,8 @@ fn pump(
     {
         set_nonblocking(fd)?;
     }
-    let mut rest = Pending::new(input);
+    let mut pieces = unwritten(input);
+    let mut rest: &mut [IoSlice<'_>] = &mut pieces;
     if rest.is_empty() {
         stdin = None; // end of file at once
     }
@@ -425,8 +426,8 @@ fn pump(
             let revents = fds[next].revents;
             next += 1;
             if revents != 0 {
-                match f.write_vectored(&rest.slices()) {
-                    Ok(n) => rest.advance(n),
+                match f.write_vectored(rest) {
+                    Ok(n) => IoSlice::advance_slices(&mut rest, n),
                     Err(e) if retry(&e) => {}
                     // EPIPE (the program exited without reading everything)
                     // or any other write error: spec §5 `i`, the caller
@@ -460,42 +461,15 @@ fn pump(
     Ok(())
 }
 
-/// The input not yet written: the pieces still to go, the first one
-/// possibly begun. Empty pieces are dropped at once.
-struct Pending<'a> {
-    pieces: std::collections::VecDeque<&'a [u8]>,
-}
-
-impl<'a> Pending<'a> {
-    fn new(input: &[&'a [u8]]) -> Pending<'a> {
-        Pending {
-            pieces: input.iter().copied().filter(|p| !p.is_empty()).collect(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pieces.is_empty()
-    }
-
-    /// The pieces as writev(2) takes them.
-    fn slices(&self) -> Vec<IoSlice<'a>> {
-        self.pieces.iter().map(|p| IoSlice::new(p)).collect()
-    }
-
-    /// Forgets the first `n` bytes, which were written.
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(first) = self.pieces.front_mut() else {
-                return;
-            };
-            if n < first.len() {
-                *first = &first[n..];
-                return;
-            }
-            n -= first.len();
-            self.pieces.pop_front();
-        }
-    }
+/// The pieces of `input` as writev(2) takes them, the empty ones left
+/// out: what is left after a write is then empty exactly when everything
+/// was written ([`IoSlice::advance_slices`] drops what it passes).
+fn unwritten<'a>(input: &[&'a [u8]]) -> Vec<IoSlice<'a>> {
+    input
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect()
 }
 
 /// Waits for the child to exit, honouring the timer: at the deadline it gets
@@ -879,12 +853,14 @@ mod tests {
 
     #[test]
     fn pending_advances_across_pieces() {
-        let mut p = Pending::new(&[b"ab", b"", b"cde", b"f"]);
-        p.advance(1);
-        assert_eq!(p.pieces, [&b"b"[..], b"cde", b"f"]);
-        p.advance(3);
-        assert_eq!(p.pieces, [&b"e"[..], b"f"]);
-        p.advance(2);
+        let mut pieces = unwritten(&[b"ab", b"", b"cde", b"f"]);
+        let mut p: &mut [IoSlice<'_>] = &mut pieces;
+        let left = |p: &[IoSlice<'_>]| p.iter().map(|s| s.to_vec()).collect::<Vec<_>>();
+        IoSlice::advance_slices(&mut p, 1);
+        assert_eq!(left(p), [&b"b"[..], b"cde", b"f"]);
+        IoSlice::advance_slices(&mut p, 3);
+        assert_eq!(left(p), [&b"e"[..], b"f"]);
+        IoSlice::advance_slices(&mut p, 2);
         assert!(p.is_empty());
     }
 

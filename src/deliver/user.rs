@@ -13,7 +13,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::unistd::{self, Gid, Uid};
 
@@ -227,24 +226,19 @@ pub fn become_user_in_spool(user: &User, spool: &Path) -> Result<(), BecomeError
     }
     prefix.extend_from_slice(&user.name);
     let _ = SPOOL_GROUP.set((spool_gid, prefix));
-    SPOOL_GID_RAW.store(spool_gid.as_raw(), Ordering::SeqCst);
     Ok(())
 }
 
-/// The kept spool group as a plain number for [`take_spool_group_for_exit`]
-/// (`u32::MAX`: none).
-static SPOOL_GID_RAW: AtomicU32 = AtomicU32::new(u32::MAX);
-
 /// Makes the kept spool group effective for good, if there is one, so that
 /// a signal handler about to exit can remove `/var/mail/NAME.lock`.
-/// Async-signal-safe: an atomic load and the raw setresgid(2) system call
-/// (for this thread only, which is enough for a process about to _exit).
+/// Async-signal-safe: `OnceLock::get` never blocks (it loads an atomic and
+/// reads a value set once) and the raw setresgid(2) system call acts for
+/// this thread only, which is enough for a process about to _exit.
 pub fn take_spool_group_for_exit() {
-    let gid = SPOOL_GID_RAW.load(Ordering::SeqCst);
-    if gid != u32::MAX {
+    if let Some((gid, _)) = SPOOL_GROUP.get() {
         let keep = libc::gid_t::MAX; // -1: leave unchanged
         // SAFETY: a plain system call with integer arguments.
-        unsafe { libc::syscall(libc::SYS_setresgid, keep, gid, keep) };
+        unsafe { libc::syscall(libc::SYS_setresgid, keep, gid.as_raw(), keep) };
     }
 }
 

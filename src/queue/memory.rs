@@ -109,8 +109,11 @@ impl Queue for MemoryQueue {
     }
 
     fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
-        self.with(id, |e, _| super::check_done(e))?;
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (e, _) = map
+            .get(id)
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        super::check_done(e)?;
         map.remove(id);
         Ok(())
     }

@@ -233,11 +233,11 @@ pub trait Queue: Send + Sync {
         now: i64,
     ) -> Result<(State, bool), QueueError> {
         let state = self.record(id, rcpt, result, now)?;
-        if check_done(&self.entry(id)?).is_ok() {
-            self.remove(id)?;
-            Ok((state, true))
-        } else {
-            Ok((state, false))
+        // `remove` checks whether the entry is done and refuses it if not.
+        match self.remove(id) {
+            Ok(()) => Ok((state, true)),
+            Err(QueueError::NotDone { .. }) => Ok((state, false)),
+            Err(e) => Err(e),
         }
     }
 

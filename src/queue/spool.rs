@@ -129,7 +129,7 @@ impl std::fmt::Display for QueueId {
 pub struct Recovery {
     /// Partial entries removed from `tmp/` (never acknowledged).
     pub removed_partial: Vec<String>,
-    /// Entries whose unfinished update (`envelope.new`) was dropped; their
+    /// Entries whose unfinished update (`<id>.env.new`) was dropped; their
     /// previous state stands.
     pub dropped_updates: Vec<QueueId>,
     /// Entries moved to `corrupt/`.
@@ -421,8 +421,9 @@ impl Spool {
     }
 
     /// Loads an entry, checking that it is whole: a parsable envelope for
-    /// this id and a message of the recorded size.
-    fn load(&self, id: &QueueId) -> Result<Entry, String> {
+    /// this id and a message of the recorded size; `None` when there is
+    /// no such entry.
+    fn load(&self, id: &QueueId) -> Result<Option<Entry>, String> {
         read_entry(&self.dir("active"), id)
     }
 
@@ -433,19 +434,12 @@ impl Spool {
         let active = self.dir("active");
         let from = active.join(name);
         let corrupt = self.dir("corrupt");
-        let mut to = corrupt.join(name);
-        let mut n = 1;
-        while to.symlink_metadata().is_ok()
-            || corrupt.join(format!("{}{ENV}", to.display())).exists()
-        {
-            to = corrupt.join(format!("{name}.{n}"));
-            n += 1;
-        }
+        let with_env = |p: &Path| PathBuf::from(format!("{}{ENV}", p.display()));
+        let to = free_name(&corrupt, OsStr::new(name), |p| with_env(p).exists());
         fs::rename(&from, &to).map_err(io_err("move to corrupt", &from))?;
         let env = active.join(format!("{name}{ENV}"));
         if env.exists() {
-            let env_to = PathBuf::from(format!("{}{ENV}", to.display()));
-            fs::rename(&env, &env_to).map_err(io_err("move to corrupt", &env))?;
+            fs::rename(&env, with_env(&to)).map_err(io_err("move to corrupt", &env))?;
         }
         sync_dir(&corrupt)?;
         sync_dir(&active)?;
@@ -458,13 +452,11 @@ impl Spool {
 
     /// Loads `id` or, if it is unreadable, moves it aside and says so.
     fn load_or_quarantine(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        if !self.entry_path(id).exists() {
-            return Err(QueueError::NotFound(id.clone()));
+        match self.load(id) {
+            Ok(Some(entry)) => Ok(entry),
+            Ok(None) => Err(QueueError::NotFound(id.clone())),
+            Err(reason) => Err(QueueError::Corrupt(self.quarantine(id.as_str(), reason)?)),
         }
-        self.load(id).or_else(|reason| {
-            let c = self.quarantine(id.as_str(), reason)?;
-            Err(QueueError::Corrupt(c))
-        })
     }
 
     /// Reads the entry, lets `f` change it, and writes it back durably:
@@ -669,14 +661,7 @@ impl Spool {
         let corrupt = self.dir("corrupt");
         let mut base = OsString::from("maildrop-");
         base.push(name);
-        let mut to = corrupt.join(&base);
-        let mut n = 1;
-        while to.symlink_metadata().is_ok() {
-            let mut b = base.clone();
-            b.push(format!(".{n}"));
-            to = corrupt.join(b);
-            n += 1;
-        }
+        let to = free_name(&corrupt, &base, |_| false);
         fs::rename(&from, &to).map_err(io_err("move to corrupt", &from))?;
         sync_dir(&corrupt)?;
         sync_dir(&self.dir(maildrop::DIR))?;
@@ -686,6 +671,22 @@ impl Spool {
             reason,
         })
     }
+}
+
+/// `dir/base`, or the first free `dir/base.1`, `dir/base.2`, ...: a name
+/// nothing has (no file, no dangling link, and not `taken` for one that
+/// needs a second file beside it), so a quarantine never overwrites an
+/// earlier one.
+fn free_name(dir: &Path, base: &OsStr, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    let mut to = dir.join(base);
+    let mut n = 1;
+    while to.symlink_metadata().is_ok() || taken(&to) {
+        let mut b = base.to_owned();
+        b.push(format!(".{n}"));
+        to = dir.join(b);
+        n += 1;
+    }
+    to
 }
 
 /// Suffix of the envelope as changed since queueing.
@@ -708,8 +709,9 @@ fn head_len(data: &[u8]) -> Option<usize> {
 }
 
 /// The envelope at the start of the entry file `path` (read until its
-/// `end` line, not the whole message) and the file's size.
-fn read_head(path: &Path) -> io::Result<(Vec<u8>, u64)> {
+/// `end` line, not the whole message; `None` when the file has no such
+/// line) and the file's size.
+fn read_head(path: &Path) -> io::Result<(Option<Vec<u8>>, u64)> {
     let mut f = File::open(path)?;
     let size = f.metadata()?.len();
     let mut head = Vec::with_capacity(4096);
@@ -717,13 +719,13 @@ fn read_head(path: &Path) -> io::Result<(Vec<u8>, u64)> {
     loop {
         let n = f.read(&mut chunk)?;
         if n == 0 {
-            return Ok((head, size));
+            return Ok((None, size));
         }
         let from = head.len().saturating_sub(4);
         head.extend_from_slice(&chunk[..n]);
         if let Some(p) = head_len(&head[from..]) {
             head.truncate(from + p);
-            return Ok((head, size));
+            return Ok((Some(head), size));
         }
     }
 }
@@ -731,13 +733,19 @@ fn read_head(path: &Path) -> io::Result<(Vec<u8>, u64)> {
 /// Reads entry `id` from the directory `active` without any lock (the
 /// owner's lock, or none for a reader beside a running server: every file
 /// of an entry is replaced by a rename, so a reader sees an old or a new
-/// state, never half of one). Checks that it is whole.
-pub fn read_entry(active: &Path, id: &QueueId) -> Result<Entry, String> {
+/// state, never half of one). Checks that it is whole; `None` when the
+/// entry's file does not exist.
+pub fn read_entry(active: &Path, id: &QueueId) -> Result<Option<Entry>, String> {
     let path = active.join(id.as_str());
-    let (head, size) = read_head(&path).map_err(|e| format!("entry: {e}"))?;
-    let Some(n) = head_len(&head) else {
+    let (head, size) = match read_head(&path) {
+        Ok(got) => got,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("entry: {e}")),
+    };
+    let Some(head) = head else {
         return Err("entry: no complete envelope at its start".to_string());
     };
+    let n = head.len();
     let env = match fs::read(active.join(format!("{id}{ENV}"))) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => head,
@@ -754,7 +762,7 @@ pub fn read_entry(active: &Path, id: &QueueId) -> Result<Entry, String> {
             entry.size
         ));
     }
-    Ok(entry)
+    Ok(Some(entry))
 }
 
 /// The entries under `root/active/`, read without the spool's lock and
@@ -775,8 +783,9 @@ pub fn read_unlocked(root: &Path) -> Result<(Listing, Vec<(String, String)>), St
             Err(e) => Err(e.to_string()),
         };
         match read {
-            Ok(e) => listing.entries.push(e),
+            Ok(Some(e)) => listing.entries.push(e),
             // Removed between the listing and the read: delivered.
+            Ok(None) => {}
             Err(_) if !active.join(&name).exists() => {}
             Err(why) => bad.push((name, why)),
         }
@@ -826,8 +835,9 @@ impl Queue for Spool {
                 Err(e) => Err(e.to_string()),
             };
             match loaded {
-                Ok(entry) => listing.entries.push(entry),
+                Ok(Some(entry)) => listing.entries.push(entry),
                 // Removed by a delivery since the directory was read.
+                Ok(None) => {}
                 Err(_) if !active.join(&name).exists() => {}
                 Err(reason) => listing.corrupt.push(self.quarantine(&name, reason)?),
             }

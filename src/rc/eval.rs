@@ -1462,28 +1462,24 @@ impl<'fx> Eval<'fx> {
             },
             msgprefix: self.var_or(b"MSGPREFIX", b"msg.").to_vec(),
         };
-        match self.fx.deliver_folders(names, data, &opts) {
+        let (lastfolder, ok) = match self.fx.deliver_folders(names, data, &opts) {
             Ok(d) => {
-                if self.fx.announces_lastfolder() {
-                    self.set_lastfolder_quietly(d.lastfolder);
-                } else {
-                    self.set_lastfolder(d.lastfolder);
-                }
-                self.lastfolder_was_written();
                 self.last_written = d.written;
-                true
+                (Some(d.lastfolder), true)
             }
-            Err(lastfolder) => {
-                if let Some(l) = lastfolder {
-                    if self.fx.announces_lastfolder() {
-                        self.set_lastfolder_quietly(l);
-                    } else {
-                        self.set_lastfolder(l);
-                    }
-                }
-                false
+            Err(lastfolder) => (lastfolder, false),
+        };
+        if let Some(l) = lastfolder {
+            if self.fx.announces_lastfolder() {
+                self.set_lastfolder_quietly(l);
+            } else {
+                self.set_lastfolder(l);
+            }
+            if ok {
+                self.lastfolder_was_written();
             }
         }
+        ok
     }
 
     /// The local lockfile of a recipe (§11): `:0 :` derives it from the

@@ -153,41 +153,23 @@ pub struct Regex {
 /// them again with CPUID on first use, which on a virtual machine costs
 /// about a tenth of a small delivery (bench/README.md).
 #[derive(Clone, Debug)]
-struct Starts {
-    bytes: [u8; 3],
-    n: usize,
-}
+struct Starts(Vec<u8>);
 
 impl Starts {
-    fn new(starts: &[[u8; 1]]) -> Starts {
-        let mut bytes = [0u8; 3];
-        for (b, s) in bytes.iter_mut().zip(starts) {
-            *b = s[0];
-        }
-        Starts {
-            bytes,
-            n: starts.len().min(3),
-        }
-    }
-
     /// The first position at or after `from` in `area` holding one of the
     /// bytes. With two or three bytes the area is searched a block at a
     /// time, so an early match of one byte is not paid for with a scan
     /// of the whole rest for the others.
     fn find(&self, area: &[u8], from: usize) -> Option<usize> {
         const BLOCK: usize = 4096;
-        if self.n == 1 {
-            return c_memchr(self.bytes[0], area.get(from..)?).map(|p| from + p);
+        if let [b] = self.0[..] {
+            return c_memchr(b, area.get(from..)?).map(|p| from + p);
         }
         let mut at = from;
         while at < area.len() {
             let end = area.len().min(at + BLOCK);
             let block = &area[at..end];
-            if let Some(p) = self.bytes[..self.n]
-                .iter()
-                .filter_map(|&b| c_memchr(b, block))
-                .min()
-            {
+            if let Some(p) = self.0.iter().filter_map(|&b| c_memchr(b, block)).min() {
                 return Some(at + p);
             }
             at = end;
@@ -825,7 +807,7 @@ impl Regex {
                 set.set(b, first.contains(b | 0x20));
             }
         }
-        let mut starts: Vec<[u8; 1]> = Vec::new();
+        let mut starts = Vec::new();
         for (w, &word) in set.0.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -833,14 +815,14 @@ impl Regex {
                 bits &= bits - 1;
                 self.skip[b] = true;
                 if starts.len() < 4 {
-                    starts.push([b as u8]);
+                    starts.push(b as u8);
                 }
             }
         }
         self.can_skip = can_skip;
         self.prefilter = match starts.len() {
             // memchr: reliably faster than the table.
-            1..=3 if can_skip => Some(Starts::new(&starts)),
+            1..=3 if can_skip => Some(Starts(starts)),
             _ => None,
         };
     }
@@ -1717,8 +1699,7 @@ mod tests {
         let naive =
             |bytes: &[u8], from: usize| (from..area.len()).find(|&i| bytes.contains(&area[i]));
         for bytes in [&b"a"[..], b"b", b"ab", b"ba", b"abc", b"cb", b"xyz", b"x"] {
-            let starts: Vec<[u8; 1]> = bytes.iter().map(|&b| [b]).collect();
-            let s = Starts::new(&starts);
+            let s = Starts(bytes.to_vec());
             for from in [0, 1, 4095, 4096, 4097, 5000, 5001, 9000, 9001, 9999, 10_000] {
                 assert_eq!(
                     s.find(&area, from),
@@ -1727,7 +1708,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(Starts::new(&[[b'a']]).find(b"", 0), None);
+        assert_eq!(Starts(b"a".to_vec()).find(b"", 0), None);
     }
 
     /// A small fixed-seed generator (xorshift64*), so failures reproduce.

@@ -47,14 +47,14 @@ pub struct RouteHost {
     hostname: String,
     peer: SocketAddr,
     session_id: String,
-    /// Messages taken in this session, for the `Received:` id.
+    /// Messages taken in this session, numbering them in the log.
     taken: u32,
     log: Log,
 }
 
 impl RouteHost {
     /// A host for the session with `peer`; `session_id` names the session
-    /// in the log and in `Received: ... id`.
+    /// in the log (`Received: ... id` names the queue id).
     pub fn new(
         routes: Arc<route::Config>,
         queue: Arc<dyn Queue>,

@@ -319,14 +319,6 @@ pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) 
             ));
             continue;
         }
-        if !KEYS.contains(&key) {
-            diags.push(Diagnostic::error(
-                file,
-                span,
-                format!("unknown setting `{key}`"),
-            ));
-            continue;
-        }
         if key == "list" {
             match route::lists::ListSpec::parse(value, span) {
                 Ok(list) if s.lists.iter().any(|l| l.name == list.name) => diags.push(
@@ -337,8 +329,14 @@ pub fn parse(file: &str, src: &[u8], dir: &Path) -> (Settings, Vec<Diagnostic>) 
             }
             continue;
         }
-        if let Err(what) = apply(&mut s, key, value, dir, &mut listen_given) {
-            diags.push(Diagnostic::error(file, span, format!("`{key}`: {what}")));
+        match apply(&mut s, key, value, dir, &mut listen_given) {
+            Ok(true) => {}
+            Ok(false) => diags.push(Diagnostic::error(
+                file,
+                span,
+                format!("unknown setting `{key}`"),
+            )),
+            Err(what) => diags.push(Diagnostic::error(file, span, format!("`{key}`: {what}"))),
         }
     }
     if s.max_sessions == 0 {
@@ -372,48 +370,6 @@ fn span_of(seen: &[(String, Span)], key: &str) -> Span {
         .map_or(Span::default(), |(_, s)| *s)
 }
 
-/// The keys a settings file may set.
-const KEYS: &[&str] = &[
-    "listen",
-    "hostname",
-    "spool",
-    "max_message_size",
-    "max_header",
-    "max_recipients",
-    "max_line",
-    "max_sessions",
-    "max_errors",
-    "max_hops",
-    "command_timeout",
-    "data_timeout",
-    "bare_newline",
-    "queue_interval",
-    "min_backoff",
-    "max_backoff",
-    "max_lifetime",
-    "deliver",
-    "mail_root",
-    "virtual_user",
-    "delivery_mode",
-    "max_deliveries",
-    "relay_lanes",
-    "deliver_zygotes",
-    "sendmail",
-    "trusted_include",
-    "list",
-    "delay_warning",
-    "smart_host",
-    "smtp_connect_timeout",
-    "smtp_greeting_timeout",
-    "smtp_helo_timeout",
-    "smtp_mail_timeout",
-    "smtp_rcpt_timeout",
-    "smtp_data_init_timeout",
-    "smtp_data_block_timeout",
-    "smtp_data_done_timeout",
-    "smtp_quit_timeout",
-];
-
 /// A duration: a whole number with an optional unit `s`, `m`, `h` or `d`
 /// (seconds when none), at least one second.
 fn duration(v: &str) -> Result<Duration, &'static str> {
@@ -430,14 +386,15 @@ fn duration(v: &str) -> Result<Duration, &'static str> {
     }
 }
 
-/// Sets one known key; the error says what the value should be.
+/// Sets one key (`list` excepted, which [`parse`] reads itself); false
+/// when `key` is no setting; the error says what the value should be.
 fn apply(
     s: &mut Settings,
     key: &str,
     value: &str,
     dir: &Path,
     listen_given: &mut bool,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let number = |v: &str| v.parse::<u64>().map_err(|_| "want a whole number");
     let positive = |v: &str| match number(v)? {
         0 => Err("want a whole number, at least 1"),
@@ -519,9 +476,9 @@ fn apply(
         "smtp_data_block_timeout" => s.relay.timeouts.data_block = duration(value)?,
         "smtp_data_done_timeout" => s.relay.timeouts.data_end = duration(value)?,
         "smtp_quit_timeout" => s.relay.timeouts.quit = duration(value)?,
-        _ => unreachable!("key checked against KEYS"),
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
