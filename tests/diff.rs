@@ -1036,8 +1036,8 @@ fn comsat_run(prog: &Path, listener: &std::net::UdpSocket, rc: &str) -> (Vec<Str
         .expect("set timeout");
     // Maildir unique names and directory-folder inode codes differ between
     // two runs of procmail itself (as in `normalise_names`).
-    let varying = Regex::new(r"/new/[0-9]+\.[^ :/\x22]+|/msg\.[A-Za-z0-9_-]+")
-        .expect("varying-name regex");
+    let varying =
+        Regex::new(r"/new/[0-9]+\.[^ :/\x22]+|/msg\.[A-Za-z0-9_-]+").expect("varying-name regex");
     let mask = |b: &[u8]| -> String {
         let b = replace_all(b, w.as_os_str().as_bytes(), b"$W");
         let s = String::from_utf8_lossy(&b).into_owned();

@@ -10,7 +10,9 @@ fn main() {
     // argument reaches formail's parser as it was given (clap would take a
     // `--` for itself).
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let arg0 = argv.first().map_or(std::ffi::OsStr::new(""), |a| a.as_os_str());
+    let arg0 = argv
+        .first()
+        .map_or(std::ffi::OsStr::new(""), |a| a.as_os_str());
     let rest = argv.get(1..).unwrap_or_default();
     if postroom::submit::is_sendmail_name(arg0) {
         std::process::exit(postroom::submit::main_argv(&argv));

@@ -82,4 +82,3 @@ fn open_cache(p: &Path) -> std::io::Result<std::fs::File> {
         .truncate(false)
         .open(p)
 }
-

@@ -133,6 +133,9 @@ pub struct Envelope {
     pub params: MailParams,
     /// The accepted recipients, in order.
     pub rcpts: Vec<ForwardPath>,
+    /// How many `Received:` fields the message came with (counted at the
+    /// end of DATA for the hop limit; 0 before).
+    pub received: usize,
 }
 
 /// The host's answer to one RCPT.
@@ -475,6 +478,7 @@ impl<H: Host> Session<H> {
             from,
             params,
             rcpts: Vec::new(),
+            received: 0,
         });
         self.rcpt_tries = 0;
         Reply::ok(250, (1, 0), "Ok")
@@ -591,7 +595,7 @@ impl<H: Host> Session<H> {
     }
 
     fn data_end(&mut self, end: DataEnd) -> Reply {
-        let tx = self
+        let mut tx = self
             .tx
             .take()
             .expect("DATA is only entered with a transaction");
@@ -604,7 +608,8 @@ impl<H: Host> Session<H> {
             DataEnd::Message(m) => {
                 // mta-semantics B.7: refuse at end of DATA, counting the
                 // Received: field we are about to add.
-                if received_count(&m) + 1 > self.config.max_hops {
+                tx.received = received_count(&m);
+                if tx.received + 1 > self.config.max_hops {
                     return Reply::perm(554, (4, 6), "Error: too many hops");
                 }
                 let reply = self.host.data_end(&tx, &m);
@@ -745,6 +750,12 @@ impl Host for MemoryHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_fields_are_counted_in_the_header_only() {
+        let m = b"Received: a\r\nRECEIVED : b\r\nX-Received: c\r\n\r\nReceived: body\r\n";
+        assert_eq!(received_count(m), 2);
+    }
 
     fn config() -> Config {
         Config {
