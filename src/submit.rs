@@ -292,7 +292,7 @@ fn submit_input(
         trusted,
         name_env: std::env::var("NAME").ok(),
         id: &id,
-        date: local.format("%a, %d %b %Y %H:%M:%S %z").to_string(),
+        date: local.format(crate::message::RFC5322_DATE).to_string(),
         stamp: local.format("%Y%m%d%H%M%S").to_string(),
         max_message: settings.max_message,
         max_hops: settings.max_hops,

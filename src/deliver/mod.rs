@@ -376,7 +376,7 @@ impl Effects for Host {
                 if !child {
                     self.stamp = now.timestamp();
                 }
-                let date = now.format("%a %b %e %H:%M:%S %Y");
+                let date = now.format(crate::message::CTIME);
                 out.extend_from_slice(
                     format!("procmail: [{}] {date}\n", std::process::id()).as_bytes(),
                 );
@@ -399,7 +399,7 @@ pub fn postmark_line(sender: &[u8]) -> Vec<u8> {
     let mut line = b"From ".to_vec();
     line.extend_from_slice(sender);
     line.extend_from_slice(b"  ");
-    line.extend_from_slice(now.format("%a %b %e %H:%M:%S %Y").to_string().as_bytes());
+    line.extend_from_slice(now.format(crate::message::CTIME).to_string().as_bytes());
     line
 }
 

@@ -1434,7 +1434,7 @@ fn fileno_start() -> Option<(i64, usize)> {
 /// included).
 fn ctime_now() -> String {
     let now = chrono::Local::now();
-    format!("{}\n", now.format("%a %b %e %H:%M:%S %Y"))
+    format!("{}\n", now.format(crate::message::CTIME))
 }
 
 #[cfg(test)]

@@ -266,6 +266,13 @@ impl Message {
     }
 }
 
+/// chrono's format for ctime(3)'s date, as in mbox postmarks and
+/// procmail's log: `Thu Nov 26 09:01:41 2026`.
+pub const CTIME: &str = "%a %b %e %H:%M:%S %Y";
+
+/// chrono's format for an RFC 5322 date: `Thu, 26 Nov 2026 09:01:41 +0000`.
+pub const RFC5322_DATE: &str = "%a, %d %b %Y %H:%M:%S %z";
+
 /// `text` as an RFC 5322 phrase (a display name, a `List-Id:`
 /// description): as it is when it is atoms and blanks, else a quoted
 /// string with `"` and `\` escaped.

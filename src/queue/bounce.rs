@@ -227,7 +227,7 @@ pub fn header(message: &[u8]) -> &[u8] {
 /// RFC 5322 date in UTC.
 fn rfc5322(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |d| {
-        d.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+        d.format(crate::message::RFC5322_DATE).to_string()
     })
 }
 

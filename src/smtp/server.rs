@@ -152,7 +152,7 @@ pub fn received_field(
 /// comment, as Postfix writes it: `Thu, 26 Nov 2026 09:01:41 +0000 (UTC)`.
 fn rfc5322_now() -> String {
     let now = chrono::Local::now();
-    let date = now.format("%a, %d %b %Y %H:%M:%S %z").to_string();
+    let date = now.format(crate::message::RFC5322_DATE).to_string();
     match zone_name(now.timestamp()) {
         Some(zone) => format!("{date} ({zone})"),
         None => date,

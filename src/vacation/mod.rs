@@ -136,7 +136,7 @@ pub fn listing(db: &Database) -> String {
             Stamp::At(t) => {
                 let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t);
                 chrono::DateTime::<chrono::Local>::from(t)
-                    .format("%a %b %e %H:%M:%S %Y")
+                    .format(crate::message::CTIME)
                     .to_string()
             }
         };
@@ -235,7 +235,7 @@ pub fn respond(opts: &Options, header: &[u8], now: SystemTime, log: &Log) -> i32
         std::process::id(),
         settings.hostname
     );
-    let date = local.format("%a, %d %b %Y %H:%M:%S %z").to_string();
+    let date = local.format(crate::message::RFC5322_DATE).to_string();
     let bytes = reply::build(&reply::Reply {
         from: &from,
         to: &sender,
