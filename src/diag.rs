@@ -130,6 +130,14 @@ impl Diagnostic {
     }
 }
 
+/// `text` for one line of output (a log line, a header field, a message
+/// to the user): control characters, line ends among them, shown as `?`.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -424,11 +424,11 @@ pub fn prepare(
     }
     let has = |n: &[u8]| fields.iter().any(|f| name_of(f).eq_ignore_ascii_case(n));
     let mut out = Vec::with_capacity(text.len() + 512);
-    let user = printable(&ctx.who.user);
+    let user = crate::diag::one_line(&ctx.who.user);
     out.extend_from_slice(
         format!(
             "Received: (from {user}@localhost)\r\n\tby {} (postroom) id {}; {}\r\n",
-            printable(ctx.hostname),
+            crate::diag::one_line(ctx.hostname),
             ctx.id,
             ctx.date
         )
@@ -441,8 +441,8 @@ pub fn prepare(
         out.extend_from_slice(
             format!(
                 "X-Authentication-Warning: {}: {user} set sender to {} using -{}\r\n",
-                printable(ctx.hostname),
-                printable(&String::from_utf8_lossy(
+                crate::diag::one_line(ctx.hostname),
+                crate::diag::one_line(&String::from_utf8_lossy(
                     inv.from.as_deref().unwrap_or_default()
                 )),
                 inv.from_letter
@@ -497,7 +497,7 @@ pub fn prepare(
                 "Message-ID: <{}.{}@{}>\r\n",
                 ctx.stamp,
                 ctx.id,
-                printable(ctx.hostname)
+                crate::diag::one_line(ctx.hostname)
             )
             .as_bytes(),
         );
@@ -554,13 +554,6 @@ fn push_unique(list: &mut Vec<String>, a: String) {
     }
 }
 
-/// Control characters replaced, for text we put into a header field.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// The full name in a GECOS field: its first comma-separated part, `&`
 /// standing for the login name capitalised (passwd(5), sendmail's
 /// `buildfname`).
@@ -577,7 +570,7 @@ fn gecos_name(gecos: &str, user: &str) -> Option<String> {
 
 /// A display name as an RFC 5322 phrase, control characters dropped.
 fn display_name(n: &str) -> String {
-    crate::message::phrase(&printable(n))
+    crate::message::phrase(&crate::diag::one_line(n))
 }
 
 /// The sender of `-f`/`-r`: an address as in a header field (`<a@x>`,
@@ -587,7 +580,7 @@ fn sender_address(raw: &[u8], hostname: &str) -> Result<String, SubmitError> {
     let bad = || {
         SubmitError::Usage(format!(
             "invalid sender address `{}`",
-            printable(&String::from_utf8_lossy(raw))
+            crate::diag::one_line(&String::from_utf8_lossy(raw))
         ))
     };
     match address_list(raw).as_slice() {
@@ -606,7 +599,7 @@ fn checked_sender(s: &str) -> Result<String, SubmitError> {
         Ok((ReversePath::Null, "")) => Ok(String::new()),
         _ => Err(SubmitError::Usage(format!(
             "invalid sender address `{}`",
-            printable(s)
+            crate::diag::one_line(s)
         ))),
     }
 }
@@ -617,7 +610,7 @@ fn forward_address(a: &[u8], hostname: &str) -> Result<String, SubmitError> {
     let bad = || {
         SubmitError::Usage(format!(
             "invalid recipient address `{}`",
-            printable(&String::from_utf8_lossy(a))
+            crate::diag::one_line(&String::from_utf8_lossy(a))
         ))
     };
     let s = std::str::from_utf8(a).map_err(|_| bad())?;

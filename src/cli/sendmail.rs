@@ -173,10 +173,7 @@ pub fn parse<S: AsRef<OsStr>>(args: &[S]) -> Result<Invocation, UsageError> {
 
 /// `-X` shown for a message, control bytes replaced.
 fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::diag::one_line(&String::from_utf8_lossy(b))
 }
 
 /// A letter without a value.

@@ -368,7 +368,7 @@ pub fn mailq(listing: &Listing) -> String {
                     "{:>60}({} {})",
                     "",
                     err.status(),
-                    printable(&err.diagnostic)
+                    crate::diag::one_line(&err.diagnostic)
                 );
             }
         }
@@ -400,13 +400,6 @@ fn date(unix: i64) -> String {
         || unix.to_string(),
         |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
     )
-}
-
-/// Control characters shown as `?`, for one-line output.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
