@@ -731,13 +731,7 @@ fn count(state: State, sum: &mut Summary) {
 /// A routing reply as a failure: its class and enhanced code as given.
 pub fn from_reply(reply: &crate::status::Reply) -> Failure {
     let class = reply.class().unwrap_or(Class::Perm);
-    let detail = reply
-        .enhanced()
-        .and_then(|e| {
-            let mut p = e.split('.').skip(1).map(|n| n.parse::<u16>().ok());
-            Some((p.next()??, p.next()??))
-        })
-        .unwrap_or((0, 0));
+    let detail = reply.detail().unwrap_or((0, 0));
     let text = reply.to_string().replace(['\r', '\n'], " ");
     Failure {
         class,

@@ -226,6 +226,22 @@ pub struct Reply {
     closes: bool,
 }
 
+/// An enhanced status code `D.S.N` (RFC 3463; one to three digits each)
+/// as numbers, or `None`.
+pub fn parse_enhanced(s: &[u8]) -> Option<(u16, u16, u16)> {
+    let parts: Vec<&[u8]> = s.split(|&b| b == b'.').collect();
+    let [c, sub, det] = parts[..] else {
+        return None;
+    };
+    let num = |p: &[u8]| -> Option<u16> {
+        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(p).ok()?.parse().ok()
+    };
+    Some((num(c)?, num(sub)?, num(det)?))
+}
+
 /// Replaces control characters so that a reply line can never be split or
 /// forged by text that came from a client or a table. A tab stays: RFC
 /// 5321 4.2 allows it in reply text, and sendmail sends a table's text as
@@ -365,6 +381,12 @@ impl Reply {
     pub fn enhanced(&self) -> Option<String> {
         let first = self.class.map_or(2, Class::digit);
         self.enhanced.map(|(a, b)| format!("{first}.{a}.{b}"))
+    }
+
+    /// The enhanced code's subject and detail (`(1, 1)` for `5.1.1`), if
+    /// the reply has one.
+    pub fn detail(&self) -> Option<(u16, u16)> {
+        self.enhanced
     }
 
     /// The text lines, without codes.

@@ -87,21 +87,6 @@ fn reply_code(s: &[u8]) -> Option<u16> {
     }
 }
 
-/// `D.S.N` as numbers, or `None`.
-fn dsn(s: &[u8]) -> Option<(u16, u16, u16)> {
-    let parts: Vec<&[u8]> = s.split(|&b| b == b'.').collect();
-    let [c, sub, det] = parts[..] else {
-        return None;
-    };
-    let num = |p: &[u8]| -> Option<u16> {
-        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(p).ok()?.parse().ok()
-    };
-    Some((num(c)?, num(sub)?, num(det)?))
-}
-
 /// The text of an error, or the default for its class.
 fn text_or(text: &[u8], default: &str) -> String {
     if text.is_empty() {
@@ -119,9 +104,10 @@ pub fn parse_error(spec: &[u8]) -> Result<Reply, String> {
     let (first, text) = word(spec);
     // D.S.N:CODE text
     if let Some(colon) = first.iter().position(|&b| b == b':') {
-        let (Some((c, sub, det)), Some(code)) =
-            (dsn(&first[..colon]), reply_code(&first[colon + 1..]))
-        else {
+        let (Some((c, sub, det)), Some(code)) = (
+            crate::status::parse_enhanced(&first[..colon]),
+            reply_code(&first[colon + 1..]),
+        ) else {
             return Err(format!(
                 "bad `error:D.S.N:CODE` form `{}`",
                 String::from_utf8_lossy(first)

@@ -145,18 +145,8 @@ impl ServerReply {
     pub fn enhanced(&self) -> Option<(u16, u16)> {
         let first = self.lines.first()?;
         let word = first.split(|&b| b == b' ').next()?;
-        let parts: Vec<&[u8]> = word.split(|&b| b == b'.').collect();
-        let [c, s, d] = parts[..] else {
-            return None;
-        };
-        let num = |p: &[u8]| -> Option<u16> {
-            if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            std::str::from_utf8(p).ok()?.parse().ok()
-        };
-        (num(c)? == self.code / 100).then_some(())?;
-        Some((num(s)?, num(d)?))
+        let (c, s, d) = crate::status::parse_enhanced(word)?;
+        (c == self.code / 100).then_some((s, d))
     }
 
     /// The reply as one printable line: code and the lines' text joined by
