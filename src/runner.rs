@@ -190,14 +190,7 @@ pub fn pick_up(queue: &dyn Queue, sum: &mut Summary) {
 /// Adds one line per entry the listing moved to `corrupt/` to `sum.errors`,
 /// in the words of `queue::mailq`, so the server's log names each one.
 pub fn report_corrupt(corrupt: &[Corrupt], sum: &mut Summary) {
-    for c in corrupt {
-        sum.errors.push(format!(
-            "corrupt: {} moved to {}: {}",
-            c.name,
-            c.moved_to.display(),
-            c.reason
-        ));
-    }
+    sum.errors.extend(corrupt.iter().map(Corrupt::to_string));
 }
 
 /// The queue runner.

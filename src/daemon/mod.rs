@@ -487,10 +487,8 @@ fn log_summary(log: &server::Log, what: &str, s: &Summary) {
 /// Logs the queue entries that opening the spool moved to `corrupt/`
 /// (never deleted; this line is their report).
 fn report_corrupt(who: &str, corrupt: &[crate::queue::Corrupt]) {
-    let mut sum = Summary::default();
-    crate::runner::report_corrupt(corrupt, &mut sum);
-    for line in sum.errors {
-        eprintln!("{who}: {line}");
+    for c in corrupt {
+        eprintln!("{who}: {c}");
     }
 }
 

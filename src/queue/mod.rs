@@ -90,6 +90,20 @@ pub struct Corrupt {
     pub reason: String,
 }
 
+/// `corrupt: NAME moved to PATH: REASON`, the one line that reports it
+/// (mailq listing, the server's log).
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "corrupt: {} moved to {}: {}",
+            self.name,
+            self.moved_to.display(),
+            self.reason
+        )
+    }
+}
+
 /// The whole queue, for `postroom queue` (like mailq) and the runner.
 #[derive(Clone, Debug, Default)]
 pub struct Listing {
@@ -383,13 +397,7 @@ pub fn mailq(listing: &Listing) -> String {
         );
     }
     for c in &listing.corrupt {
-        let _ = writeln!(
-            s,
-            "corrupt: {} moved to {}: {}",
-            c.name,
-            c.moved_to.display(),
-            c.reason
-        );
+        let _ = writeln!(s, "{c}");
     }
     s
 }
