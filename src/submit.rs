@@ -284,7 +284,7 @@ fn submit_input(
         }
     };
     let now = SystemTime::now();
-    let id = maildrop::new_name(now);
+    let id = QueueId::generate(now);
     let local = chrono::DateTime::<chrono::Local>::from(now);
     let ctx = Context {
         hostname: &settings.hostname,

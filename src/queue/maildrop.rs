@@ -55,7 +55,6 @@ use std::io::{self, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use super::entry::{Address, Envelope, esc, unesc};
 use super::spool::QueueId;
@@ -362,11 +361,6 @@ pub fn drop_file(spool: &Path, name: &QueueId, drop: &Submission) -> Result<(), 
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-/// A fresh name for a maildrop file made at `now`.
-pub fn new_name(now: SystemTime) -> QueueId {
-    QueueId::generate(now)
 }
 
 #[cfg(test)]

@@ -1100,7 +1100,7 @@ mod tests {
     fn pickup_queues_each_file_with_its_envelope_and_removes_it() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, _) = open(dir.path());
-        let name = maildrop::new_name(SystemTime::now());
+        let name = QueueId::generate(SystemTime::now());
         maildrop::drop_file(dir.path(), &name, &a_drop(my_uid())).unwrap();
         let mode = fs::metadata(dir.path().join("maildrop").join(name.as_str()))
             .unwrap()
@@ -1203,7 +1203,7 @@ mod tests {
         d.trusted = true;
         d.sender_set = true;
         d.sender = "list-owner@example.test".into();
-        let name = maildrop::new_name(SystemTime::now());
+        let name = QueueId::generate(SystemTime::now());
         maildrop::drop_file(dir.path(), &name, &d).unwrap();
         let got = spool.pickup().unwrap();
         assert!(got.corrupt.is_empty(), "{got:?}");
