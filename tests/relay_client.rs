@@ -37,35 +37,24 @@ impl Drop for Server {
     }
 }
 
-/// Whether `ok`; if not, in CI a failure, elsewhere a skip with a note.
-fn require(ok: bool, what: &str) -> bool {
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("required tool {what} is missing in CI");
-        }
-        eprintln!("skipping: {what} is not installed");
-    }
-    ok
-}
-
 pub(crate) fn have_aiosmtpd() -> bool {
     let ok = Command::new(PYTHON)
         .args(["-c", "import aiosmtpd"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    require(
+    crate::util::require(
         ok,
         "python3-aiosmtpd (/usr/bin/python3 -c 'import aiosmtpd')",
     )
 }
 
 pub(crate) fn have_python() -> bool {
-    require(Path::new(PYTHON).exists(), "/usr/bin/python3")
+    crate::util::require(Path::new(PYTHON).exists(), "/usr/bin/python3")
 }
 
 fn have_smtp_sink() -> bool {
-    require(
+    crate::util::require(
         Path::new(SMTP_SINK).exists(),
         "postfix's /usr/sbin/smtp-sink",
     )

@@ -289,19 +289,6 @@ fn escape_after_first_nul(mbox: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether the test may act as root. Not being root skips the test with a
-/// message; in CI (CI=true), where the tests run as root, it is a failure.
-fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root, and CI runs the tests as root");
-    }
-    eprintln!("skipping: this test needs root (run the tests as root, as CI does)");
-    false
-}
-
 // ---------------------------------------------------------------------------
 // 1. Odd messages
 
@@ -967,7 +954,7 @@ fn spool_data<'a>(r: &'a DRun, u: &SysUser) -> &'a [u8] {
 /// message; an unknown user gives 67. Everything compared with procmail.
 #[test]
 fn d_mode_matches_procmail() {
-    if !require_tool("procmail") || !require_tool("useradd") || !require_root() {
+    if !require_tool("procmail") || !require_tool("useradd") || !crate::util::require_root() {
         return;
     }
     let a = SysUser::new("a");
@@ -1040,7 +1027,7 @@ fn d_mode_matches_procmail() {
 /// goes to the system mailbox instead.
 #[test]
 fn d_mode_suspicious_rcfile_is_ignored() {
-    if !require_tool("procmail") || !require_tool("useradd") || !require_root() {
+    if !require_tool("procmail") || !require_tool("useradd") || !crate::util::require_root() {
         return;
     }
     let a = SysUser::new("s");
@@ -1076,7 +1063,7 @@ fn d_mode_suspicious_rcfile_is_ignored() {
 /// ORGMAIL applies.
 #[test]
 fn d_mode_unwritable_folders_fall_back() {
-    if !require_tool("procmail") || !require_tool("useradd") || !require_root() {
+    if !require_tool("procmail") || !require_tool("useradd") || !crate::util::require_root() {
         return;
     }
     let a = SysUser::new("f");
@@ -1391,7 +1378,7 @@ fn bad_mailbox(what: &str, u: &SysUser, outside: &Path) {
 /// has a user of its own and they run in parallel.
 #[test]
 fn d_mode_bogus_system_mailboxes() {
-    if !require_tool("procmail") || !require_tool("useradd") || !require_root() {
+    if !require_tool("procmail") || !require_tool("useradd") || !crate::util::require_root() {
         return;
     }
     let cases = [
@@ -1490,7 +1477,7 @@ fn signals_end_the_run_like_procmail() {
 /// child switches to the user before reading the rcfile.
 #[test]
 fn d_mode_through_a_zygote_writes_what_an_exec_writes() {
-    if !require_tool("useradd") || !require_root() {
+    if !require_tool("useradd") || !crate::util::require_root() {
         return;
     }
     use postroom::deliver::zygote::{Request, Zygotes};

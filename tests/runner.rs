@@ -1069,11 +1069,7 @@ fn a_zygote_started_through_a_wrapper_reads_options_by_deliver_s_own_name() {
 #[test]
 fn a_virtual_users_delivery_runs_as_the_virtual_user_through_a_zygote() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI runs as root; this test needs root");
-        }
-        eprintln!("skipping: needs root");
+    if !crate::util::require_root() {
         return;
     }
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();

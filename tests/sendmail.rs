@@ -378,22 +378,9 @@ impl std::ops::Drop for SysUser {
     }
 }
 
-/// Root is needed to act as another user; in CI (CI=true, run as root)
-/// its absence is a failure.
-fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root, and CI runs the tests as root");
-    }
-    eprintln!("skipping: this test needs root to submit as another user");
-    false
-}
-
 #[test]
 fn an_untrusted_dash_f_is_marked_and_a_forged_trust_claim_goes_to_corrupt() {
-    if !require_tool("useradd") || !require_root() {
+    if !require_tool("useradd") || !crate::util::require_root() {
         return;
     }
     let dir = Dir::new("sendmail-untrusted");

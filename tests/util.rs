@@ -62,21 +62,32 @@ pub fn cmd(name: &str) -> Command {
     c
 }
 
-/// Whether a required external tool is present. In CI (CI=true) a missing
-/// tool is a failure; elsewhere the test says so and is skipped.
+/// Whether `ok`, a test's requirement (`what`: a tool, root). In CI
+/// (CI=true) a missing one is a failure; elsewhere the test says so and is
+/// skipped.
+pub fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("this test needs {what}, which CI must have");
+        }
+        eprintln!("skipping: this test needs {what}");
+    }
+    ok
+}
+
+/// Whether a required external tool is present ([`require`]).
 pub fn require_tool(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("required tool `{tool}` is missing in CI");
-        }
-        eprintln!("skipping: `{tool}` is not installed");
-    }
-    found
+    require(found, &format!("`{tool}`"))
+}
+
+/// Whether the tests run as root ([`require`]; CI runs them as root).
+pub fn require_root() -> bool {
+    require(nix::unistd::geteuid().is_root(), "root")
 }
 
 /// The names in directory `p`, sorted (empty if it does not exist).
