@@ -1074,7 +1074,7 @@ impl Exec {
                     .filter_map(|(k, v)| v.map(|v| pair(k, v)))
                     .collect(),
                 id,
-                message: input.to_vec(),
+                message: input.into(),
             };
             return match z.run(&req, self.time_limit) {
                 Ok(end) => ended(end, what),

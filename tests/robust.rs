@@ -1496,7 +1496,7 @@ fn d_mode_through_a_zygote_writes_what_an_exec_writes() {
                     .collect(),
                 env: vec![b"PATH=/usr/bin:/bin".to_vec()],
                 id: None,
-                message: D_MSG.to_vec(),
+                message: D_MSG.into(),
             };
             let end = z.run(&req, Duration::from_secs(30)).unwrap().unwrap();
             assert_eq!(

@@ -975,7 +975,7 @@ fn a_zygote_gives_the_exit_code_and_stderr_an_exec_gives() {
                 .map(|(k, v)| format!("{k}={v}").into_bytes())
                 .collect(),
             id: None,
-            message: MSG.to_vec(),
+            message: MSG.into(),
         };
         let got = zygotes
             .run(&req, Duration::from_secs(20))
@@ -1009,7 +1009,7 @@ fn a_zygote_child_past_the_time_limit_is_killed_and_the_zygote_goes_on() {
         ],
         env: vec![b"PATH=/usr/bin:/bin".to_vec()],
         id: None,
-        message: MSG.to_vec(),
+        message: MSG.into(),
     };
     let start = std::time::Instant::now();
     let got = zygotes
@@ -1054,7 +1054,7 @@ fn a_zygote_started_through_a_wrapper_reads_options_by_deliver_s_own_name() {
         ],
         env: vec![b"PATH=/usr/bin:/bin".to_vec()],
         id: None,
-        message: MSG.to_vec(),
+        message: MSG.into(),
     };
     let got = zygotes.run(&req, Duration::from_secs(20)).unwrap().unwrap();
     assert_eq!(

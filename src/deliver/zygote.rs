@@ -29,6 +29,7 @@
 //! killed it) + the first [`STDERR_KEEP`] bytes of its stderr (u32 length).
 //! This module never decides what a status means (`runner` does).
 
+use std::borrow::Cow;
 use std::ffi::{CString, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -48,7 +49,7 @@ const MAGIC: &[u8; 4] = b"PRZ1";
 
 /// One delivery to run: what `deliver` would get from `Command`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<'a> {
     /// The argument vector, `argv[0]` first (the child gets the zygote's
     /// own `argv[0]` in its place).
     pub argv: Vec<Vec<u8>>,
@@ -56,8 +57,9 @@ pub struct Request {
     pub env: Vec<Vec<u8>>,
     /// Run as this uid and gid (the zygote must be root); `None` stays.
     pub id: Option<(u32, u32)>,
-    /// The message, given on standard input.
-    pub message: Vec<u8>,
+    /// The message, given on standard input (borrowed by a sender, owned
+    /// once decoded).
+    pub message: Cow<'a, [u8]>,
 }
 
 /// How a child ended.
@@ -112,7 +114,7 @@ fn get_list(r: &mut impl Read) -> io::Result<Vec<Vec<u8>>> {
     (0..n).map(|_| get_sized(r)).collect()
 }
 
-impl Request {
+impl Request<'_> {
     /// Writes the request as sent on the socket. The message follows the
     /// rest as it is: it is not copied into one buffer with it.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
@@ -129,7 +131,7 @@ impl Request {
     }
 
     /// Reads one request; `Ok(None)` at a clean end of the stream.
-    pub fn decode(r: &mut impl Read) -> io::Result<Option<Request>> {
+    pub fn decode(r: &mut impl Read) -> io::Result<Option<Request<'static>>> {
         let mut magic = [0u8; 4];
         match r.read(&mut magic[..1])? {
             0 => return Ok(None),
@@ -149,7 +151,7 @@ impl Request {
             argv,
             env,
             id: (uid > 0).then(|| (uid - 1, gid)),
-            message,
+            message: Cow::Owned(message),
         }))
     }
 }
@@ -225,7 +227,7 @@ pub fn serve(sock: UnixStream) -> i32 {
 }
 
 /// Runs one request in a child and reports on `sock`.
-fn answer(sock: &mut UnixStream, req: Request) -> io::Result<()> {
+fn answer(sock: &mut UnixStream, req: Request<'_>) -> io::Result<()> {
     let (input, errors) = match (memfd(c"message", &req.message), memfd(c"stderr", b"")) {
         (Ok(i), Ok(e)) => (i, e),
         (Err(e), _) | (_, Err(e)) => return refuse(sock, &format!("memfd: {e}")),
@@ -531,7 +533,7 @@ mod tests {
             argv: vec![b"deliver".to_vec(), b"-m".to_vec(), b"\xff rc".to_vec()],
             env: vec![b"HOME=/h".to_vec(), b"X=".to_vec()],
             id: Some((0, 5)),
-            message: b"From: a\n\nbody\0\n".to_vec(),
+            message: b"From: a\n\nbody\0\n".to_vec().into(),
         };
         let mut bytes = Vec::new();
         want.write_to(&mut bytes).unwrap();
