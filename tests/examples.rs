@@ -8,10 +8,10 @@
 //! Every wait is bounded; the server is killed by its guard even when a
 //! test panics.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::smtpd::{Smtpd, swaks};
-use crate::util::{Dir, cmd, names_in, require_tool};
+use crate::util::{Dir, names_in, require_tool};
 
 /// The example configuration and the sendmail stub copied into `dir` as
 /// they lie in the checkout (`examples/etc-mail/`,
@@ -29,14 +29,7 @@ fn start(dir: &Dir) -> Smtpd {
         "examples",
         &[("listen = 127.0.0.1:2525", "listen = 127.0.0.1:0")],
     );
-    let mut c = cmd("postroom");
-    c.arg("smtpd")
-        .arg("--config")
-        .arg(dir.join("examples/etc-mail"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    Smtpd::start_with(c)
+    Smtpd::start_config(&dir.join("examples/etc-mail"))
 }
 
 /// Sends `data` (header and body, LF line ends) from `from` to `to`; it

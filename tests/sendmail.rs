@@ -7,7 +7,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -474,14 +474,7 @@ fn example(dir: &Dir) -> PathBuf {
 fn sendmail_to_a_running_server_ends_in_bobs_maildir() {
     let dir = Dir::new("sendmail-e2e");
     let etc = example(&dir);
-    let mut c = cmd("postroom");
-    c.arg("smtpd")
-        .arg("--config")
-        .arg(&etc)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let server = Smtpd::start_with(c);
+    let server = Smtpd::start_config(&etc);
     let mut c = sendmail();
     c.env("POSTROOM_CONFIG", &etc)
         .args(["-oi", "bob@example.test"]);

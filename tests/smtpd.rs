@@ -51,21 +51,23 @@ pub(crate) struct Smtpd {
 }
 
 impl Smtpd {
+    /// Starts `postroom smtpd` on the configuration in `dir/etc`.
     pub(crate) fn start(dir: &Dir) -> Smtpd {
-        let mut c = cmd("postroom");
-        c.arg("smtpd")
-            .arg("--config")
-            .arg(dir.join("etc"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        Smtpd::start_with(c)
+        Smtpd::start_config(&dir.join("etc"))
     }
 
-    /// Starts `postroom smtpd` as `c` says (stderr piped) and waits for
-    /// its `listening on` line.
-    pub(crate) fn start_with(mut c: Command) -> Smtpd {
-        let mut child = c.spawn().expect("start postroom smtpd");
+    /// Starts `postroom smtpd --config etc` and waits for its `listening
+    /// on` line.
+    pub(crate) fn start_config(etc: &std::path::Path) -> Smtpd {
+        let mut child = cmd("postroom")
+            .arg("smtpd")
+            .arg("--config")
+            .arg(etc)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postroom smtpd");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -763,14 +765,7 @@ fn smtpd_delivers_through_the_example_rcfiles_on_flush_and_the_queue_empties() {
     }
     let dir = Dir::new("smtpd-e2e");
     example_config(&dir);
-    let mut c = cmd("postroom");
-    c.arg("smtpd")
-        .arg("--config")
-        .arg(dir.join("etc-mail"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut server = Smtpd::start_with(c);
+    let mut server = Smtpd::start_config(&dir.join("etc-mail"));
     for (to, extra) in [
         ("bob@example.test", "X-Test: plain"),
         ("alice@example.test", "X-Test: vacation"),
@@ -935,14 +930,7 @@ pub(crate) fn signal_and_wait(server: &mut Smtpd, sig: nix::sys::signal::Signal)
 
 /// Starts `postroom smtpd` on the example configuration in `dir`.
 fn start_example(dir: &Dir) -> Smtpd {
-    let mut c = cmd("postroom");
-    c.arg("smtpd")
-        .arg("--config")
-        .arg(dir.join("etc-mail"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    Smtpd::start_with(c)
+    Smtpd::start_config(&dir.join("etc-mail"))
 }
 
 /// Sets the example configuration's `queue_interval` (from 1d).

@@ -9,7 +9,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use postroom::queue::maildrop::Submission;
@@ -378,14 +378,7 @@ fn carols_rcfile_answers_once_and_never_lists_bulk_robots_bccs_or_bounces() {
     }
     let dir = Dir::new("vacation-e2e");
     let etc = example(&dir);
-    let mut c = cmd("postroom");
-    c.arg("smtpd")
-        .arg("--config")
-        .arg(&etc)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let server = Smtpd::start_with(c);
+    let server = Smtpd::start_config(&etc);
     let carol = "carol@example.test";
     // First: bob writes to carol; his inbox gets the reply.
     send(
